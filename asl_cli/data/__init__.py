@@ -1,0 +1,1 @@
+"""Data layer: asl-signs reader, preprocessing, prepared cache, datasets and batching, synthetic data."""

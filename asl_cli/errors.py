@@ -1,0 +1,82 @@
+"""The toolkit's own error types and the exit codes the CLI maps them to.
+
+Library code raises these; the CLI turns each into one line on stderr and its exit code.
+Exit codes (documented in docs/exit-codes.md):
+
+    0   success
+    1   a check found a problem (check-env, test-fix)
+    2   bad usage or configuration (unknown preset key, wrong type, out of range)
+    3   bad input data (missing/corrupt parquet, bad train.csv or sign map)
+    4   bad checkpoint (not a checkpoint, other model size, unsafe pickle)
+    5   no NVIDIA GPU / NVML not available (gpu-watch, check-env --require-gpu)
+    6   training stopped: non-finite loss
+    7   out of memory
+    8   cannot write the run folder (disk full, permissions)
+    130 interrupted by Ctrl-C (SIGINT), after saving a checkpoint
+    143 terminated by SIGTERM, after saving a checkpoint
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+EXIT_USAGE = 2
+EXIT_DATA = 3
+EXIT_CHECKPOINT = 4
+EXIT_NO_GPU = 5
+EXIT_NONFINITE = 6
+EXIT_OOM = 7
+EXIT_IO = 8
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+class ASLError(Exception):
+    """Base class: a user-facing problem with a one-line message and an exit code."""
+
+    exit_code = EXIT_PROBLEM
+
+    def __init__(self, message: str, *, path: str | Path | None = None):
+        self.path = None if path is None else str(path)
+        self.message = message
+        super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class ConfigError(ASLError):
+    exit_code = EXIT_USAGE
+
+
+class DataError(ASLError):
+    """Bad input data; `path` names the offending file."""
+
+    exit_code = EXIT_DATA
+
+
+class CheckpointError(ASLError):
+    exit_code = EXIT_CHECKPOINT
+
+
+class NoGPUError(ASLError):
+    exit_code = EXIT_NO_GPU
+
+
+class NonFiniteLossError(ASLError):
+    exit_code = EXIT_NONFINITE
+
+
+class OutOfMemoryError(ASLError):
+    exit_code = EXIT_OOM
+
+
+class RunIOError(ASLError):
+    exit_code = EXIT_IO
+
+
+class TrainingInterrupted(ASLError):
+    """Raised after a clean checkpoint on SIGINT/SIGTERM."""
+
+    def __init__(self, message: str, *, signum: int = 2, path: str | Path | None = None):
+        super().__init__(message, path=path)
+        self.exit_code = EXIT_SIGTERM if signum == 15 else EXIT_SIGINT
