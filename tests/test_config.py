@@ -1,0 +1,93 @@
+"""The run configuration: presets, overrides, validation errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from asl_cli.config import RunConfig, list_presets, load_config, read_preset
+from asl_cli.errors import ConfigError
+
+
+def test_every_preset_loads_and_validates():
+    names = set(list_presets())
+    assert {"cpu", "rtx4070", "winner", "gpu24gb", "dc80gb", "t4"} <= names
+    for name in names:
+        cfg = load_config(name)
+        assert cfg.preset == name
+
+
+def test_rtx4070_carries_the_seed_values():
+    cfg = load_config("rtx4070")
+    assert cfg.train.batch_size == 12
+    assert cfg.train.gradient_accumulation_steps == 4
+    assert cfg.train.use_mixed_precision is True
+    assert cfg.train.gradient_clip_val == 1.0
+    assert cfg.loader.num_workers == 4 and cfg.loader.pin_memory is True
+    assert cfg.data.max_len == 384 and cfg.model.dim == 192
+    assert cfg.aug.use_augmentations is True
+
+
+def test_winner_preset_is_the_first_place_recipe():
+    cfg = load_config("winner")
+    assert cfg.train.batch_size == 512 and cfg.train.epochs == 300
+    assert cfg.optim.optimizer == "radam_lookahead"
+    assert cfg.optim.awp_lambda == 0.2 and cfg.optim.awp_start_epoch == 15
+    assert cfg.model.late_dropout_start == 15
+    assert cfg.optim.label_smoothing == 0.1
+
+
+def test_t4_preset_is_fp16():
+    assert load_config("t4").train.precision == "fp16"
+
+
+def test_overrides_with_sections_and_bare_names():
+    cfg = load_config("cpu", ["train.batch_size=8", "lr=0.01", "aug.flip=false",
+                              "aug.resample_rate=[0.6, 1.4]", "data.data_dir=none"])
+    assert cfg.train.batch_size == 8
+    assert cfg.optim.lr == 0.01
+    assert cfg.aug.flip is False
+    assert cfg.aug.resample_rate == [0.6, 1.4]
+    assert cfg.data.data_dir is None
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.batch_sise=3", "unknown key 'train.batch_sise' (did you mean 'train.batch_size'?)"),
+    ("nosuch.x=1", "unknown section 'nosuch'"),
+    ("train.batch_size=x", "train.batch_size: expected int, got 'x'"),
+    ("train.batch_size=0", "train.batch_size: 0 is below the minimum 1"),
+    ("aug.rotate_deg=500", "aug.rotate_deg: 500.0 is above the maximum 180.0"),
+    ("train.precision=fp8", "train.precision: 'fp8' is not one of auto, bf16, fp16, fp32"),
+    ("aug.scale_range=[1.2, 0.8]", "aug.scale_range: expected [low, high]"),
+    ("aug.resample_modes=[spline]", "aug.resample_modes"),
+    ("model.num_heads=5", "model.dim (64) must be divisible by model.num_heads (5)"),
+    ("batch_size", "expected key=value"),
+])
+def test_bad_overrides_get_one_clear_line(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config("cpu", [override])
+    text = str(info.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_bad_preset_files(tmp_path):
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("[train]\nbatch_sizee = 3\n")
+    with pytest.raises(ConfigError, match=r"unknown\.toml: unknown key 'train\.batch_sizee'"):
+        load_config(str(unknown))
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text("[train]\nbatch_size = 'big'\n")
+    with pytest.raises(ConfigError, match=r"wrong\.toml: train\.batch_size: expected int"):
+        load_config(str(wrong))
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[train\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        read_preset(str(broken))
+    with pytest.raises(ConfigError, match="unknown preset 'nope'"):
+        load_config("nope")
+
+
+def test_round_trip_through_dict():
+    cfg = load_config("rtx4070", ["aug.flip=false"])
+    again = RunConfig.from_dict(cfg.to_dict())
+    assert again == cfg
