@@ -204,7 +204,7 @@ def read_landmarks(path: str | Path, columns: Sequence[str] = ("x", "y", "z")) -
     if not path.is_file():
         raise DataError("landmark file not found" if not path.exists() else "not a file", path=path)
     try:
-        pf = pq.ParquetFile(path, read_dictionary=["type"])
+        pf = pq.ParquetFile(path)
         schema = pf.schema_arrow
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged footer
         raise DataError(f"not a readable parquet file ({_reason(exc)})", path=path) from None
