@@ -15,3 +15,11 @@ def sample_dir() -> Path:
     if not (SAMPLE_DIR / "train.csv").is_file():
         pytest.skip(f"real asl-signs sample not found at {SAMPLE_DIR}")
     return SAMPLE_DIR
+
+
+@pytest.fixture(scope="session")
+def sample_cache(sample_dir, tmp_path_factory):
+    """The real sample prepared once per test session (in-process reader, no pool)."""
+    from asl_cli.data.cache import prepare
+
+    return prepare(sample_dir, tmp_path_factory.mktemp("asl-cache"), workers=1)
