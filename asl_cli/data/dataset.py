@@ -1,0 +1,281 @@
+"""Datasets and batching: cache -> (augment) -> preprocess -> padded batches of similar length.
+
+- `SignDataset[(position, epoch)]` slices one sequence from the prepared cache, augments it (training
+  only) with a generator seeded from (seed, epoch, sequence index), and preprocesses it exactly once.
+  The epoch travels inside the index tuple, so randomness is right even in persistent workers.
+- `collate` pads to the batch's longest sequence rounded up to `bucket_step` (few distinct shapes
+  for cuDNN autotuning and torch.compile), or to a fixed `pad_to`.
+- `LengthBucketBatchSampler` groups similar lengths; `RandomBatchSampler` does not. Both are
+  deterministic per (seed, epoch) and resumable mid-epoch (`state_dict` / `load_state_dict`).
+- `participant_folds` / `train_val_indices`: participant-grouped k-fold splits.
+- `build_loaders(cfg, cache)` wires it all from a `RunConfig`.
+
+torch is imported only where tensors are made (`collate`, `build_loaders`).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from asl_cli.data.landmarks import NUM_FEATURES
+from asl_cli.data.preprocess import preprocess
+from asl_cli.errors import ConfigError
+
+Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+class SignDataset:
+    """Samples `indices` (sequence numbers in `cache`) of a prepared cache.
+
+    `dataset[(position, epoch)]` (or `dataset[position]`, epoch 0) returns
+    `{"features": float32 (T', 708), "label": int, "index": sequence number in the cache}`.
+    """
+
+    def __init__(self, cache, indices: Sequence[int] | np.ndarray, *, max_len: int,
+                 augment: Augment | None = None, seed: int = 0):
+        self.cache = cache
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.max_len = int(max_len)
+        self.augment = augment
+        self.seed = int(seed)
+        self.labels = np.asarray(cache.labels)[self.indices]
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Stored frame counts (before augmentation, not truncated)."""
+        return np.asarray(self.cache.lengths)[self.indices]
+
+    def __getitem__(self, item: tuple[int, int] | int) -> dict[str, Any]:
+        position, epoch = item if isinstance(item, tuple) else (item, 0)
+        index = int(self.indices[position])
+        points = self.cache.points(index)
+        if self.augment is not None:
+            rng = np.random.default_rng([self.seed, int(epoch), index])
+            points = self.augment(points, rng)
+        # All-NaN frames were dropped when the cache was built (before augmentation, as the
+        # winner does); frames an augmentation masks out stay, as zero rows.
+        features = preprocess(points, self.max_len, drop_nan_frames=False)
+        return {"features": features, "label": int(self.labels[position]), "index": index}
+
+
+def padded_length(longest: int, *, bucket_step: int, max_len: int | None = None) -> int:
+    """`longest` rounded up to a multiple of `bucket_step`, capped at `max_len`."""
+    step = max(1, int(bucket_step))
+    length = -(-int(longest) // step) * step
+    return min(length, int(max_len)) if max_len else length
+
+
+def collate(samples: list[dict[str, Any]], *, bucket_step: int = 1, pad_to: int | None = None,
+            max_len: int | None = None) -> dict[str, Any]:
+    """Stack samples into zero-padded tensors.
+
+    Returns features (B, L, 708) float32, mask (B, L) bool (True = valid frame), lengths (B,),
+    labels (B,), index (B,) (int64). L is the longest sample rounded up to `bucket_step` and capped
+    at `max_len`, or exactly `pad_to` when given.
+    """
+    import torch
+
+    lengths = np.fromiter((s["features"].shape[0] for s in samples), dtype=np.int64, count=len(samples))
+    longest = int(lengths.max())
+    L = int(pad_to) if pad_to else padded_length(longest, bucket_step=bucket_step, max_len=max_len)
+    if longest > L:
+        raise ValueError(f"a sample has {longest} frames, more than the padded length {L}")
+    features = np.zeros((len(samples), L, NUM_FEATURES), dtype=np.float32)
+    for b, s in enumerate(samples):
+        features[b, : lengths[b]] = s["features"]
+    mask = np.arange(L) < lengths[:, None]
+    return {
+        "features": torch.from_numpy(features),
+        "mask": torch.from_numpy(mask),
+        "lengths": torch.from_numpy(lengths),
+        "labels": torch.tensor([s["label"] for s in samples], dtype=torch.int64),
+        "index": torch.tensor([s["index"] for s in samples], dtype=torch.int64),
+    }
+
+
+# --- batch samplers ---------------------------------------------------------------------------
+
+class _EpochBatchSampler:
+    """Yields lists of `(position, epoch)`; deterministic per (seed, epoch); resumable mid-epoch.
+
+    `state_dict(batches_done)` records the epoch and how many of its batches were consumed; pass
+    the consumed count yourself when a DataLoader prefetches (num_workers > 0), since the sampler
+    only knows how many batches it has handed out. `load_state_dict` makes the next iteration
+    continue at that batch of that epoch.
+    """
+
+    def __init__(self, n: int, batch_size: int, *, shuffle: bool, seed: int, drop_last: bool):
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+        self.n = int(n)
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self.drop_last = bool(drop_last)
+        self.epoch = 0
+        self._skip = 0  # batches to skip at the start of the next iteration (resume)
+        self._handed_out = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if int(epoch) != self.epoch:
+            self._skip = 0  # a resume position belongs to the epoch it was saved in
+        self.epoch = int(epoch)
+
+    def _order(self, rng: np.random.Generator | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def batches(self, epoch: int | None = None) -> list[np.ndarray]:
+        """This epoch's batches (positions), in the order they will be yielded."""
+        epoch = self.epoch if epoch is None else epoch
+        rng = np.random.default_rng([self.seed, epoch]) if self.shuffle else None
+        order = self._order(rng)
+        cut = (self.n // self.batch_size) * self.batch_size if self.drop_last else self.n
+        batches = [order[i: i + self.batch_size] for i in range(0, cut, self.batch_size)]
+        if rng is not None:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, skip = self.epoch, self._skip
+        self._skip = 0
+        self._handed_out = skip
+        for batch in self.batches(epoch)[skip:]:
+            self._handed_out += 1
+            yield [(int(i), epoch) for i in batch]
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
+
+    def state_dict(self, batches_done: int | None = None) -> dict[str, int]:
+        done = self._handed_out if batches_done is None else int(batches_done)
+        return {"epoch": self.epoch, "batches_done": done, "seed": self.seed, "n": self.n,
+                "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if int(state.get("n", self.n)) != self.n or int(state.get("batch_size", self.batch_size)) != self.batch_size:
+            raise ConfigError(f"sampler state is for {state.get('n')} samples in batches of "
+                              f"{state.get('batch_size')}, not {self.n} in batches of {self.batch_size}")
+        self.seed = int(state.get("seed", self.seed))
+        self.epoch = int(state["epoch"])
+        self._skip = int(state["batches_done"])
+        self._handed_out = self._skip
+
+
+class LengthBucketBatchSampler(_EpochBatchSampler):
+    """Batches of similar length, in shuffled order.
+
+    Shuffled: the epoch's random permutation is cut into pools of `pool_batches` batches, each pool
+    is sorted by length and cut into batches, and the batch order is shuffled. Batches differ from
+    epoch to epoch while lengths within a batch stay close. Not shuffled: sorted by length.
+    """
+
+    def __init__(self, lengths: Sequence[int] | np.ndarray, batch_size: int, *, shuffle: bool = True,
+                 seed: int = 0, drop_last: bool = False, pool_batches: int = 64):
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        super().__init__(len(self.lengths), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        self.pool = max(1, int(pool_batches)) * self.batch_size
+
+    def _order(self, rng):
+        if rng is None:
+            return np.argsort(self.lengths, kind="stable")
+        perm = rng.permutation(self.n)
+        pools = [perm[i: i + self.pool] for i in range(0, self.n, self.pool)]
+        return np.concatenate([p[np.argsort(self.lengths[p], kind="stable")] for p in pools])
+
+
+class RandomBatchSampler(_EpochBatchSampler):
+    """Plain batches: a random permutation (or file order) cut into batches."""
+
+    def __init__(self, n: int, batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                 drop_last: bool = False):
+        super().__init__(n, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
+
+    def _order(self, rng):
+        return rng.permutation(self.n) if rng is not None else np.arange(self.n)
+
+
+# --- folds ------------------------------------------------------------------------------------
+
+def participant_folds(participants: Sequence[int] | np.ndarray, n_folds: int, seed: int = 0) -> np.ndarray:
+    """Fold id (0..n_folds-1) per sequence; a participant's sequences all share one fold.
+
+    Participants are taken largest first (ties in a seeded random order) and each goes to the
+    fold with the fewest sequences so far, which balances fold sizes.
+    """
+    participants = np.asarray(participants)
+    ids, inverse, counts = np.unique(participants, return_inverse=True, return_counts=True)
+    if n_folds < 2:
+        raise ConfigError(f"n_folds must be at least 2, got {n_folds}")
+    if len(ids) < n_folds:
+        raise ConfigError(f"{n_folds} participant-grouped folds need at least {n_folds} participants; "
+                          f"the data has {len(ids)}")
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permutation(len(ids))
+    order = shuffled[np.argsort(-counts[shuffled], kind="stable")]
+    fold_of = np.empty(len(ids), dtype=np.int64)
+    sizes = np.zeros(n_folds, dtype=np.int64)
+    for p in order:
+        f = int(np.argmin(sizes))
+        fold_of[p] = f
+        sizes[f] += counts[p]
+    return fold_of[inverse]
+
+
+def train_val_indices(cache, n_folds: int, val_fold: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) sequence indices; `val_fold=-1`: everything trains, no validation.
+
+    The split depends only on the participants and `seed` (not the training seed), so runs that
+    differ in their training seed validate on the same participants.
+    """
+    n = len(cache)
+    if val_fold == -1:
+        return np.arange(n, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if not 0 <= val_fold < n_folds:
+        raise ConfigError(f"data.val_fold {val_fold} is not in 0..{n_folds - 1} (or -1 for no validation)")
+    folds = participant_folds(cache.participants, n_folds, seed)
+    return np.flatnonzero(folds != val_fold).astype(np.int64), np.flatnonzero(folds == val_fold).astype(np.int64)
+
+
+# --- loaders ----------------------------------------------------------------------------------
+
+def build_loaders(cfg, cache, *, augment: Augment | None = None, device_type: str = "cpu"):
+    """(train_loader, val_loader or None) from a RunConfig; `augment` is used for training only.
+
+    `train_loader.batch_sampler` is the sampler to `set_epoch` and checkpoint.
+    """
+    from torch.utils.data import DataLoader
+
+    d, ld = cfg.data, cfg.loader
+    train_idx, val_idx = train_val_indices(cache, d.n_folds, d.val_fold)
+    if len(train_idx) == 0:
+        raise ConfigError("no training sequences (the validation fold holds them all)")
+    batch_size, seed = cfg.train.batch_size, cfg.train.seed
+    capped = np.minimum(np.asarray(cache.lengths), d.max_len)
+
+    def sampler(idx: np.ndarray, shuffle: bool):
+        if d.length_bucketing:
+            return LengthBucketBatchSampler(capped[idx], batch_size, shuffle=shuffle, seed=seed)
+        return RandomBatchSampler(len(idx), batch_size, shuffle=shuffle, seed=seed)
+
+    collate_fn = partial(collate, bucket_step=d.bucket_step, max_len=d.max_len,
+                         pad_to=None if d.length_bucketing else d.max_len)
+    workers = ld.num_workers
+    kwargs: dict[str, Any] = dict(num_workers=workers, collate_fn=collate_fn,
+                                  pin_memory=bool(ld.pin_memory and device_type == "cuda"))
+    if workers > 0:
+        kwargs.update(persistent_workers=bool(ld.persistent_workers), prefetch_factor=ld.prefetch_factor)
+
+    train_ds = SignDataset(cache, train_idx, max_len=d.max_len, augment=augment, seed=seed)
+    train_loader = DataLoader(train_ds, batch_sampler=sampler(train_idx, True), **kwargs)
+    val_loader = None
+    if len(val_idx):
+        val_ds = SignDataset(cache, val_idx, max_len=d.max_len, augment=None, seed=seed)
+        val_loader = DataLoader(val_ds, batch_sampler=sampler(val_idx, False), **kwargs)
+    return train_loader, val_loader
