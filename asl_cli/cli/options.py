@@ -67,28 +67,38 @@ SWITCH_FLAGS: dict[str, str] = {
 }
 
 
-def flag_overrides(flags: dict[str, Any]) -> list[str]:
-    """`key=value` strings for the named flags that were given (pure; order is stable)."""
-    out: list[str] = []
+def flag_overrides(flags: dict[str, Any]) -> list[tuple[str, str]]:
+    """(option name, `key=value`) for the named flags that were given (pure; stable order)."""
+    out: list[tuple[str, str]] = []
     for name, key in VALUED_FLAGS.items():
         value = flags.get(name)
         if value is not None:
-            out.append(f"{key}={value}")
+            out.append(("--" + name.replace("_", "-"), f"{key}={value}"))
     for name, assignment in SWITCH_FLAGS.items():
         if flags.get(name):
-            out.append(assignment)
+            out.append(("--" + name.replace("_", "-"), assignment))
     unknown = set(flags) - set(VALUED_FLAGS) - set(SWITCH_FLAGS)
     if unknown:  # a programming error in a command module, not a user error
         raise KeyError(f"no config key for flag(s) {sorted(unknown)}")
     return out
 
 
+def apply_cli(cfg, sets: list[str] | None, flags: dict[str, Any] | None = None):
+    """Named flags, then --set, onto `cfg` (in place); errors name the option that caused them."""
+    from asl_cli.config import apply_overrides
+
+    for option, assignment in flag_overrides(flags or {}):
+        apply_overrides(cfg, [assignment], source=option)
+    if sets:
+        apply_overrides(cfg, list(sets), source="--set")
+    return cfg
+
+
 def resolve_config(preset: str, sets: list[str] | None, flags: dict[str, Any] | None = None):
     """Defaults -> preset -> named flags -> --set, validated (raises ConfigError)."""
     from asl_cli.config import load_config
 
-    overrides = flag_overrides(flags or {}) + list(sets or [])
-    return load_config(preset, overrides)
+    return apply_cli(load_config(preset), sets, flags)
 
 
 # --- printing a configuration -----------------------------------------------------------------
