@@ -1,0 +1,156 @@
+"""The run folder: everything one training run writes, in a layout that explains itself.
+
+    runs/<name>/
+      config.json        the resolved RunConfig
+      metrics.jsonl      one JSON object per logged step and per evaluation
+      status.json        the latest status, rewritten atomically (dashboards poll it)
+      checkpoints/last.pt, checkpoints/best.pt
+
+Run names may use letters, digits, `.`, `_` and `-` only (no separators, no `..`), so a name can
+never point outside `runs_dir`. The default name is `<preset>-<YYYYmmdd-HHMMSS>`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from asl_cli.errors import ConfigError, RunIOError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+def check_run_name(name: str) -> str:
+    """`name` if it is a safe run folder name, else ConfigError."""
+    if not NAME_RE.match(name or "") or name in (".", "..") or name.startswith(".."):
+        raise ConfigError(f"run name {name!r} is not allowed: use 1-128 of A-Z a-z 0-9 . _ - "
+                          f"(no slashes, not '.' or '..')")
+    return name
+
+
+def default_run_name(preset: str = "", now: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", preset or "run").lstrip(".") or "run"
+    return f"{base}-{stamp}"
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values: non-finite floats become null (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise RunIOError(f"cannot write ({exc.strerror or exc})", path=path) from None
+
+
+class RunDir:
+    """One run's folder. `RunDir.create(cfg)` makes a new one; `RunDir(path)` opens an existing one."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, runs_dir: str | Path, name: str = "", *, preset: str = "", exist_ok: bool = False) -> "RunDir":
+        generated = not name
+        name = default_run_name(preset) if generated else check_run_name(name)
+        path = Path(runs_dir) / name
+        if path.exists() and any(path.iterdir()) and not exist_ok:
+            if not generated:
+                raise ConfigError(f"run folder already exists: {path} (pick another name, or resume it)")
+            path = Path(runs_dir) / f"{name}-{uuid.uuid4().hex[:4]}"  # two runs in the same second
+        run = cls(path)
+        try:
+            run.checkpoints.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunIOError(f"cannot create the run folder ({exc.strerror or exc})", path=path) from None
+        return run
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+    def write_config(self, config: dict) -> None:
+        atomic_write_text(self.config_path, json.dumps(_jsonable(config), indent=2) + "\n")
+
+    def write_status(self, status: dict) -> None:
+        atomic_write_text(self.status_path, json.dumps(_jsonable(status), indent=2) + "\n")
+
+    def append_metrics(self, record: dict) -> None:
+        try:
+            with open(self.metrics_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(_jsonable(record)) + "\n")
+        except OSError as exc:
+            raise RunIOError(f"cannot append metrics ({exc.strerror or exc})", path=self.metrics_path) from None
+
+    def read_status(self) -> dict:
+        return json.loads(self.status_path.read_text())
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+
+def find_checkpoint(run_dir_or_checkpoint: str | Path) -> tuple[Path, RunDir | None]:
+    """(checkpoint file, its run folder or None) for `--resume RUN_DIR | FILE.pt`."""
+    from asl_cli.errors import CheckpointError
+
+    p = Path(run_dir_or_checkpoint)
+    if p.is_dir():
+        ckpt = RunDir(p).last_checkpoint
+        if not ckpt.is_file():
+            raise CheckpointError("no checkpoints/last.pt in this run folder", path=p)
+        return ckpt, RunDir(p)
+    if not p.is_file():
+        raise CheckpointError("no such run folder or checkpoint file", path=p)
+    if p.parent.name == "checkpoints" and (p.parent.parent / "config.json").is_file():
+        return p, RunDir(p.parent.parent)
+    return p, None
