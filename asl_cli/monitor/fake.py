@@ -1,0 +1,221 @@
+"""Scripted fake GPUs: a stand-in for the `pynvml` module, driven by a JSON file.
+
+The fake imitates NVML at the function level (same names, units and error classes), so
+`--fake-gpu FILE` runs the real `NVMLBackend` logic — N/A memory, v1 fallbacks, lost GPUs —
+on a machine without a GPU. Selected by `--fake-gpu FILE` or `ASL_FAKE_GPU=FILE`.
+
+File format (see tests/fixtures/fake_gpus.json)::
+
+    {"driver": "550.54.15",
+     "gpus": [{"name": "NVIDIA GeForce RTX 4070", "uuid": "GPU-...",
+               "memory_total_mib": 12282, "memory_used_mib": [812, 5230, 9731],
+               "util_gpu": [3, 45, 97], "util_mem": 20, "temperature": [41, 58, 66],
+               "power_w": [18.5, 141.0, 196.2], "power_limit_w": 200, "fan": 30,
+               "clock_sm": 2610, "clock_mem": 10501, "pcie_gen": 4, "compute_capability": [8, 9],
+               "processes": [{"pid": 4242, "name": "asl", "used_mib": [600, 4800]}],
+               "memory_v2": true, "temperature_v": true, "lost": false, "lost_after": null}]}
+
+A field is a number (constant), a list (the k-th call returns item k, cycling, so successive
+samples change) or one of "NOT_SUPPORTED", "NO_PERMISSION", "UNKNOWN" (the call raises that NVML
+error; "UNKNOWN" is a transient failure). A missing field is NOT_SUPPORTED. `memory_v2: false` /
+`temperature_v: false` emulate a driver without `nvmlDeviceGetMemoryInfo_v2` /
+`nvmlDeviceGetTemperatureV` (FUNCTION_NOT_FOUND). `lost: true` makes every query raise
+GPU_IS_LOST; `lost_after: N` does so from the (N+1)-th call of each query.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from asl_cli.errors import ConfigError
+from asl_cli.monitor.nvml import NVMLBackend, import_pynvml
+
+ENV_VAR = "ASL_FAKE_GPU"
+MIB = 1024 * 1024
+
+_ERRORS = {"NOT_SUPPORTED": 3, "NO_PERMISSION": 4, "UNKNOWN": 999, "FUNCTION_NOT_FOUND": 13,
+           "GPU_IS_LOST": 15}
+
+
+class FakeNVML:
+    """Enough of the `pynvml` module for `NVMLBackend`, with per-function call counters.
+
+    Error classes and constants come from the real binding, so the backend's error handling
+    is the same code path as on a real driver.
+    """
+
+    def __init__(self, spec: dict, *, source: str = "fake"):
+        nv = import_pynvml()
+        self.NVMLError = nv.NVMLError
+        self.NVMLLibraryMismatchError = nv.NVMLLibraryMismatchError
+        self.nvmlMemory_v2 = nv.nvmlMemory_v2
+        self.NVML_TEMPERATURE_GPU = nv.NVML_TEMPERATURE_GPU
+        self.NVML_CLOCK_SM = nv.NVML_CLOCK_SM
+        self.NVML_CLOCK_MEM = nv.NVML_CLOCK_MEM
+        self.source = source
+        self.driver = str(spec.get("driver", "550.54.15"))
+        self.gpus: list[dict] = list(spec.get("gpus", []))
+        self.calls: Counter = Counter()  # (function name, device index) -> calls so far
+
+    # -- scripting ------------------------------------------------------------------------------
+
+    def _raise(self, name: str) -> None:
+        raise self.NVMLError(_ERRORS[name])
+
+    def _value(self, h: int, fn: str, key: str, *, cycle: bool = True) -> Any:
+        """The scripted value of `key` for this call of `fn` on device `h` (or an NVML error)."""
+        gpu = self.gpus[h]
+        k = self.calls[(fn, h)]
+        self.calls[(fn, h)] += 1
+        if gpu.get("lost") or (gpu.get("lost_after") is not None and k >= int(gpu["lost_after"])):
+            self._raise("GPU_IS_LOST")
+        value = gpu.get(key, "NOT_SUPPORTED")
+        if not cycle and isinstance(value, list):
+            return value  # a list-valued field (compute capability), not a script
+        return self._pick(value, k)
+
+    def _pick(self, value: Any, k: int) -> Any:
+        if isinstance(value, list) and value and not isinstance(value[0], (list, dict)):
+            value = value[k % len(value)]
+        if isinstance(value, str) and value in _ERRORS:
+            self._raise(value)
+        return value
+
+    # -- the pynvml functions NVMLBackend uses -------------------------------------------------
+
+    def nvmlInit(self) -> None:
+        self.calls[("nvmlInit", -1)] += 1
+
+    def nvmlShutdown(self) -> None:
+        pass
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return self.driver
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        if not 0 <= index < len(self.gpus):
+            raise self.NVMLError(2)  # INVALID_ARGUMENT
+        return index
+
+    def nvmlDeviceGetName(self, h: int) -> str:
+        return str(self._value(h, "nvmlDeviceGetName", "name"))
+
+    def nvmlDeviceGetUUID(self, h: int) -> str:
+        gpu = self.gpus[h]
+        if "uuid" not in gpu:
+            gpu = {**gpu, "uuid": f"GPU-fake{h:04d}-0000-0000-0000-000000000000"}
+            self.gpus[h] = gpu
+        return str(self._value(h, "nvmlDeviceGetUUID", "uuid"))
+
+    def nvmlDeviceGetCudaComputeCapability(self, h: int) -> tuple[int, int]:
+        major, minor = self._value(h, "nvmlDeviceGetCudaComputeCapability", "compute_capability",
+                                   cycle=False)
+        return int(major), int(minor)
+
+    def nvmlDeviceGetMemoryInfo(self, h: int, version: int | None = None) -> SimpleNamespace:
+        if version:
+            fn = "nvmlDeviceGetMemoryInfo_v2"
+            self.calls[(fn, h)] += 1
+            if self.gpus[h].get("memory_v2", True) is False:
+                self._raise("FUNCTION_NOT_FOUND")
+        else:
+            fn = "nvmlDeviceGetMemoryInfo"
+            self.calls[(fn, h)] += 1
+        k = self.calls[(fn, h)] - 1
+        gpu = self.gpus[h]
+        if gpu.get("lost") or (gpu.get("lost_after") is not None and k >= int(gpu["lost_after"])):
+            self._raise("GPU_IS_LOST")
+        total = self._pick(gpu.get("memory_total_mib", "NOT_SUPPORTED"), k)
+        used = self._pick(gpu.get("memory_used_mib", 0), k)
+        # v1 counts the driver-reserved memory as used; v2 does not
+        reserved = 0 if version else int(gpu.get("reserved_mib", 0))
+        total_b, used_b = int(total * MIB), int((used + reserved) * MIB)
+        return SimpleNamespace(total=total_b, used=used_b, free=total_b - used_b, reserved=reserved * MIB)
+
+    def nvmlDeviceGetUtilizationRates(self, h: int) -> SimpleNamespace:
+        k = self.calls[("nvmlDeviceGetUtilizationRates", h)]
+        gpu_util = self._value(h, "nvmlDeviceGetUtilizationRates", "util_gpu")
+        mem_util = self._pick(self.gpus[h].get("util_mem", 0), k)
+        return SimpleNamespace(gpu=int(gpu_util), memory=int(mem_util))
+
+    def nvmlDeviceGetTemperatureV(self, h: int, sensor: int) -> int:
+        if self.gpus[h].get("temperature_v", True) is False:
+            self.calls[("nvmlDeviceGetTemperatureV", h)] += 1
+            self._raise("FUNCTION_NOT_FOUND")
+        return int(self._value(h, "nvmlDeviceGetTemperatureV", "temperature"))
+
+    def nvmlDeviceGetTemperature(self, h: int, sensor: int) -> int:
+        return int(self._value(h, "nvmlDeviceGetTemperature", "temperature"))
+
+    def nvmlDeviceGetPowerUsage(self, h: int) -> int:
+        return int(round(float(self._value(h, "nvmlDeviceGetPowerUsage", "power_w")) * 1000))  # mW
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, h: int) -> int:
+        return int(round(float(self._value(h, "nvmlDeviceGetEnforcedPowerLimit", "power_limit_w")) * 1000))
+
+    def nvmlDeviceGetFanSpeed(self, h: int) -> int:
+        return int(self._value(h, "nvmlDeviceGetFanSpeed", "fan"))
+
+    def nvmlDeviceGetClockInfo(self, h: int, clock_type: int) -> int:
+        key = "clock_sm" if clock_type == self.NVML_CLOCK_SM else "clock_mem"
+        return int(self._value(h, f"nvmlDeviceGetClockInfo:{key}", key))
+
+    def nvmlDeviceGetCurrPcieLinkGeneration(self, h: int) -> int:
+        return int(self._value(h, "nvmlDeviceGetCurrPcieLinkGeneration", "pcie_gen"))
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h: int) -> list[SimpleNamespace]:
+        k = self.calls[("nvmlDeviceGetComputeRunningProcesses", h)]
+        procs = self._value(h, "nvmlDeviceGetComputeRunningProcesses", "processes", cycle=False)
+        out = []
+        for p in procs:
+            used = self._pick(p.get("used_mib"), k) if "used_mib" in p else None
+            out.append(SimpleNamespace(pid=int(p["pid"]), usedGpuMemory=None if used is None else int(used * MIB)))
+        return out
+
+    def nvmlSystemGetProcessName(self, pid: int) -> str:
+        for gpu in self.gpus:
+            procs = gpu.get("processes")
+            for p in procs if isinstance(procs, list) else ():
+                if int(p["pid"]) == pid and p.get("name"):
+                    return str(p["name"])
+        raise self.NVMLError(6)  # NOT_FOUND
+
+
+def load_spec(path: str | Path) -> dict:
+    """Read and check a fake-GPU file; problems are one-line ConfigErrors naming the file."""
+    path = Path(path)
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("fake GPU file not found", path=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the fake GPU file ({exc})", path=path) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"not valid JSON ({exc.msg} at line {exc.lineno})", path=path) from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("gpus"), list):
+        raise ConfigError('expected {"gpus": [...]} (see docs/gpu-watch.md)', path=path)
+    for i, gpu in enumerate(spec["gpus"]):
+        if not isinstance(gpu, dict):
+            raise ConfigError(f"gpus[{i}] must be an object", path=path)
+        procs = gpu.get("processes")
+        if isinstance(procs, list) and not all(isinstance(p, dict) and "pid" in p for p in procs):
+            raise ConfigError(f"gpus[{i}].processes: each entry needs a pid", path=path)
+    return spec
+
+
+def fake_backend(path: str | Path) -> NVMLBackend:
+    """An `NVMLBackend` over scripted fake GPUs (every snapshot is marked fake)."""
+    spec = load_spec(path)
+    return NVMLBackend(FakeNVML(spec, source=str(path)), fake=True, source=f"fake GPUs from {path}")
+
+
+def fake_path_from_env() -> str | None:
+    return os.environ.get(ENV_VAR) or None

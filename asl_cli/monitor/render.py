@@ -1,0 +1,458 @@
+"""Pure renderers: snapshots and status dicts in, Rich renderables or plain strings out.
+
+Nothing here polls, sleeps or reads files, so every view is testable by printing it to a
+recording console. None means N/A for a GPU field and "—" for a training field; a lost GPU is
+shown as LOST. The training status dict is the one the trainer writes to `status.json`
+(keys listed in `STATUS_KEYS`); any key may be missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from asl_cli.monitor.base import MIB, GPUSnapshot
+
+NA = "N/A"
+DASH = "—"
+SPARKS = "▁▂▃▄▅▆▇█"
+
+STATUS_KEYS = ("run", "state", "epoch", "epochs", "step", "total_steps", "eta_s", "loss", "loss_smooth", "lr",
+               "grad_norm", "samples_per_s", "data_wait", "val_top1", "val_top5", "best_top1", "peak_mem_mb",
+               "amp_scale", "precision", "device", "aug", "config")
+
+
+# --- small formatters -------------------------------------------------------------------------
+
+def _num(value: Any) -> float | None:
+    """A finite number, or None (missing, None, NaN, a string...)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def fmt_mib(nbytes: int | None, na: str = NA) -> str:
+    return na if nbytes is None else f"{nbytes / MIB:,.0f} MiB"
+
+
+def fmt_duration(seconds: Any) -> str:
+    s = _num(seconds)
+    if s is None or s < 0:
+        return DASH
+    s = int(round(s))
+    days, rest = divmod(s, 86400)
+    h, rest = divmod(rest, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{days}d {h:02d}:{m:02d}:{sec:02d}" if days else f"{h}:{m:02d}:{sec:02d}"
+
+
+def fmt_value(value: Any, spec: str = "", suffix: str = "", none: str = DASH) -> str:
+    v = _num(value)
+    return none if v is None else f"{v:{spec}}{suffix}"
+
+
+def fmt_pct(value: Any, none: str = DASH, digits: int = 1) -> str:
+    """A 0..1 share as a percentage."""
+    v = _num(value)
+    return none if v is None else f"{100 * v:.{digits}f}%"
+
+
+def _level_style(fraction: float | None) -> str:
+    if fraction is None:
+        return "dim"
+    return "green" if fraction < 0.6 else "yellow" if fraction < 0.85 else "red"
+
+
+def bar(fraction: float | None, width: int = 24) -> Text:
+    """A horizontal bar (█ filled, ░ empty) coloured by level; all ░ when unknown."""
+    if fraction is None:
+        return Text("░" * width, style="dim")
+    f = min(max(fraction, 0.0), 1.0)
+    filled = int(round(f * width))
+    t = Text("█" * filled, style=_level_style(f))
+    t.append("░" * (width - filled), style="bright_black")
+    return t
+
+
+def sparkline(values: Iterable[float | None], width: int = 30, lo: float = 0.0, hi: float = 100.0) -> str:
+    """The last `width` values as block characters on a fixed scale (space for N/A)."""
+    vals = list(values)[-width:]
+    out = []
+    span = (hi - lo) or 1.0
+    for v in vals:
+        if v is None or not math.isfinite(v):
+            out.append(" ")
+            continue
+        k = int(round((min(max(v, lo), hi) - lo) / span * (len(SPARKS) - 1)))
+        out.append(SPARKS[k])
+    return "".join(out).rjust(width)
+
+
+def _temp_style(t: int | None) -> str:
+    if t is None:
+        return "dim"
+    return "green" if t < 70 else "yellow" if t < 83 else "bold red"
+
+
+# --- GPUs -------------------------------------------------------------------------------------
+
+def gpu_title(s: GPUSnapshot) -> Text:
+    t = Text()
+    t.append(f"GPU {s.index}", style="bold")
+    t.append(f"  {s.name or 'unknown GPU'}", style="bold cyan" if not s.lost else "bold red")
+    if s.fake:
+        t.append("  (fake)", style="magenta")
+    return t
+
+
+def gpu_subtitle(s: GPUSnapshot) -> str:
+    parts = []
+    if s.compute_capability:
+        cc = s.compute_capability
+        parts.append(f"cc {cc[0]}.{cc[1]}" + (" · bf16" if s.bf16 else " · no bf16"))
+    if s.pcie_gen is not None:
+        parts.append(f"PCIe gen {s.pcie_gen}")
+    if s.uuid:
+        parts.append(s.uuid[:12] + "…" if len(s.uuid) > 13 else s.uuid)
+    return "  ·  ".join(parts)
+
+
+def _memory_text(s: GPUSnapshot) -> Text:
+    if s.memory_total is None:
+        return Text(NA, style="dim")
+    frac = s.memory_fraction
+    t = Text(f"{(s.memory_used or 0) / MIB:,.0f}", style="bold " + _level_style(frac))
+    t.append(f" / {s.memory_total / MIB:,.0f} MiB")
+    if frac is not None:
+        t.append(f"  {100 * frac:3.0f}%", style=_level_style(frac))
+    return t
+
+
+def _na(value: Any, fmt: str = "{}", style: str = "") -> Text:
+    return Text(NA, style="dim") if value is None else Text(fmt.format(value), style=style)
+
+
+def _history_series(history: Sequence[GPUSnapshot] | None, what: str) -> list[float | None]:
+    if not history:
+        return []
+    if what == "util":
+        return [None if h.util_gpu is None else float(h.util_gpu) for h in history]
+    return [None if h.memory_fraction is None else 100 * h.memory_fraction for h in history]
+
+
+def gpu_card(s: GPUSnapshot, history: Sequence[GPUSnapshot] | None = None, *, spark_width: int = 30) -> Panel:
+    """One GPU: memory and utilisation bars with sparklines, sensors, clocks and processes."""
+    if s.lost:
+        body = Group(Text("LOST", style="bold white on red"),
+                     Text(s.error or "NVML: GPU is lost", style="red"))
+        return Panel(body, title=gpu_title(s), title_align="left", subtitle=gpu_subtitle(s) or None,
+                     subtitle_align="right", border_style="red", box=box.HEAVY)
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="dim", no_wrap=True, width=5)
+    grid.add_column(no_wrap=True)
+    grid.add_column(no_wrap=True, min_width=24)
+    grid.add_column(no_wrap=True, style="cyan")
+    util_frac = None if s.util_gpu is None else s.util_gpu / 100
+    util = _na(s.util_gpu, "{:3d}%", "bold " + _level_style(util_frac))
+    if s.util_mem is not None:
+        util.append(f"   mem ctl {s.util_mem}%", style="default")
+    grid.add_row("mem", bar(s.memory_fraction), _memory_text(s),
+                 sparkline(_history_series(history, "mem"), spark_width))
+    grid.add_row("util", bar(util_frac), util, sparkline(_history_series(history, "util"), spark_width))
+
+    sensors = Text()
+    sensors.append("temp ", style="dim")
+    sensors.append_text(_na(s.temperature, "{}°C", _temp_style(s.temperature)))
+    sensors.append("   power ", style="dim")
+    if s.power_usage is None and s.power_limit is None:
+        sensors.append(NA, style="dim")
+    else:
+        pf = (s.power_usage / s.power_limit) if (s.power_usage is not None and s.power_limit) else None
+        sensors.append(NA if s.power_usage is None else f"{s.power_usage:.0f}", style=_level_style(pf))
+        sensors.append(" / " + (NA if s.power_limit is None else f"{s.power_limit:.0f}") + " W")
+    sensors.append("   fan ", style="dim")
+    sensors.append_text(_na(s.fan, "{}%"))
+    sensors.append("   clocks ", style="dim")
+    sensors.append(f"sm {NA if s.clock_sm is None else s.clock_sm} · mem {NA if s.clock_mem is None else s.clock_mem}"
+                   " MHz")
+    rows: list[RenderableType] = [grid, sensors]
+    rows.append(processes_view(s))
+    border = "magenta" if s.fake else "blue"
+    return Panel(Group(*rows), title=gpu_title(s), title_align="left", subtitle=gpu_subtitle(s) or None,
+                 subtitle_align="right", border_style=border, box=box.ROUNDED, padding=(0, 1))
+
+
+def processes_view(s: GPUSnapshot, limit: int = 5) -> RenderableType:
+    if s.processes is None:
+        return Text.assemble(("processes ", "dim"), (NA, "dim"))
+    if not s.processes:
+        return Text("no processes", style="dim")
+    t = Table(box=None, padding=(0, 1), show_header=True, header_style="dim", pad_edge=False)
+    t.add_column("pid", justify="right", no_wrap=True)
+    t.add_column("process", no_wrap=True, max_width=28)
+    t.add_column("gpu memory", justify="right", no_wrap=True)
+    for p in s.processes[:limit]:
+        t.add_row(str(p.pid), p.name or "?", fmt_mib(p.used_memory))
+    if len(s.processes) > limit:
+        t.add_row("", f"… {len(s.processes) - limit} more", "")
+    return t
+
+
+def gpu_panel(snapshots: Sequence[GPUSnapshot], history: Mapping[int, Sequence[GPUSnapshot]] | None = None,
+              *, spark_width: int = 30) -> RenderableType:
+    """Every GPU as a card (history: the sampler's per-index snapshots, for the sparklines)."""
+    if not snapshots:
+        return Panel(Text("no GPU found", style="yellow"), title="GPUs", title_align="left")
+    history = history or {}
+    return Group(*(gpu_card(s, history.get(s.index), spark_width=spark_width) for s in snapshots))
+
+
+def watch_header(snapshots: Sequence[GPUSnapshot], *, host: str = "", interval: float | None = None,
+                 now: datetime | None = None, source: str = "") -> Text:
+    """The top line of `asl gpu-watch`: host, driver, time, refresh interval."""
+    now = now or datetime.now()
+    t = Text()
+    t.append(" asl gpu-watch ", style="bold white on blue")
+    if host:
+        t.append(f"  {host}", style="bold")
+    driver = next((s.driver for s in snapshots if s.driver), None)
+    t.append(f"  driver {driver or NA}", style="dim")
+    t.append(f"  {len(snapshots)} GPU" + ("s" if len(snapshots) != 1 else ""), style="dim")
+    if source:
+        t.append(f"  {source}", style="magenta")
+    t.append(f"  {now:%Y-%m-%d %H:%M:%S}")
+    if interval:
+        t.append(f"  every {interval:g}s · Ctrl-C quits", style="dim")
+    return t
+
+
+def gpu_line(s: GPUSnapshot) -> str:
+    """One plain line per GPU (logs, pipes): nvidia-smi's facts in greppable key-value form."""
+    name = s.name or "unknown"
+    if s.lost:
+        return f"gpu{s.index} {name}: LOST ({s.error or 'GPU is lost'})"
+    mem = NA if s.memory_total is None else \
+        f"{(s.memory_used or 0) / MIB:.0f}/{s.memory_total / MIB:.0f}MiB ({100 * (s.memory_fraction or 0):.0f}%)"
+    power = NA if s.power_usage is None else f"{s.power_usage:.0f}" + (
+        "" if s.power_limit is None else f"/{s.power_limit:.0f}") + "W"
+
+    def v(x: Any, unit: str = "") -> str:
+        return NA if x is None else f"{x}{unit}"
+
+    procs = NA if s.processes is None else str(len(s.processes))
+    return (f"gpu{s.index} {name}{' (fake)' if s.fake else ''}: mem {mem}  util {v(s.util_gpu, '%')}  "
+            f"temp {v(s.temperature, 'C')}  power {power}  fan {v(s.fan, '%')}  "
+            f"sm {v(s.clock_sm, 'MHz')}  procs {procs}")
+
+
+# --- training ---------------------------------------------------------------------------------
+
+def _kv(grid: Table, *pairs: tuple[str, str | Text]) -> None:
+    cells: list[str | Text] = []
+    for key, value in pairs:
+        cells += [Text(key, style="dim"), value if isinstance(value, Text) else Text(value)]
+    grid.add_row(*cells)
+
+
+def _progress(done: Any, total: Any, width: int = 28) -> Text:
+    d, t = _num(done), _num(total)
+    frac = None if d is None or not t else min(max(d / t, 0.0), 1.0)
+    filled = 0 if frac is None else int(round(frac * width))
+    out = Text("━" * filled, style="bold cyan")
+    out.append("━" * (width - filled), style="bright_black")
+    return out
+
+
+def _int_of(value: Any) -> str:
+    v = _num(value)
+    return DASH if v is None else f"{int(v):,}"
+
+
+def train_panel(status: Mapping[str, Any] | None) -> Panel:
+    """The training side of the dashboard: progress, loss, speed, validation, memory, precision."""
+    st = dict(status or {})
+    state = str(st.get("state") or DASH)
+    state_style = {"running": "bold green", "finished": "bold blue", "interrupted": "bold yellow",
+                   "failed": "bold red"}.get(state, "dim")
+    title = Text.assemble(("run ", "dim"), (str(st.get("run") or DASH), "bold"), "  ", (state, state_style))
+
+    head = Table.grid(padding=(0, 1))
+    head.add_column(style="dim", no_wrap=True)
+    head.add_column(no_wrap=True)
+    head.add_column(no_wrap=True)
+    head.add_row("epoch", _progress(st.get("epoch"), st.get("epochs")),
+                 f"{_int_of(st.get('epoch'))} / {_int_of(st.get('epochs'))}")
+    head.add_row("step", _progress(st.get("step"), st.get("total_steps")),
+                 f"{_int_of(st.get('step'))} / {_int_of(st.get('total_steps'))}   eta {fmt_duration(st.get('eta_s'))}")
+
+    grid = Table.grid(padding=(0, 1))
+    for _ in range(3):
+        grid.add_column(no_wrap=True, justify="right")
+        grid.add_column(no_wrap=True, min_width=10)
+    loss = Text(fmt_value(st.get("loss"), ".4f"), style="bold")
+    if _num(st.get("loss_smooth")) is not None:
+        loss.append(f" ({fmt_value(st.get('loss_smooth'), '.4f')})", style="dim")
+    _kv(grid, ("loss", loss), ("lr", fmt_value(st.get("lr"), ".2e")),
+        ("grad norm", fmt_value(st.get("grad_norm"), ".3f")))
+    wait = _num(st.get("data_wait"))
+    wait_text = Text(fmt_pct(wait, digits=0), style="yellow" if wait is not None and wait > 0.2 else "")
+    _kv(grid, ("samples/s", fmt_value(st.get("samples_per_s"), ",.1f")), ("data wait", wait_text),
+        ("amp scale", fmt_value(st.get("amp_scale"), ".0f")))
+    _kv(grid, ("val top1", Text(fmt_pct(st.get("val_top1")), style="bold")), ("top5", fmt_pct(st.get("val_top5"))),
+        ("best", Text(fmt_pct(st.get("best_top1")), style="bold green")))
+    _kv(grid, ("peak mem", fmt_value(st.get("peak_mem_mb"), ",.0f", " MiB")),
+        ("precision", str(st.get("precision") or DASH)), ("device", str(st.get("device") or DASH)))
+    return Panel(Group(head, grid), title=title, title_align="left", border_style="green", box=box.ROUNDED,
+                 padding=(0, 1))
+
+
+def _range(v: Any) -> str:
+    if isinstance(v, (list, tuple)) and len(v) == 2:
+        return f"{_num(v[0]):g}–{_num(v[1]):g}" if _num(v[0]) is not None and _num(v[1]) is not None else DASH
+    return DASH
+
+
+def aug_panel(aug: Mapping[str, Any] | None) -> Panel:
+    """The augmentation settings (an `AugConfig` as a dict), by group with its probability."""
+    a = dict(aug or {})
+    title = Text.assemble(("augmentations", "bold"), ("  profile ", "dim"), str(a.get("profile", DASH)))
+    if not a:
+        return Panel(Text(DASH, style="dim"), title=title, title_align="left", box=box.ROUNDED)
+    if a.get("use_augmentations") is False:
+        return Panel(Text("off (inputs unchanged)", style="yellow"), title=title, title_align="left",
+                     box=box.ROUNDED)
+
+    def item(flag: str, text: str) -> Text:
+        if flag not in a:
+            return Text(f"{text}?", style="dim")
+        return Text(text) if a.get(flag) else Text(text, style="dim strike")
+
+    modes = ",".join(a.get("resample_modes") or []) or DASH
+    groups = [
+        ("temporal", "temporal_prob", [item("resample", f"resample {_range(a.get('resample_rate'))}× ({modes})"),
+                                       item("temporal_mask", f"mask {_range(a.get('temporal_mask_frac'))}"),
+                                       item("random_crop", "random crop")]),
+        ("spatial", "spatial_prob", [item("rotate", f"rotate ±{fmt_value(a.get('rotate_deg'), 'g')}°"),
+                                     item("scale", f"scale {_range(a.get('scale_range'))}"),
+                                     item("shear", f"shear {fmt_value(a.get('shear_max'), 'g')}"),
+                                     item("translate", f"shift {fmt_value(a.get('translate_max'), 'g')}"),
+                                     item("flip", f"flip p={fmt_value(a.get('flip_prob'), 'g')}")]),
+        ("noise", "noise_prob", [item("noise", f"gaussian σ={fmt_value(a.get('noise_std'), 'g')}")]),
+        ("masking", "mask_prob", [item("feature_mask", f"features {fmt_value(a.get('feature_mask_frac'), 'g')}"),
+                                  item("landmark_dropout",
+                                       f"landmarks p={fmt_value(a.get('landmark_dropout_prob'), 'g')}"),
+                                  item("spatial_mask", f"region {_range(a.get('spatial_mask_size'))}")]),
+    ]
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="dim", no_wrap=True)
+    grid.add_column(justify="right", no_wrap=True)
+    grid.add_column()
+    for name, pkey, items in groups:
+        grid.add_row(name, f"p={fmt_value(a.get(pkey), 'g')}", Text(" · ").join(items))
+    return Panel(grid, title=title, title_align="left", border_style="yellow", box=box.ROUNDED, padding=(0, 1))
+
+
+def config_panel(cfg: Mapping[str, Any] | None) -> Panel:
+    """The run configuration people compare runs by (a `RunConfig.to_dict()`)."""
+    c = dict(cfg or {})
+
+    def sec(name: str) -> dict:
+        v = c.get(name)
+        return v if isinstance(v, dict) else {}
+
+    data, model, optim, train, loader = (sec(n) for n in ("data", "model", "optim", "train", "loader"))
+    batch, accum = _num(train.get("batch_size")), _num(train.get("gradient_accumulation_steps"))
+    effective = DASH if batch is None or accum is None else f"{int(batch * accum)}"
+    amp = train.get("use_mixed_precision")
+    precision = DASH if amp is None else (str(train.get("precision", "auto")) + " AMP" if amp else "fp32")
+    grid = Table.grid(padding=(0, 1))
+    for _ in range(2):
+        grid.add_column(style="dim", justify="right", no_wrap=True)
+        grid.add_column(no_wrap=True)
+    rows = [
+        ("preset", str(c.get("preset") or DASH), "data", str(data.get("data_dir") or "synthetic")),
+        ("model", f"dim {_int_of(model.get('dim'))} × {_int_of(model.get('blocks'))} blocks",
+         "max len", _int_of(data.get("max_len"))),
+        ("batch", f"{_int_of(batch)} × {_int_of(accum)} accum = {effective}", "epochs", _int_of(train.get("epochs"))),
+        ("optimizer", f"{optim.get('optimizer', DASH)} lr {fmt_value(optim.get('lr'), '.1e')}",
+         "schedule", str(optim.get("schedule", DASH))),
+        ("precision", precision, "clip", fmt_value(train.get("gradient_clip_val"), "g")),
+        ("workers", _int_of(loader.get("num_workers")), "seed", _int_of(train.get("seed"))),
+        ("compile", DASH if "compile" not in train else ("on" if train.get("compile") else "off"),
+         "device", str(train.get("device", DASH))),
+    ]
+    for r in rows:
+        grid.add_row(*r)
+    return Panel(grid, title=Text("configuration", style="bold"), title_align="left", box=box.ROUNDED,
+                 padding=(0, 1))
+
+
+def training_view(status: Mapping[str, Any] | None, *, with_config: bool = True) -> RenderableType:
+    """train + aug (+ config) panels for one run's status dict."""
+    st = status or {}
+    parts: list[RenderableType] = [train_panel(st)]
+    parts.append(aug_panel(st.get("aug") if isinstance(st.get("aug"), dict) else None))
+    if with_config and isinstance(st.get("config"), dict):
+        parts.append(config_panel(st["config"]))
+    return Group(*parts)
+
+
+def plain_line(status: Mapping[str, Any], gpu: GPUSnapshot | None = None) -> str:
+    """The classic one-line training log (detectron2 style); `gpu` adds NVML memory and utilisation."""
+    st = dict(status or {})
+
+    def frac(a: str, b: str) -> str:
+        x, y = _num(st.get(a)), _num(st.get(b))
+        return f"{DASH if x is None else int(x)}/{DASH if y is None else int(y)}"
+
+    loss = fmt_value(st.get("loss"), ".4f")
+    if _num(st.get("loss_smooth")) is not None:
+        loss += f" ({fmt_value(st.get('loss_smooth'), '.4f')})"
+    if gpu is not None and not gpu.lost and gpu.memory_total is not None:
+        gpu_mem = f"{(gpu.memory_used or 0) / MIB:.0f}/{gpu.memory_total / MIB:.0f}M"
+    else:
+        gpu_mem = NA if gpu is not None else DASH
+    util = DASH if gpu is None else (NA if gpu.util_gpu is None else f"{gpu.util_gpu}%")
+    return (f"eta {fmt_duration(st.get('eta_s'))}  epoch {frac('epoch', 'epochs')}  step {frac('step', 'total_steps')}"
+            f"  loss {loss}  lr {fmt_value(st.get('lr'), '.2e')}"
+            f"  samples/s {fmt_value(st.get('samples_per_s'), '.1f')}  data {fmt_pct(st.get('data_wait'), digits=0)}"
+            f"  val top1 {fmt_pct(st.get('val_top1'))}  max_mem {fmt_value(st.get('peak_mem_mb'), '.0f', 'M')}"
+            f"  gpu mem {gpu_mem}  util {util}")
+
+
+# --- JSON -------------------------------------------------------------------------------------
+
+def json_safe(obj: Any) -> Any:
+    """Plain JSON types: dataclasses and snapshots as dicts, paths as strings, NaN/inf as null."""
+    if isinstance(obj, GPUSnapshot):
+        return json_safe(obj.to_dict())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return json_safe(dataclasses.asdict(obj))
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return json_safe(obj.item())
+    return str(obj)
+
+
+def ndjson_line(obj: Any) -> str:
+    """One compact JSON object on one line (no trailing newline), strict JSON (no NaN)."""
+    return json.dumps(json_safe(obj), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
