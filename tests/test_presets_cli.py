@@ -1,0 +1,157 @@
+"""`asl presets` and the shared training options (--preset, --set, named flags, --print-config)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+
+import pytest
+from typer.testing import CliRunner
+
+from asl_cli.cli.app import app
+from asl_cli.cli.options import SWITCH_FLAGS, VALUED_FLAGS, config_to_toml
+from asl_cli.config import RunConfig, list_presets, load_config
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_presets_table_lists_every_preset_with_its_key_values():
+    out = invoke("presets")
+    assert out.exit_code == 0, out.stderr
+    for name in list_presets():
+        assert name in out.stdout
+    rtx = next(line for line in out.stdout.splitlines() if line.strip().startswith("rtx4070"))
+    # batch 12 x accumulation 4 = effective 48, dim 192 x 2 blocks, 100 epochs, 4 workers
+    assert rtx.split()[:8] == ["rtx4070", "12", "4", "48", "auto", "192×2", "100", "4"]
+
+
+def test_presets_json_matches_the_preset_files():
+    out = invoke("presets", "--json")
+    assert out.exit_code == 0
+    rows = {r["preset"]: r for r in json.loads(out.stdout)}
+    assert set(rows) == set(list_presets())
+    for name, row in rows.items():
+        cfg = load_config(name)
+        assert row["batch_size"] == cfg.train.batch_size
+        assert row["effective_batch"] == cfg.train.batch_size * cfg.train.gradient_accumulation_steps
+        assert row["optimizer"] == cfg.optim.optimizer
+    assert rows["cpu"]["precision"] == "fp32"
+    assert rows["t4"]["precision"] == "fp16"
+
+
+@pytest.mark.parametrize("name", sorted(list_presets()))
+def test_printed_config_reads_back_as_the_same_config(name, tmp_path):
+    out = invoke("presets", name)
+    assert out.exit_code == 0
+    parsed = tomllib.loads(out.stdout)
+    assert RunConfig.from_dict(parsed).to_dict() == load_config(name).to_dict()
+    # and the file works as a preset path
+    path = tmp_path / "mine.toml"
+    path.write_text(out.stdout)
+    again = invoke("train", "--preset", str(path), "--print-config", "--json")
+    assert again.exit_code == 0, again.stderr
+    d = json.loads(again.stdout)
+    d["preset"] = name  # the preset label is the file's stem
+    assert d == load_config(name).to_dict()
+
+
+def test_unknown_preset_is_one_line_exit_2():
+    out = invoke("presets", "nope")
+    assert out.exit_code == 2
+    assert out.stderr.strip().count("\n") == 0 and "unknown preset 'nope'" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+FLAG_VALUES = {
+    "epochs": ("--epochs", "7", 7), "batch_size": ("--batch-size", "5", 5), "accum": ("--accum", "3", 3),
+    "lr": ("--lr", "0.01", 0.01), "max_steps": ("--max-steps", "11", 11),
+    "time_budget": ("--time-budget", "2.5", 2.5), "data": ("--data", "/some/asl-signs", "/some/asl-signs"),
+    "name": ("--name", "myrun", "myrun"), "device": ("--device", "cpu", "cpu"),
+    "workers": ("--workers", "2", 2), "seed": ("--seed", "9", 9), "runs_dir": ("--runs-dir", "/tmp/r", "/tmp/r"),
+}
+
+
+def _get(d: dict, key: str):
+    for part in key.split("."):
+        d = d[part]
+    return d
+
+
+@pytest.mark.parametrize("flag", sorted(VALUED_FLAGS))
+def test_each_valued_flag_sets_its_key(flag):
+    option, text, expected = FLAG_VALUES[flag]
+    out = invoke("train", "--preset", "rtx4070", option, text, "--print-config", "--json")
+    assert out.exit_code == 0, out.stderr
+    assert _get(json.loads(out.stdout), VALUED_FLAGS[flag]) == expected
+
+
+@pytest.mark.parametrize("flag", sorted(SWITCH_FLAGS))
+def test_each_switch_sets_its_key(flag):
+    key, value = SWITCH_FLAGS[flag].split("=")
+    base = json.loads(invoke("train", "--preset", "rtx4070", "--print-config", "--json").stdout)
+    out = invoke("train", "--preset", "rtx4070", "--" + flag.replace("_", "-"), "--print-config", "--json")
+    assert out.exit_code == 0, out.stderr
+    got = _get(json.loads(out.stdout), key)
+    assert got == (value == "true")
+    if flag in ("no_aug", "no_amp"):  # the preset has them on: the switch changes something
+        assert _get(base, key) is True
+
+
+def test_set_overrides_any_field_and_comes_after_named_flags():
+    out = invoke("train", "--preset", "rtx4070", "--epochs", "3", "--set", "train.epochs=5",
+                 "--set", "aug.rotate_deg=12.5", "-s", "model.dim=96", "--print-config", "--json")
+    assert out.exit_code == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert d["train"]["epochs"] == 5 and d["aug"]["rotate_deg"] == 12.5 and d["model"]["dim"] == 96
+    assert d["train"]["batch_size"] == 12  # the rest stays the preset's
+
+
+def test_default_preset_is_cpu_and_toml_is_the_default_format():
+    out = invoke("train", "--print-config")
+    assert out.exit_code == 0
+    assert tomllib.loads(out.stdout)["preset"] == "cpu"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "train.batchsize=3"], "unknown key 'train.batchsize' (did you mean 'train.batch_size'?)"),
+    (["--set", "train.batch_size=abc"], "train.batch_size: expected int, got 'abc'"),
+    (["--set", "aug.noise_prob=1.5"], "aug.noise_prob: 1.5 is above the maximum 1.0"),
+    (["--set", "train.precision=fp8"], "train.precision: 'fp8' is not one of"),
+    (["--set", "novalue"], "expected key=value"),
+    (["--epochs", "0"], "--epochs: train.epochs: 0 is below the minimum 1"),
+    (["--accum", "0"], "--accum: train.gradient_accumulation_steps: 0 is below the minimum 1"),
+    (["--preset", "nope"], "unknown preset 'nope'"),
+])
+def test_bad_settings_are_one_clear_line_and_exit_2(args, message):
+    out = invoke("train", *args, "--print-config")
+    assert out.exit_code == 2, out.stdout
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.stderr
+    assert out.stdout == ""
+
+
+def test_toml_writer_escapes_strings_and_leaves_out_none():
+    d = {"name": 'a "quoted" \\ name', "x": None, "s": {"p": "c:\\dir", "q": None, "l": [0.5, "a"], "b": False}}
+    parsed = tomllib.loads(config_to_toml(d))
+    assert parsed == {"name": 'a "quoted" \\ name', "s": {"p": "c:\\dir", "l": [0.5, "a"], "b": False}}
+
+
+def test_as_subprocess_exit_codes_and_no_torch_import():
+    ok = subprocess.run([sys.executable, "-m", "asl_cli", "presets"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "rtx4070" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "asl_cli", "train", "--print-config", "--set", "x.y=1"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+    code = ("import sys; sys.argv=['asl','train','--preset','rtx4070','--print-config']\n"
+            "from asl_cli.cli.app import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+            "assert 'torch' not in sys.modules, 'print-config imported torch'\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert 'preset = "rtx4070"' in out.stdout
