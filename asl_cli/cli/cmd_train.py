@@ -1,0 +1,174 @@
+"""`asl train`: resolve the configuration, run `ASLTrainer` under the live dashboard.
+
+Options -> `RunConfig` (defaults -> preset -> named flags -> --set) -> `ASLTrainer(cfg).fit()`.
+Ctrl-C / SIGTERM ask the trainer to stop at the next safe point; it saves `last` and raises
+`TrainingInterrupted`, which becomes one line (where the checkpoint is, how to resume) and exit
+130 / 143. A second Ctrl-C quits at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from asl_cli.cli.app import app
+from asl_cli.cli.common import user_errors
+from asl_cli.cli.options import (AccumOpt, BatchSizeOpt, CompileOpt, DataOpt, DeterministicOpt, DeviceOpt,
+                                 EpochsOpt, JsonOpt, LrOpt, MaxStepsOpt, NameOpt, NoAmpOpt, NoAugOpt,
+                                 PrintConfigOpt, RunsDirOpt, SeedOpt, SetOpt, SkipBadOpt, TimeBudgetOpt,
+                                 WorkersOpt, apply_cli, print_config, resolve_config)
+
+LogIntervalOpt = Annotated[float, typer.Option(
+    "--log-interval", min=0.1, help="Seconds between plain log lines (no terminal); also one per eval.")]
+PlainOpt = Annotated[bool, typer.Option("--plain", help="Plain log lines even in a terminal.")]
+FakeGpuOpt = Annotated[Optional[str], typer.Option("--fake-gpu", hidden=True,
+                                                   help="Scripted GPUs (JSON) instead of NVML.")]
+
+
+def config_for_resume(run_dir: Path, sets: list[str] | None, flags: dict[str, Any]):
+    """The run's own config.json with CLI overrides on top (e.g. more --epochs)."""
+    from asl_cli.config import RunConfig
+    from asl_cli.errors import ConfigError
+
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise ConfigError("not a run folder (no config.json); give the folder `asl train` made",
+                          path=run_dir)
+    try:
+        cfg = RunConfig.from_dict(json.loads(path.read_text()), source=str(path))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"not valid JSON: {exc}", path=path) from None
+    return apply_cli(cfg, sets, flags)
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The end-of-run report: what was reached and where everything is (pure)."""
+    run_dir = Path(str(summary.get("run_dir", "")))
+
+    def pct(v: Any) -> str:
+        return f"{100 * v:.1f}%" if isinstance(v, (int, float)) else "n/a"
+
+    def num(v: Any, fmt: str) -> str:
+        return format(v, fmt) if isinstance(v, (int, float)) else "n/a"
+
+    lines = [
+        f"done: {summary.get('epochs_done', '?')} epochs, {summary.get('steps', '?')} steps in "
+        f"{num(summary.get('wall_s'), '.1f')} s ({num(summary.get('samples_per_s'), '.0f')} samples/s, "
+        f"peak memory {num(summary.get('peak_mem_mb'), '.0f')} MB)",
+        f"best val top-1 {pct(summary.get('best_top1'))}, top-5 {pct(summary.get('best_top5'))}; "
+        f"final train loss {num(summary.get('final_train_loss'), '.4f')}",
+    ]
+    if summary.get("skipped"):
+        lines.append(f"skipped: {summary['skipped']}")
+    if summary.get("best_checkpoint"):
+        lines.append(f"best checkpoint: {summary['best_checkpoint']}")
+    if summary.get("last_checkpoint"):
+        lines.append(f"last checkpoint: {summary['last_checkpoint']}")
+    lines.append(f"metrics: {run_dir / 'metrics.jsonl'} (config.json and status.json beside it)")
+    return lines
+
+
+def interrupted_line(exc, run_dir: Path | None) -> str:
+    where = f"checkpoint saved: {exc.path}" if getattr(exc, "path", None) else "checkpoint saved"
+    how = f"; resume with: asl train --resume {run_dir}" if run_dir else ""
+    name = "SIGTERM" if exc.exit_code == 143 else "Ctrl-C"
+    return f"stopped by {name}: {where}{how}"
+
+
+@app.command("train")
+def train_cmd(
+    preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name (see `asl presets`) "
+                                                  "or a .toml path [default: cpu].")] = None,
+    sets: SetOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchSizeOpt = None,
+    accum: AccumOpt = None,
+    lr: LrOpt = None,
+    max_steps: MaxStepsOpt = None,
+    time_budget: TimeBudgetOpt = None,
+    data: DataOpt = None,
+    name: NameOpt = None,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+    seed: SeedOpt = None,
+    runs_dir: RunsDirOpt = None,
+    no_aug: NoAugOpt = False,
+    no_amp: NoAmpOpt = False,
+    compile: CompileOpt = False,
+    deterministic: DeterministicOpt = False,
+    skip_bad: SkipBadOpt = False,
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", help="Continue this run folder from its last checkpoint (its config.json, plus "
+                         "any overrides given here).")] = None,
+    print_cfg: PrintConfigOpt = False,
+    as_json: JsonOpt = False,
+    plain: PlainOpt = False,
+    log_interval: LogIntervalOpt = 10.0,
+    fake_gpu: FakeGpuOpt = None,
+) -> None:
+    """Train a recogniser with a live dashboard (plain log lines without a terminal, --json: NDJSON).
+
+    With no --data the embedded synthetic data set is used. Ctrl-C saves a checkpoint and says how
+    to resume (exit 130).
+    """
+    flags = dict(epochs=epochs, batch_size=batch_size, accum=accum, lr=lr, max_steps=max_steps,
+                 time_budget=time_budget, data=data, name=name, device=device, workers=workers, seed=seed,
+                 runs_dir=runs_dir, no_aug=no_aug, no_amp=no_amp, compile=compile,
+                 deterministic=deterministic, skip_bad=skip_bad)
+    with user_errors():
+        if resume is not None:
+            if preset is not None:
+                from asl_cli.errors import ConfigError
+
+                raise ConfigError("--resume continues a run with its own config.json; "
+                                  "leave out --preset (other overrides are applied on top)")
+            cfg = config_for_resume(resume, sets, flags)
+        else:
+            cfg = resolve_config(preset or "cpu", sets, flags)
+        if print_cfg:
+            print_config(cfg, as_json=as_json)
+            return
+        _train(cfg, resume=resume, as_json=as_json, plain=plain, log_interval=log_interval,
+               fake_gpu=fake_gpu or os.environ.get("ASL_FAKE_GPU") or None)
+
+
+def _train(cfg, *, resume: Path | None, as_json: bool, plain: bool, log_interval: float,
+           fake_gpu: str | None) -> None:
+    from asl_cli.cli.dashboard import JSON, StopRequests, TrainDashboard, choose_mode, open_sampler, stop_on_signals
+    from asl_cli.engine.trainer import ASLTrainer
+    from asl_cli.errors import EXIT_SIGINT, TrainingInterrupted
+
+    mode = choose_mode(as_json=as_json, plain=plain)
+    dashboard = TrainDashboard(mode, log_interval=log_interval, sampler=open_sampler(fake_gpu))
+    requests = StopRequests(dashboard)
+    run_dir: Path | None = resume
+    try:
+        with stop_on_signals(requests), dashboard:
+            trainer = ASLTrainer(cfg, run_dir=resume, resume=resume, callbacks=(dashboard,))
+            run_dir = Path(str(trainer.run_dir))
+            requests.attach(trainer)
+            summary = trainer.fit()
+    except TrainingInterrupted as exc:
+        typer.echo(interrupted_line(exc, run_dir), err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        last = run_dir / "checkpoints" / "last.pt" if run_dir else None
+        saved = f"; the last saved checkpoint is {last}" if last and last.is_file() else ""
+        typer.echo(f"stopped by a second Ctrl-C without a new checkpoint{saved}", err=True)
+        raise typer.Exit(EXIT_SIGINT) from None
+    finally:
+        dashboard.close()
+    if mode == JSON:
+        from asl_cli.monitor.render import ndjson_line
+
+        typer.echo(ndjson_line({"event": "summary", **{k: (str(v) if isinstance(v, Path) else v)
+                                                       for k, v in summary.items()}}))
+    else:
+        for line in summary_lines(summary):
+            typer.echo(line)
+    sys.stdout.flush()

@@ -1,0 +1,248 @@
+"""The live training display: a trainer callback that shows what the run is doing.
+
+Three modes, one callback (`TrainDashboard(event)`):
+
+- `live`  (a terminal): a Rich `Live` (screen=False, so the last frame stays in the scrollback)
+  composed from the monitor's pure renderers: the train panel, the GPU panel (NVML snapshots from
+  the monitor's background sampler, never queried in the training step), the augmentation panel
+  and the configuration panel.
+- `plain` (pipe, CI, nohup): one `plain_line` every `log_interval` seconds, on each eval and at
+  the end, flushed at once, so a log file shows progress while the run goes on.
+- `json`  (`--json`): one NDJSON object per trainer event (and a `gpu` object with the latest
+  samples at most every `log_interval` seconds).
+
+Nothing here trains or measures: the dashboard renders what the trainer and the sampler hand it.
+Signal handling for the train/ablate commands (`stop_on_signals`) lives here too, because it must
+cooperate with the live display (restore the terminal, say what happens next).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable, Iterator, TextIO
+
+LIVE, PLAIN, JSON = "live", "plain", "json"
+
+
+def choose_mode(*, as_json: bool, plain: bool = False, stream: TextIO | None = None) -> str:
+    """json if asked; live only on a terminal (Rich Live shows nothing useful in a pipe)."""
+    if as_json:
+        return JSON
+    stream = sys.stdout if stream is None else stream
+    if plain or not stream.isatty() or os.environ.get("TERM") == "dumb":
+        return PLAIN
+    return LIVE
+
+
+def open_sampler(fake_gpu: str | None = None, interval: float = 1.0):
+    """Start the monitor's background GPU sampler; None when there is no NVIDIA GPU.
+
+    The fake backend (`--fake-gpu FILE` or ASL_FAKE_GPU) stands in for NVML in tests and demos;
+    a broken fake file is a ConfigError (asked for explicitly), a missing driver is not an error.
+    """
+    from asl_cli.errors import NoGPUError
+    from asl_cli.monitor import GPUSampler, open_backend
+
+    try:
+        backend = open_backend(fake_gpu)
+        if backend.device_count() == 0:
+            backend.shutdown()
+            return None
+    except NoGPUError:
+        return None
+    return GPUSampler(backend, interval).start()
+
+
+class TrainDashboard:
+    """Trainer callback + display. Use as a context manager around `trainer.fit()`."""
+
+    def __init__(self, mode: str, *, log_interval: float = 10.0, sampler=None, console=None,
+                 out: TextIO | None = None, title: str = "", extra: Callable[[], Any] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.mode = mode
+        self.log_interval = float(log_interval)
+        self.sampler = sampler
+        self.out = sys.stdout if out is None else out
+        self.console = console
+        self.title = title
+        self.extra = extra  # a renderable factory shown above the panels (ablate's variant table)
+        self.clock = clock
+        self.status: dict[str, Any] = {}
+        self.aug: dict[str, Any] = {}
+        self.config: dict[str, Any] = {}
+        self.note = ""
+        self._last_line = float("-inf")
+        self._last_gpu = float("-inf")
+        self._last_text = ""
+        self._live = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def __enter__(self) -> "TrainDashboard":
+        if self.mode == LIVE:
+            from rich.console import Console
+            from rich.live import Live
+
+            if self.console is None:
+                self.console = Console()
+            self._live = Live(console=self.console, get_renderable=self.renderable, screen=False,
+                              refresh_per_second=4, transient=False, redirect_stdout=True,
+                              redirect_stderr=True)
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the live display (its last frame stays on screen) and the sampler."""
+        if self._live is not None:
+            live, self._live = self._live, None
+            with contextlib.suppress(Exception):
+                live.refresh()
+                live.stop()
+        if self.sampler is not None:
+            sampler, self.sampler = self.sampler, None
+            with contextlib.suppress(Exception):
+                sampler.stop()
+                sampler.backend.shutdown()
+
+    # -- the trainer callback --------------------------------------------------------------------
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("event", "")
+        with self._lock:
+            if kind == "start":
+                self.config = event.get("config") or self.config
+                self.aug = event.get("aug") or (self.config.get("aug") if self.config else {}) or {}
+            status = {k: v for k, v in event.items() if k not in ("event", "config")}
+            self.status = {**self.status, **status}
+        if self.mode == JSON:
+            self._emit_json(event)
+        elif self.mode == PLAIN:
+            self._emit_plain(kind, event)
+        elif self._live is not None:
+            if kind == "start" and self.console is not None:
+                self.console.print(self.static_panels())  # above the live region, once
+            self._live.refresh()
+
+    def set_note(self, text: str) -> None:
+        """A one-line notice (e.g. "stopping: saving a checkpoint"), shown in every mode."""
+        self.note = text
+        if self.mode == PLAIN:
+            self._write(text)
+        elif self.mode == JSON:
+            from asl_cli.monitor.render import ndjson_line
+
+            self._write(ndjson_line({"event": "note", "message": text}))
+        elif self._live is not None:
+            self._live.refresh()
+
+    # -- output ----------------------------------------------------------------------------------
+    def _write(self, line: str) -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    def _emit_plain(self, kind: str, event: dict[str, Any]) -> None:
+        from asl_cli.monitor.render import plain_line
+
+        now = self.clock()
+        if kind == "start":
+            self._write(self._start_line(event))
+            self._last_line = now
+        elif kind == "checkpoint":
+            if event.get("kind") == "best":
+                self._write(f"new best checkpoint: {event.get('path', '')}")
+        elif kind in ("eval", "end") or now - self._last_line >= self.log_interval:
+            snaps = self._run_gpus()
+            line = plain_line(self.status, snaps[0] if snaps else None)
+            if line != self._last_text:  # the end event repeats the last eval's numbers
+                self._write(line)
+                self._last_text = line
+            self._last_line = now
+
+    def _start_line(self, event: dict[str, Any]) -> str:
+        t = (self.config or {}).get("train", {})
+        parts = [f"run {event.get('run', '')}", f"device {event.get('device', '')}",
+                 f"precision {event.get('precision', '')}"]
+        if t:
+            parts.append(f"batch {t.get('batch_size')}x{t.get('gradient_accumulation_steps')}")
+        aug = self.aug.get("use_augmentations") if isinstance(self.aug, dict) else None
+        if aug is not None:
+            parts.append("augmentations " + ("on" if aug else "off"))
+        return "start: " + ", ".join(str(p) for p in parts)
+
+    def _emit_json(self, event: dict[str, Any]) -> None:
+        from asl_cli.monitor.render import ndjson_line
+
+        self._write(ndjson_line(event))
+        now = self.clock()
+        if self.sampler is not None and now - self._last_gpu >= self.log_interval:
+            snaps = self._gpu_snapshots()
+            if snaps:
+                self._write(ndjson_line({"event": "gpu", "gpus": [s.to_dict() for s in snaps]}))
+                self._last_gpu = now
+
+    def _gpu_snapshots(self) -> list:
+        if self.sampler is None:
+            return []
+        with contextlib.suppress(Exception):
+            return list(self.sampler.latest() or [])
+        return []
+
+    def _run_gpus(self) -> list:
+        """The GPU the run uses (cuda:N -> NVML index N; CUDA and NVML orders agree on one-GPU
+        machines), else every GPU, at most two (the frame must stay short)."""
+        snaps = self._gpu_snapshots()
+        device = str(self.status.get("device") or "")
+        if device.startswith("cuda"):
+            index = int(device.split(":", 1)[1]) if ":" in device else 0
+            mine = [s for s in snaps if s.index == index]
+            if mine:
+                return mine
+        return snaps[:2]
+
+    # -- the live frame --------------------------------------------------------------------------
+    def static_panels(self):
+        """Augmentations and configuration: printed once above the live region (they do not
+        change), side by side on a wide terminal."""
+        from rich.console import Group
+        from rich.table import Table
+
+        from asl_cli.monitor.render import aug_panel, config_panel
+
+        width = self.console.width if self.console is not None else 80
+        if width >= 120:
+            side = Table.grid(expand=True, padding=(0, 1))
+            side.add_column(ratio=1)
+            side.add_column(ratio=1)
+            side.add_row(aug_panel(self.aug), config_panel(self.config))
+            return side
+        return Group(aug_panel(self.aug), config_panel(self.config))
+
+    def renderable(self):
+        """The current frame (called by Live's refresh thread; only reads state)."""
+        from rich.console import Group
+        from rich.text import Text
+
+        from asl_cli.monitor.render import gpu_panel, train_panel
+
+        with self._lock:
+            status = dict(self.status)
+        parts: list[Any] = []
+        if self.extra is not None:
+            parts.append(self.extra())
+        parts.append(train_panel(status))
+        snaps = self._run_gpus()
+        if snaps:
+            history = self.sampler.history() if self.sampler is not None else {}
+            parts.append(gpu_panel(snaps, history, spark_width=24))
+        else:
+            parts.append(Text.assemble(("GPU ", "bold"), ("no NVIDIA GPU (CPU run)", "dim")))
+        if self.note:
+            parts.append(Text(self.note, style="bold yellow"))
+        return Group(*parts)
