@@ -1,0 +1,139 @@
+"""`asl gpu-watch`: a live view of every GPU (the replacement for `watch -n 1 nvidia-smi`).
+
+Output follows where it goes: a full-screen Rich view on a terminal; plain log lines per
+sample through a pipe (a Live view would print nothing there until the end); NDJSON with
+`--json`. `--run DIR` / `--latest-run` add the training status of a run folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from asl_cli.cli.app import app
+from asl_cli.cli.common import user_errors
+from asl_cli.cli.options import JsonOpt
+
+FakeGpuOpt = Annotated[Optional[Path], typer.Option(
+    "--fake-gpu", hidden=True, help="Scripted fake GPUs from a JSON file (tests, docs); also $ASL_FAKE_GPU.")]
+
+
+@app.command("gpu-watch")
+def gpu_watch(
+    interval: Annotated[float, typer.Option("--interval", "-n", min=0.05, help="Seconds between samples.")] = 1.0,
+    once: Annotated[bool, typer.Option("--once", help="Print one sample and exit.")] = False,
+    json_out: JsonOpt = False,
+    run: Annotated[Optional[Path], typer.Option(
+        "--run", help="A run folder: also show its training status (status.json).")] = None,
+    latest_run: Annotated[bool, typer.Option(
+        "--latest-run", help="Like --run, for the most recently updated run under --runs-dir.")] = False,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where --latest-run looks.")] = Path("runs"),
+    count: Annotated[Optional[int], typer.Option("--count", min=1, help="Stop after N samples.")] = None,
+    fake_gpu: FakeGpuOpt = None,
+) -> None:
+    """Live GPU memory, utilisation, temperature, power, clocks and processes (+ a run's progress)."""
+    with user_errors():
+        _watch(interval=interval, once=once, json_out=json_out, run=run, latest_run=latest_run,
+               runs_dir=runs_dir, count=1 if once else count, fake_gpu=fake_gpu)
+
+
+def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, latest_run: bool,
+           runs_dir: Path, count: int | None, fake_gpu: Path | None) -> None:
+    import os
+    import socket
+    import sys
+    from datetime import datetime
+
+    from rich.console import Console, Group
+
+    from asl_cli.errors import ConfigError, NoGPUError
+    from asl_cli.monitor import GPUSampler, open_backend
+    from asl_cli.monitor import render
+    from asl_cli.monitor.nvml import deprecated_pynvml_warning
+    from asl_cli.monitor.status import StatusReader, check_run_dir, find_latest_run, pick_gpu, status_summary
+
+    if run is not None and latest_run:
+        raise ConfigError("use either --run RUN_DIR or --latest-run, not both")
+    run_dir = find_latest_run(runs_dir) if latest_run else (check_run_dir(run) if run is not None else None)
+    status_reader = StatusReader(run_dir) if run_dir is not None else None
+
+    backend = open_backend(fake_gpu)
+    if not backend.fake:
+        warning = deprecated_pynvml_warning()
+        if warning:
+            print(warning, file=sys.stderr)
+    try:
+        if backend.device_count() == 0:
+            raise NoGPUError("NVML sees no GPU (the driver is loaded but lists no device); "
+                             "hint: check `nvidia-smi -L` and CUDA_VISIBLE_DEVICES/container --gpus")
+        console = Console()
+        host = socket.gethostname()
+        source = "fake GPUs" if backend.fake else ""
+        sampler = GPUSampler(backend, interval=interval)
+
+        def frame():
+            snaps = sampler.latest()
+            parts = [render.watch_header(snaps, host=host, interval=None if once else interval, source=source),
+                     render.gpu_panel(snaps, sampler.history())]
+            if status_reader is not None:
+                status = status_reader.read()
+                parts.append(render.training_view(status, with_config=True) if status else
+                             f"[dim]waiting for {status_reader.path} …[/]")
+            return Group(*parts)
+
+        def emit_line() -> None:
+            snaps = sampler.latest()
+            status = status_reader.read() if status_reader is not None else None
+            if json_out:
+                obj = {"time": datetime.now().astimezone().isoformat(timespec="milliseconds"),
+                       "gpus": snaps}
+                if status_reader is not None:
+                    obj["run"] = str(status_reader.run_dir)
+                    obj["status"] = status_summary(status)
+                print(render.ndjson_line(obj), flush=True)
+                return
+            stamp = datetime.now().strftime("%H:%M:%S")
+            lines = [f"[{stamp}] {render.gpu_line(s)}" for s in snaps]
+            if status_reader is not None:
+                lines.append(f"[{stamp}] {status_reader.run_dir.name}: " + (
+                    render.plain_line(status, pick_gpu(status, snaps)) if status else "no status.json yet"))
+            print("\n".join(lines), flush=True)
+
+        try:
+            if once:
+                sampler.sample_once()
+                if json_out:
+                    emit_line()
+                else:
+                    console.print(frame())
+                return
+            live_view = console.is_terminal and not json_out
+            with sampler:
+                if live_view:
+                    from rich.live import Live
+
+                    with Live(console=console, screen=True, auto_refresh=False, transient=False) as live:
+                        _loop(sampler, count, interval, lambda: live.update(frame(), refresh=True))
+                else:
+                    _loop(sampler, count, interval, emit_line)
+        except KeyboardInterrupt:
+            return  # Live's context has already restored the terminal
+        except BrokenPipeError:  # `asl gpu-watch --json | head -1`
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return
+    finally:
+        backend.shutdown()
+
+
+def _loop(sampler, count: int | None, interval: float, show) -> None:
+    """Show each new sample as it arrives, until `count` samples (or Ctrl-C)."""
+    seen = 0
+    while count is None or seen < count:
+        now = sampler.wait_for_sample(seen, timeout=max(5 * interval, 2.0))
+        if now == seen:
+            continue  # a slow poll: keep waiting
+        seen = now if count is None else min(now, count)
+        show()

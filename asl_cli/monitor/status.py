@@ -1,0 +1,85 @@
+"""Reading a run's `status.json` for the monitor (the trainer writes it; we only read).
+
+The file may be missing (the run has not logged yet) or caught mid-write by a non-atomic
+writer: `StatusReader` then keeps the last good status instead of flickering or failing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+from asl_cli.errors import ConfigError
+from asl_cli.monitor.base import GPUSnapshot
+
+STATUS_FILE = "status.json"
+
+
+def find_latest_run(runs_dir: str | Path = "runs") -> Path:
+    """The run folder under `runs_dir` whose status.json changed last."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise ConfigError("no runs folder (start a run with `asl train`, or pass --run RUN_DIR)", path=runs_dir)
+    candidates = [p for p in runs_dir.iterdir() if (p / STATUS_FILE).is_file()]
+    if not candidates:
+        raise ConfigError(f"no run folder with a {STATUS_FILE} yet", path=runs_dir)
+    return max(candidates, key=lambda p: (p / STATUS_FILE).stat().st_mtime)
+
+
+def check_run_dir(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError("run folder not found", path=run_dir)
+    return run_dir
+
+
+class StatusReader:
+    """`read()` returns the run's latest good status dict (or None before the first one)."""
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / STATUS_FILE
+        self.run_dir = Path(run_dir)
+        self._last: dict | None = None
+        self._mtime: float | None = None
+
+    def read(self) -> dict | None:
+        try:
+            mtime = self.path.stat().st_mtime
+        except OSError:
+            return self._last
+        if mtime == self._mtime and self._last is not None:
+            return self._last
+        try:
+            obj = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # mid-write or unreadable: keep the last good one
+            return self._last
+        if isinstance(obj, dict):
+            obj.setdefault("run", self.run_dir.name)
+            self._last, self._mtime = obj, mtime
+        return self._last
+
+
+def pick_gpu(status: dict | None, snapshots: Sequence[GPUSnapshot]) -> GPUSnapshot | None:
+    """The GPU a run uses: by `gpu_uuid` when the trainer wrote one (NVML order is PCI order,
+    not CUDA order), else the index in `device` ("cuda:1"), else the first GPU."""
+    if not snapshots:
+        return None
+    st = status or {}
+    uuid = st.get("gpu_uuid")
+    if uuid:
+        for s in snapshots:
+            if s.uuid == uuid:
+                return s
+    m = re.fullmatch(r"cuda:(\d+)", str(st.get("device", "")))
+    if m and int(m.group(1)) < len(snapshots):
+        return snapshots[int(m.group(1))]
+    return snapshots[0]
+
+
+def status_summary(status: dict | None) -> dict[str, Any] | None:
+    """The status without the bulky config (for NDJSON samples)."""
+    if status is None:
+        return None
+    return {k: v for k, v in status.items() if k != "config"}
