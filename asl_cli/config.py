@@ -88,6 +88,11 @@ class AugConfig:
     landmark_dropout_prob: float = _f(0.05, 0.0, 1.0)
     spatial_mask: bool = _f(True)
     spatial_mask_size: list = _f([0.2, 0.4])
+    # per-op probabilities of the "winner" profile (the notebook's; flip uses flip_prob)
+    resample_prob: float = _f(0.8, 0.0, 1.0, help="winner profile: temporal resample")
+    affine_prob: float = _f(0.75, 0.0, 1.0, help="winner profile: scale+shear+rotate+shift together")
+    temporal_mask_prob: float = _f(0.5, 0.0, 1.0, help="winner profile: temporal mask")
+    spatial_mask_prob: float = _f(0.5, 0.0, 1.0, help="winner profile: spatial mask")
 
 
 @dataclass
