@@ -22,6 +22,8 @@ would produce 0/0 = NaN there, which its final step turns into 0, the same value
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from asl_cli.data.landmarks import LIP_CENTRE, NUM_FEATURES, NUM_POINTS, POINT_LANDMARKS
@@ -29,6 +31,7 @@ from asl_cli.data.landmarks import LIP_CENTRE, NUM_FEATURES, NUM_POINTS, POINT_L
 POINT_INDEX = np.asarray(POINT_LANDMARKS, dtype=np.intp)
 CENTRE_POS = POINT_LANDMARKS.index(LIP_CENTRE)  # 15: landmark 17's position among the 118 points
 MIN_SCALE = 1e-6  # below this the scale is treated as undefined (-> 1)
+_WIDTH = 2 * NUM_POINTS  # one frame as a row: x0, y0, x1, y1, ...
 
 
 def select_points(frames: np.ndarray) -> np.ndarray:
@@ -53,48 +56,67 @@ def preprocess(points: np.ndarray, max_len: int, *, drop_nan_frames: bool = True
     `drop_nan_frames=False` keeps all-NaN frames (as zero rows): the data pipeline drops them once,
     when preparing the cache, before augmentation (as the winner does), so that a temporal mask
     applied by augmentation stays a run of zero frames instead of shortening the sequence.
+
+    Written for speed on short sequences (median 14 frames), where each numpy call's fixed cost
+    dominates: the points are handled as one `(T, 236)` matrix (x, y interleaved) so every array
+    operation runs over long rows, and the per-coordinate statistics are Python floats (BLAS dot
+    products over the strided x and y entries). See benchmarks/bench_data.py.
     """
     x = np.asarray(points)
     if x.ndim != 3 or x.shape[1] != NUM_POINTS or x.shape[2] < 2:
         raise ValueError(f"expected (T, {NUM_POINTS}, C>=2) points, got shape {x.shape}")
-    if x.shape[0] == 0:
+    t = x.shape[0]
+    if t == 0:
         return np.zeros((1, NUM_FEATURES), dtype=np.float32)
-    x = x[:, :, :2]
-    if x.dtype != np.float32:
-        x = x.astype(np.float32)
-    nan = np.isnan(x)
+    if x.shape[2] != 2:
+        x = x[:, :, :2]
+    xy = x.reshape(t, _WIDTH)  # a copy only when z had to be cut away
+    if xy.dtype != np.float32:
+        xy = xy.astype(np.float32)
+    nan = np.isnan(xy)
     if drop_nan_frames:
-        t = x.shape[0]
-        keep = ~nan.reshape(t, -1).all(axis=1)
-        if not keep.all():
+        empty = nan.all(axis=1)
+        if empty.any():
+            keep = ~empty
             if not keep.any():
-                keep[0] = True
-            x, nan = x[keep], nan[keep]
+                keep[0] = True  # an empty sequence cannot be classified; keep one (all-zero) frame
+            xy, nan = xy[keep], nan[keep]
+            t = xy.shape[0]
 
-    # Centre: NaN-mean of the lower lip over frames, 0.5 where it is never seen.
-    lip, lip_nan = x[:, CENTRE_POS], nan[:, CENTRE_POS]
-    n_lip = x.shape[0] - lip_nan.sum(axis=0)
-    lip_sum = np.where(lip_nan, 0.0, lip).sum(axis=0)
-    centre = np.full(2, 0.5, dtype=np.float32)
-    np.divide(lip_sum, n_lip, out=centre, where=n_lip > 0)
+    # Centre: NaN-mean of the lower lip over frames, 0.5 where it is never seen. The lip is one
+    # pair of columns: a Python loop over T pairs is cheaper than five numpy calls.
+    c = 2 * CENTRE_POS
+    sx = sy = 0.0
+    nx = ny = 0
+    for a, b in xy[:, c:c + 2].tolist():
+        if a == a:  # not NaN
+            sx += a
+            nx += 1
+        if b == b:
+            sy += b
+            ny += 1
+    row = np.empty(_WIDTH, dtype=np.float32)  # a per-coordinate value laid out like one frame
+    row[0::2] = sx / nx if nx else 0.5
+    row[1::2] = sy / ny if ny else 0.5
 
     # Scale: root of the NaN-mean squared distance to the centre, over all frames and points.
-    d = (x - centre).reshape(-1, 2)
-    d0 = np.where(nan.reshape(-1, 2), np.float32(0), d)
-    n_valid = d.shape[0] - nan.reshape(-1, 2).sum(axis=0)
-    var = np.einsum("nc,nc->c", d0, d0)
-    scale = np.ones(2, dtype=np.float32)
-    np.divide(var, n_valid, out=scale, where=n_valid > 0)
-    np.sqrt(scale, out=scale)
-    scale[~(scale >= MIN_SCALE)] = 1.0  # also catches NaN
+    d = xy - row
+    d0 = np.where(nan, np.float32(0), d).ravel()
+    dx_, dy_ = d0[0::2], d0[1::2]
+    nan_flat = nan.ravel()
+    n_nan = np.count_nonzero(nan_flat)
+    n_nan_x = np.count_nonzero(nan_flat[0::2])
+    n = t * NUM_POINTS
+    for k, (sq, n_valid) in enumerate(((np.dot(dx_, dx_), n - n_nan_x), (np.dot(dy_, dy_), n - n_nan + n_nan_x))):
+        s = math.sqrt(float(sq) / n_valid) if n_valid else 0.0
+        row[k::2] = 1.0 / s if s >= MIN_SCALE else 1.0  # a 0 or undefined scale would give inf/NaN
 
-    length = min(x.shape[0], int(max_len))
-    flat = d[: length * NUM_POINTS].reshape(length, 2 * NUM_POINTS)
-    out = np.zeros((length, 3, 2 * NUM_POINTS), dtype=np.float32)
-    np.divide(flat, np.tile(scale, NUM_POINTS), out=out[:, 0])
-    xy = out[:, 0]
-    np.subtract(xy[1:], xy[:-1], out=out[:-1, 1])
-    np.subtract(xy[2:], xy[:-2], out=out[:-2, 2])
+    length = min(t, int(max_len))
+    out = np.zeros((length, 3, _WIDTH), dtype=np.float32)
+    pos = out[:, 0]
+    np.multiply(d[:length], row, out=pos)
+    np.subtract(pos[1:], pos[:-1], out=out[:-1, 1])
+    np.subtract(pos[2:], pos[:-2], out=out[:-2, 2])
     out = out.reshape(length, NUM_FEATURES)
     out[np.isnan(out)] = 0.0
     return out
