@@ -171,3 +171,28 @@ def test_bad_index_is_not_skipped(sample_dir, tmp_path):
         fh.write("train_landmark_files/1/1.parquet,1,1,not-a-sign\n")
     with pytest.raises(DataError, match="not-a-sign"):
         prepare(data, tmp_path / "cache", workers=1, skip_bad=True)
+
+
+# --- asl prepare ------------------------------------------------------------------------------
+
+def test_cli_prepare(sample_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from asl_cli.cli.app import app
+
+    runner = CliRunner()
+    data = small_copy(sample_dir, tmp_path / "data", n=5)
+    args = ["prepare", str(data), "--cache-dir", str(tmp_path / "c"), "--workers", "1"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "sequences 5" in first.stdout and "skipped 0" in first.stdout and "built in" in first.stdout
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0 and "up to date" in second.stdout
+    # A bad file: one error line naming it, exit code 3; with --skip-bad: counted and listed.
+    bad = data / read_index(data).paths[1]
+    bad.write_bytes(b"not parquet")
+    failed = runner.invoke(app, args)
+    assert failed.exit_code == 3 and "Traceback" not in failed.output
+    assert failed.stderr.strip().splitlines()[-1].startswith(f"error: {bad}: not a readable parquet file")
+    skipped = runner.invoke(app, args + ["--skip-bad"])
+    assert skipped.exit_code == 0 and "skipped 1" in skipped.stdout and str(bad) in skipped.stderr

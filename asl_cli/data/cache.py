@@ -87,6 +87,7 @@ class PreparedCache:
                             "run `asl prepare` again", path=self.path)
         self._points: np.ndarray | None = None
         self._open_points()
+        self.reused = False  # set by `prepare` when the cache was current and nothing was built
 
     def _open_points(self) -> None:
         try:
@@ -295,7 +296,9 @@ def prepare(data_dir: str | Path, cache_dir: str | Path | None = None, *, skip_b
     target = cache_path(data_dir, cache_dir)
     fp = fingerprint(index, limit=limit)
     if not force and _is_current(target, fp, skip_bad):
-        return PreparedCache(target)
+        cache = PreparedCache(target)
+        cache.reused = True
+        return cache
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
