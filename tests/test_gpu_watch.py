@@ -1,0 +1,256 @@
+"""`asl gpu-watch`: in-process (CliRunner), as a real subprocess, in a real pseudo-terminal
+(the full-screen Live view), and through a pipe (plain lines that arrive as they are sampled)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from asl_cli.cli.app import app
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FAKE = str(FIXTURES / "fake_gpus.json")
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def has_nvidia_driver() -> bool:
+    import pynvml
+
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return False
+    pynvml.nvmlShutdown()
+    return True
+
+
+no_driver_only = pytest.mark.skipif(has_nvidia_driver(), reason="an NVIDIA driver is present")
+
+
+def invoke(*args: str, env: dict | None = None):
+    return runner.invoke(app, ["gpu-watch", *args], env=env)
+
+
+def sub_env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "ASL_FAKE_GPU"}
+    env.update(PYTHONUNBUFFERED="1", COLUMNS="110", LINES="60", **extra)
+    return env
+
+
+# --- in process ---------------------------------------------------------------------------------
+
+def test_once_prints_one_frame_with_every_gpu():
+    r = invoke("--fake-gpu", FAKE, "--once")
+    assert r.exit_code == 0, r.output
+    out = r.stdout
+    assert "asl gpu-watch" in out and "NVIDIA GeForce RTX 4070" in out and "Tesla T4" in out
+    assert "LOST" in out and "N/A" in out and "1,034 / 12,282 MiB" in out
+    assert "Ctrl-C" not in out  # not a live view
+
+
+def test_once_json_is_one_line():
+    r = invoke("--fake-gpu", FAKE, "--once", "--json")
+    assert r.exit_code == 0
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1
+    obj = json.loads(lines[0])
+    gpus = obj["gpus"]
+    assert [g["name"] for g in gpus[:2]] == ["NVIDIA GeForce RTX 4070", "Tesla T4"]
+    assert gpus[1]["power_usage"] is None and gpus[1]["fan"] is None and gpus[2]["lost"] is True
+    assert all(g["fake"] for g in gpus) and "time" in obj
+
+
+def test_json_stream_has_one_object_per_sample_with_changing_values():
+    r = invoke("--fake-gpu", FAKE, "--json", "--count", "3", "--interval", "0.05")
+    assert r.exit_code == 0
+    objs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(objs) == 3
+    assert len({o["gpus"][0]["util_gpu"] for o in objs}) == 3
+
+
+def test_without_a_terminal_it_prints_plain_lines_per_sample():
+    r = invoke("--fake-gpu", FAKE, "--count", "2", "--interval", "0.05")
+    assert r.exit_code == 0
+    lines = r.stdout.splitlines()
+    assert len(lines) == 6  # 2 samples x 3 GPUs
+    assert all(re.match(r"\[\d\d:\d\d:\d\d\] gpu[012] ", line) for line in lines)
+    assert "\x1b[" not in r.stdout  # no Live escape codes in a pipe
+
+
+def test_env_var_selects_fake_gpus():
+    r = invoke("--once", "--json", env={"ASL_FAKE_GPU": FAKE})
+    assert r.exit_code == 0 and json.loads(r.stdout)["gpus"][0]["fake"] is True
+
+
+@no_driver_only
+def test_no_driver_is_one_line_and_exit_5():
+    r = invoke("--once", env={"ASL_FAKE_GPU": ""})
+    assert r.exit_code == 5
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no NVIDIA driver found (NVML: ")
+    assert "; hint: " in lines[0]
+
+
+def test_driver_without_gpus_is_exit_5():
+    r = invoke("--fake-gpu", str(FIXTURES / "fake_no_gpus.json"), "--once")
+    assert r.exit_code == 5 and "sees no GPU" in r.stderr
+
+
+def test_bad_fake_file_is_exit_2(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    r = invoke("--fake-gpu", str(bad), "--once")
+    assert r.exit_code == 2 and r.stderr.startswith(f"error: {bad}: not valid JSON")
+
+
+def write_status(run_dir: Path, **fields) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    status = {"run": run_dir.name, "state": "running", "epoch": 2, "epochs": 10, "step": 340, "total_steps": 1700,
+              "loss": 3.1234, "samples_per_s": 901.5, "device": "cuda:0",
+              "aug": {"use_augmentations": True, "profile": "seed", "rotate": True, "rotate_deg": 30.0},
+              "config": {"train": {"batch_size": 12, "gradient_accumulation_steps": 4}}}
+    status.update(fields)
+    (run_dir / "status.json").write_text(json.dumps(status))
+
+
+def test_run_status_in_frame_plain_line_and_json(tmp_path):
+    run = tmp_path / "runs" / "demo"
+    write_status(run)
+    frame = invoke("--fake-gpu", FAKE, "--once", "--run", str(run)).stdout
+    assert "demo" in frame and "340 / 1,700" in frame and "3.1234" in frame and "rotate ±30°" in frame
+    assert "12 × 4 accum = 48" in frame
+    plain = invoke("--fake-gpu", FAKE, "--count", "1", "--run", str(run)).stdout.splitlines()
+    assert re.match(r"\[\d\d:\d\d:\d\d\] demo: eta .* step 340/1700 .* gpu mem 1034/12282M  util 4%$", plain[-1])
+    obj = json.loads(invoke("--fake-gpu", FAKE, "--once", "--json", "--run", str(run)).stdout)
+    assert obj["status"]["step"] == 340 and "config" not in obj["status"] and obj["run"] == str(run)
+
+
+def test_latest_run_picks_the_newest_status(tmp_path):
+    runs = tmp_path / "runs"
+    write_status(runs / "old", step=1)
+    time.sleep(0.02)
+    write_status(runs / "new", step=2)
+    os.utime(runs / "old" / "status.json", (time.time() - 100, time.time() - 100))
+    r = invoke("--fake-gpu", FAKE, "--once", "--json", "--latest-run", "--runs-dir", str(runs))
+    assert r.exit_code == 0 and json.loads(r.stdout)["status"]["run"] == "new"
+
+
+def test_run_folder_problems_are_usage_errors(tmp_path):
+    r = invoke("--fake-gpu", FAKE, "--once", "--run", str(tmp_path / "nope"))
+    assert r.exit_code == 2 and "run folder not found" in r.stderr
+    r = invoke("--fake-gpu", FAKE, "--once", "--latest-run", "--runs-dir", str(tmp_path))
+    assert r.exit_code == 2 and "no run folder" in r.stderr
+    r = invoke("--fake-gpu", FAKE, "--once", "--latest-run", "--run", str(tmp_path))
+    assert r.exit_code == 2
+
+
+def test_run_without_status_yet_waits(tmp_path):
+    r = invoke("--fake-gpu", FAKE, "--once", "--run", str(tmp_path))
+    assert r.exit_code == 0 and "waiting for" in r.stdout
+
+
+def test_fake_gpu_option_is_hidden_from_help():
+    r = runner.invoke(app, ["gpu-watch", "--help"])
+    assert r.exit_code == 0 and "--interval" in r.stdout and "--fake-gpu" not in r.stdout
+
+
+# --- real processes -----------------------------------------------------------------------------
+
+def test_subprocess_json_once_and_exit_codes(tmp_path):
+    cmd = [sys.executable, "-m", "asl_cli", "gpu-watch"]
+    ok = subprocess.run(cmd + ["--fake-gpu", FAKE, "--once", "--json"], capture_output=True, text=True,
+                        env=sub_env(), cwd=tmp_path, timeout=30)
+    assert ok.returncode == 0 and len(json.loads(ok.stdout)["gpus"]) == 3 and ok.stderr == ""
+    if not has_nvidia_driver():
+        bad = subprocess.run(cmd + ["--once"], capture_output=True, text=True, env=sub_env(), cwd=tmp_path,
+                             timeout=30)
+        assert bad.returncode == 5 and "Traceback" not in bad.stderr
+        assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: no NVIDIA driver found")
+
+
+def test_pipe_output_arrives_line_by_line_before_the_end(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "asl_cli", "gpu-watch", "--fake-gpu", FAKE,
+                             "--interval", "0.4", "--count", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=sub_env(), cwd=tmp_path)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        assert ready, "no output within 20 s"
+        first = proc.stdout.readline().decode()
+        assert proc.poll() is None, "the first line only came at the end"
+        assert first.startswith("[") and "gpu0 NVIDIA GeForce RTX 4070" in first
+        rest = proc.stdout.read().decode()
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert len((first + rest).splitlines()) == 12
+
+
+def run_in_pty(args: list[str], *, interrupt_after: bytes | None = None, timeout: float = 25) -> tuple[int, bytes]:
+    """Run `python -m asl_cli ...` on a pseudo-terminal; optionally Ctrl-C it once `interrupt_after` shows."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    pid, fd = pty.fork()
+    if pid == 0:  # child
+        try:
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 60, 110, 0, 0))
+            os.environ.update(sub_env(TERM="xterm-256color"))
+            os.environ.pop("NO_COLOR", None)
+            os.execv(sys.executable, [sys.executable, "-m", "asl_cli", *args])
+        finally:
+            os._exit(127)
+    out = b""
+    sent = False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if interrupt_after is not None and not sent and interrupt_after in out:
+                os.kill(pid, signal.SIGINT)
+                sent = True
+        else:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), out
+
+
+def test_live_view_in_a_terminal_redraws_frames_and_restores_the_screen(tmp_path):
+    code, out = run_in_pty(["gpu-watch", "--fake-gpu", FAKE, "--interval", "0.2", "--count", "3"])
+    assert code == 0, out[-2000:]
+    assert out.count(b"\x1b[?1049h") == 1 and out.rstrip().endswith(b"\x1b[?1049l")  # alternate screen left
+    assert out.count(b"NVIDIA GeForce RTX 4070") >= 3  # one per frame
+    text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", out).decode("utf-8", "replace")
+    for value in ("1,034 / 12,282 MiB", "5,230 / 12,282 MiB", "9,731 / 12,282 MiB"):  # successive samples
+        assert value in text
+    assert "Tesla T4" in text and "LOST" in text and "Ctrl-C quits" in text
+
+
+def test_ctrl_c_exits_0_and_restores_the_terminal():
+    code, out = run_in_pty(["gpu-watch", "--fake-gpu", FAKE, "--interval", "0.2"], interrupt_after=b"Tesla T4")
+    assert code == 0
+    assert b"\x1b[?1049l" in out and b"Traceback" not in out
