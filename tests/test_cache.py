@@ -196,3 +196,14 @@ def test_cli_prepare(sample_dir, tmp_path):
     assert failed.stderr.strip().splitlines()[-1].startswith(f"error: {bad}: not a readable parquet file")
     skipped = runner.invoke(app, args + ["--skip-bad"])
     assert skipped.exit_code == 0 and "skipped 1" in skipped.stdout and str(bad) in skipped.stderr
+
+
+def test_unwritable_cache_location(sample_dir, tmp_path):
+    from asl_cli.errors import EXIT_IO, RunIOError
+
+    data = small_copy(sample_dir, tmp_path / "data", n=2)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(RunIOError) as info:
+        prepare(data, blocker, workers=1)
+    assert info.value.exit_code == EXIT_IO and "cannot create the cache folder" in info.value.message

@@ -38,7 +38,7 @@ import numpy as np
 from asl_cli.data.landmarks import NUM_POINTS
 from asl_cli.data.preprocess import POINT_INDEX, valid_frames
 from asl_cli.data.reader import SIGN_MAP, TRAIN_CSV, SignIndex, read_index, read_landmarks
-from asl_cli.errors import DataError
+from asl_cli.errors import DataError, RunIOError
 
 CACHE_FORMAT_VERSION = 1
 POINTS_FILE, INDEX_FILE, META_FILE, COMPLETE_FILE = "points.npy", "index.npz", "meta.json", "complete"
@@ -299,13 +299,13 @@ def prepare(data_dir: str | Path, cache_dir: str | Path | None = None, *, skip_b
         cache = PreparedCache(target)
         cache.reused = True
         return cache
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(target)
+        tmp.mkdir()
     except OSError as exc:
-        raise DataError(f"cannot create the cache folder ({exc.strerror})", path=target.parent) from None
-    _remove_leftovers(target)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+        raise RunIOError(f"cannot create the cache folder ({exc.strerror or exc})", path=target.parent) from None
     try:
         _build(index, tmp, fp, skip_bad=skip_bad, progress=progress,
                workers=workers if workers is not None else min(8, os.cpu_count() or 1))
@@ -317,6 +317,9 @@ def prepare(data_dir: str | Path, cache_dir: str | Path | None = None, *, skip_b
         os.replace(tmp, target)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:  # disk full, permissions: not the data's fault
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RunIOError(f"cannot write the prepared cache ({exc.strerror or exc})", path=target) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
