@@ -309,3 +309,16 @@ def test_sign_map_not_a_bijection(tmp_path, mapping, fragment):
     with pytest.raises(DataError) as info:
         read_sign_map(p)
     assert fragment in info.value.message and info.value.path == str(p)
+
+
+def test_pandas_categorical_shuffled_row_groups(sample_dir, tmp_path):
+    import pandas as pd
+
+    src = read_index(sample_dir).file(0)
+    df = pd.read_parquet(src)
+    df["type"] = df["type"].astype("category")
+    df = df.sample(frac=1.0, random_state=0)  # rows of all frames mixed
+    p = tmp_path / "cat.parquet"
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), p, row_group_size=1000)
+    assert pq.ParquetFile(p).num_row_groups > 1
+    np.testing.assert_array_equal(read_landmarks(p), read_landmarks(src))

@@ -288,9 +288,9 @@ def _flat_landmark_index(table, path: Path) -> np.ndarray:
     import pyarrow as pa
 
     types = table.column("type")
-    types = types.combine_chunks() if types.num_chunks != 1 else types.chunk(0)
-    if not pa.types.is_dictionary(types.type):
-        types = types.dictionary_encode()
+    if pa.types.is_dictionary(types.type):  # e.g. a pandas categorical: chunks may differ in dictionary
+        types = types.cast(types.type.value_type)
+    types = types.combine_chunks().dictionary_encode()
     lidx = table.column("landmark_index")
     if types.null_count or lidx.null_count:
         raise DataError("columns 'type'/'landmark_index' have missing values", path=path)
