@@ -322,3 +322,18 @@ def test_pandas_categorical_shuffled_row_groups(sample_dir, tmp_path):
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), p, row_group_size=1000)
     assert pq.ParquetFile(p).num_row_groups > 1
     np.testing.assert_array_equal(read_landmarks(p), read_landmarks(src))
+
+
+def test_landmark_index_out_of_range(tmp_path):
+    cols = landmark_table(frames_array(1))
+    li = np.tile(LANDMARK_INDEX, 1)
+    li[470] = 30  # a left-hand row claiming index 30 (a hand has 21)
+    cols["landmark_index"] = pa.array(li)
+    expect_error(write(tmp_path / "o.parquet", cols), "landmark_index 30 is out of range for type 'left_hand'")
+
+
+def test_non_text_type_column_is_ignored(tmp_path):
+    a = frames_array(2)
+    cols = landmark_table(a)
+    cols["type"] = pa.array(np.zeros(2 * ROWS_PER_FRAME, dtype=np.int8))  # not names: rows keep their order
+    np.testing.assert_array_equal(read_landmarks(write(tmp_path / "t.parquet", cols)), a.astype(np.float32))

@@ -204,7 +204,10 @@ def read_landmarks(path: str | Path, columns: Sequence[str] = ("x", "y", "z")) -
     if not path.is_file():
         raise DataError("landmark file not found" if not path.exists() else "not a file", path=path)
     try:
-        pf = pq.ParquetFile(path)
+        try:  # `type` read as a dictionary (as it is stored) is much cheaper than as strings
+            pf = pq.ParquetFile(path, read_dictionary=["type"])
+        except KeyError:  # no `type` column
+            pf = pq.ParquetFile(path)
         schema = pf.schema_arrow
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged footer
         raise DataError(f"not a readable parquet file ({_reason(exc)})", path=path) from None
@@ -288,27 +291,30 @@ def _flat_landmark_index(table, path: Path) -> np.ndarray:
     import pyarrow as pa
 
     types = table.column("type")
-    if pa.types.is_dictionary(types.type):  # e.g. a pandas categorical: chunks may differ in dictionary
-        types = types.cast(types.type.value_type)
-    types = types.combine_chunks().dictionary_encode()
+    if pa.types.is_dictionary(types.type):
+        # Chunks (row groups, pandas categoricals) may each carry their own dictionary.
+        types = types.chunk(0) if types.num_chunks == 1 else types.unify_dictionaries().combine_chunks()
+    else:
+        types = types.combine_chunks().dictionary_encode()
     lidx = table.column("landmark_index")
     if types.null_count or lidx.null_count:
         raise DataError("columns 'type'/'landmark_index' have missing values", path=path)
-    offsets, sizes = [], []
-    for name in types.dictionary.to_pylist():
-        if name not in TYPE_OFFSETS:
-            raise DataError(f"unknown landmark type {name!r} (expected one of "
-                            f"{', '.join(TYPE_OFFSETS)})", path=path)
-        offsets.append(TYPE_OFFSETS[name])
-        sizes.append(TYPE_SIZES[name])
-    codes = types.indices.to_numpy()
+    names = types.dictionary.to_pylist()
+    offset_of = np.asarray([TYPE_OFFSETS.get(n, -1) for n in names], dtype=np.int64)
+    size_of = np.asarray([TYPE_SIZES.get(n, 0) for n in names], dtype=np.int64)
+    codes = np.asarray(types.indices.to_numpy(), dtype=np.int64)
+    offsets = offset_of[codes]
+    if (offsets < 0).any():
+        name = names[int(codes[np.flatnonzero(offsets < 0)[0]])]
+        raise DataError(f"unknown landmark type {name!r} (expected one of {', '.join(TYPE_OFFSETS)})",
+                        path=path)
     idx = np.asarray(lidx.to_numpy(), dtype=np.int64)
-    size = np.asarray(sizes, dtype=np.int64)[codes]
+    size = size_of[codes]
     if ((idx < 0) | (idx >= size)).any():
         r = int(np.flatnonzero((idx < 0) | (idx >= size))[0])
-        raise DataError(f"landmark_index {int(idx[r])} is out of range for type "
-                        f"{types.dictionary[codes[r]].as_py()!r}", path=path)
-    return np.asarray(offsets, dtype=np.int64)[codes] + idx
+        raise DataError(f"landmark_index {int(idx[r])} is out of range for type {names[codes[r]]!r}",
+                        path=path)
+    return offsets + idx
 
 
 def _reason(exc: BaseException) -> str:
