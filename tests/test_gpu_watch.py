@@ -254,3 +254,14 @@ def test_ctrl_c_exits_0_and_restores_the_terminal():
     code, out = run_in_pty(["gpu-watch", "--fake-gpu", FAKE, "--interval", "0.2"], interrupt_after=b"Tesla T4")
     assert code == 0
     assert b"\x1b[?1049l" in out and b"Traceback" not in out
+
+
+@no_driver_only
+def test_deprecated_pynvml_package_is_warned_about_in_one_line(monkeypatch):
+    import asl_cli.monitor.nvml as nvml
+
+    monkeypatch.setattr(nvml, "deprecated_pynvml_warning", lambda: "warning: the deprecated 'pynvml' package ...")
+    r = invoke("--once", env={"ASL_FAKE_GPU": ""})
+    lines = r.stderr.splitlines()
+    assert r.exit_code == 5 and lines[0].startswith("warning: the deprecated 'pynvml'") and len(lines) == 2
+    assert "deprecated" not in invoke("--fake-gpu", FAKE, "--once").stderr

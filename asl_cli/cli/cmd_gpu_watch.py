@@ -46,7 +46,7 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
     import sys
     from datetime import datetime
 
-    from rich.console import Console, Group
+    from rich.console import Console
 
     from asl_cli.errors import ConfigError, NoGPUError
     from asl_cli.monitor import GPUSampler, open_backend
@@ -59,11 +59,11 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
     run_dir = find_latest_run(runs_dir) if latest_run else (check_run_dir(run) if run is not None else None)
     status_reader = StatusReader(run_dir) if run_dir is not None else None
 
-    backend = open_backend(fake_gpu)
-    if not backend.fake:
-        warning = deprecated_pynvml_warning()
+    if not (fake_gpu or os.environ.get("ASL_FAKE_GPU")):
+        warning = deprecated_pynvml_warning()  # before NVML starts: it matters with or without a driver
         if warning:
             print(warning, file=sys.stderr)
+    backend = open_backend(fake_gpu)
     try:
         if backend.device_count() == 0:
             raise NoGPUError("NVML sees no GPU (the driver is loaded but lists no device); "
@@ -74,14 +74,10 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
         sampler = GPUSampler(backend, interval=interval)
 
         def frame():
-            snaps = sampler.latest()
-            parts = [render.watch_header(snaps, host=host, interval=None if once else interval, source=source),
-                     render.gpu_panel(snaps, sampler.history())]
-            if status_reader is not None:
-                status = status_reader.read()
-                parts.append(render.training_view(status, with_config=True) if status else
-                             f"[dim]waiting for {status_reader.path} …[/]")
-            return Group(*parts)
+            status = status_reader.read() if status_reader is not None else None
+            return render.watch_frame(sampler.latest(), sampler.history(), status=status,
+                                      status_path=None if status_reader is None else str(status_reader.path),
+                                      host=host, interval=None if once else interval, source=source)
 
         def emit_line() -> None:
             snaps = sampler.latest()

@@ -221,19 +221,34 @@ def watch_header(snapshots: Sequence[GPUSnapshot], *, host: str = "", interval: 
                  now: datetime | None = None, source: str = "") -> Text:
     """The top line of `asl gpu-watch`: host, driver, time, refresh interval."""
     now = now or datetime.now()
-    t = Text()
+    t = Text(no_wrap=True, overflow="ellipsis")
     t.append(" asl gpu-watch ", style="bold white on blue")
     if host:
-        t.append(f"  {host}", style="bold")
+        t.append(f" {host}", style="bold")
     driver = next((s.driver for s in snapshots if s.driver), None)
-    t.append(f"  driver {driver or NA}", style="dim")
-    t.append(f"  {len(snapshots)} GPU" + ("s" if len(snapshots) != 1 else ""), style="dim")
+    t.append(f"  driver {driver or NA}  {len(snapshots)} GPU" + ("s" if len(snapshots) != 1 else ""), style="dim")
     if source:
         t.append(f"  {source}", style="magenta")
-    t.append(f"  {now:%Y-%m-%d %H:%M:%S}")
+    t.append(f"  {now:%H:%M:%S}")
     if interval:
-        t.append(f"  every {interval:g}s · Ctrl-C quits", style="dim")
+        t.append(f"  every {interval:g}s, Ctrl-C quits", style="dim")
     return t
+
+
+def watch_frame(snapshots: Sequence[GPUSnapshot], history: Mapping[int, Sequence[GPUSnapshot]] | None = None, *,
+                status: Mapping[str, Any] | None = None, status_path: str | None = None, host: str = "",
+                interval: float | None = None, now: datetime | None = None, source: str = "") -> RenderableType:
+    """One `asl gpu-watch` frame: header, GPU cards and (with a run) its training panels.
+
+    `status_path` set but `status` None means the run has not written its status yet.
+    """
+    parts: list[RenderableType] = [watch_header(snapshots, host=host, interval=interval, now=now, source=source),
+                                   gpu_panel(snapshots, history)]
+    if status is not None:
+        parts.append(training_view(status, with_config=True))
+    elif status_path is not None:
+        parts.append(Text(f"waiting for {status_path} …", style="dim"))
+    return Group(*parts)
 
 
 def gpu_line(s: GPUSnapshot) -> str:
