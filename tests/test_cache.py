@@ -58,6 +58,7 @@ def test_real_sample_contents(sample_dir, sample_cache):
 def test_open_is_cheap_and_pickles_without_data(sample_cache):
     c = open_cache(sample_cache.path)
     assert isinstance(c.lengths, np.ndarray) and len(c) == 168
+    assert open_cache(data_dir=c.data_dir, cache_dir=c.path.parent).path == c.path
     blob = pickle.dumps(c)
     assert len(blob) < 100_000  # the memory map is reopened, not copied
     c2 = pickle.loads(blob)

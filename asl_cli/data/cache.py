@@ -161,8 +161,16 @@ class PreparedCache:
                 f"skipped={self.skipped})")
 
 
-def open_cache(path: str | Path) -> PreparedCache:
-    """Open a complete cache folder (as returned by `prepare` / `cache_path`)."""
+def open_cache(path: str | Path | None = None, *, data_dir: str | Path | None = None,
+               cache_dir: str | Path | None = None) -> PreparedCache:
+    """Open a complete cache: its folder, or the cache of `data_dir` (under `cache_dir`).
+
+    Opening does not check whether the sources changed since; `prepare` does.
+    """
+    if path is None:
+        if data_dir is None:
+            raise TypeError("open_cache needs a cache folder or data_dir=")
+        path = cache_path(data_dir, cache_dir)
     return PreparedCache(path)
 
 
