@@ -63,7 +63,7 @@ class TrainDashboard:
 
     def __init__(self, mode: str, *, log_interval: float = 10.0, sampler=None, console=None,
                  out: TextIO | None = None, title: str = "", extra: Callable[[], Any] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 static: bool = True, clock: Callable[[], float] = time.monotonic):
         self.mode = mode
         self.log_interval = float(log_interval)
         self.sampler = sampler
@@ -71,6 +71,7 @@ class TrainDashboard:
         self.console = console
         self.title = title
         self.extra = extra  # a renderable factory shown above the panels (ablate's variant table)
+        self.static = static  # print the aug/config panels once at start (train: yes, ablate: no)
         self.clock = clock
         self.status: dict[str, Any] = {}
         self.aug: dict[str, Any] = {}
@@ -126,7 +127,7 @@ class TrainDashboard:
         elif self.mode == PLAIN:
             self._emit_plain(kind, event)
         elif self._live is not None:
-            if kind == "start" and self.console is not None:
+            if kind == "start" and self.static and self.console is not None:
                 self.console.print(self.static_panels())  # above the live region, once
             self._live.refresh()
 
@@ -246,3 +247,47 @@ class TrainDashboard:
         if self.note:
             parts.append(Text(self.note, style="bold yellow"))
         return Group(*parts)
+
+
+# --- signals ------------------------------------------------------------------------------------
+
+class StopRequests:
+    """SIGINT/SIGTERM -> `trainer.request_stop(signum)` on the current trainer; a second SIGINT
+    quits at once (KeyboardInterrupt), without waiting for the checkpoint."""
+
+    def __init__(self, dashboard: TrainDashboard | None = None):
+        self.trainer = None
+        self.dashboard = dashboard
+        self.signum: int | None = None
+
+    def attach(self, trainer) -> None:
+        self.trainer = trainer
+        if self.signum is not None:  # a signal arrived while no trainer was running (set-up, ablate)
+            trainer.request_stop(self.signum)
+
+    def handle(self, signum: int, _frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: the caller exits 130 without a new checkpoint
+        self.signum = signum
+        if self.trainer is not None:
+            self.trainer.request_stop(signum)
+        if self.dashboard is not None:
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            self.dashboard.set_note(f"{name}: stopping at the next safe point and saving a checkpoint "
+                                    "(Ctrl-C again to quit now)")
+
+
+@contextlib.contextmanager
+def stop_on_signals(requests: StopRequests) -> Iterator[StopRequests]:
+    """Install the handlers for SIGINT and SIGTERM (main thread only) and restore them after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield requests
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in previous:
+        signal.signal(s, requests.handle)
+    try:
+        yield requests
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
