@@ -487,3 +487,72 @@ def test_construction_from_config_and_overrides():
     again = pickle.loads(pickle.dumps(aug))
     x = landmarks(t=12)
     assert np.array_equal(again(x, np.random.default_rng(1)), aug(x, np.random.default_rng(1)), equal_nan=True)
+
+
+def test_affine_fast_xy_path_matches_the_general_path():
+    """C = 2 takes a complex-number path; C = 3 the matrix path: both must agree on x, y."""
+    x3 = landmarks(t=7, c=3)
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        m, b = ops.affine_matrix(scale=rng.uniform(0.8, 1.2), shear_x=rng.uniform(-0.2, 0.2),
+                                 shear_y=rng.uniform(-0.2, 0.2), degrees=rng.uniform(-40, 40),
+                                 shift=tuple(rng.uniform(-0.1, 0.1, 2)))
+        fast = ops.affine(np.ascontiguousarray(x3[..., :2]), m, b)
+        general = ops.affine(x3, m, b)[..., :2]
+        assert fast.dtype == np.float32 and fast.shape == general.shape
+        np.testing.assert_allclose(fast, general, atol=2e-6)
+        assert np.array_equal(np.isnan(fast), np.isnan(general))
+        want = x3[..., :2].astype(np.float64) @ m + b
+        np.testing.assert_allclose(fast, want, atol=2e-6)
+
+
+# --- asl show ----------------------------------------------------------------------------------
+
+SHOW_FILE = "train_landmark_files/16069/1430039129.parquet"  # 18 frames, left hand only
+
+
+def test_show_writes_a_png_of_the_expected_size(sample_dir, tmp_path):
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from asl_cli.cli.app import app
+
+    out = tmp_path / "pics" / "show.png"
+    result = CliRunner().invoke(app, ["show", str(sample_dir / SHOW_FILE), "--augment", "--seed", "6",
+                                      "--frames", "5", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "flip" in result.output and "affine" in result.output  # seed 6 fires the spatial group
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size == (5 * 170, 2 * 170 + 35)
+        pixels = np.asarray(im.convert("RGB"))
+    # both hand colours are drawn: green (left-hand slots) above, purple (right-hand slots) below
+    green, purple = np.array([0x2C, 0xA0, 0x2C]), np.array([0x94, 0x67, 0xBD])
+    half, legend = pixels.shape[0] // 2, pixels.shape[0] - 40
+    assert (np.abs(pixels[:half] - green).sum(-1) < 30).sum() > 20
+    assert (np.abs(pixels[half:legend] - purple).sum(-1) < 30).sum() > 20
+    assert (np.abs(pixels[half:legend] - green).sum(-1) < 30).sum() < 5  # the flip moved the left hand
+
+
+def test_show_gif_and_one_line_errors(sample_dir, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from asl_cli.cli.app import app
+
+    runner = CliRunner()
+    gif = tmp_path / "a.gif"
+    result = runner.invoke(app, ["show", str(sample_dir / SHOW_FILE), "--augment", "--profile", "winner",
+                                 "--frames", "3", "--out", str(gif)])
+    assert result.exit_code == 0, result.output
+    with Image.open(gif) as im:
+        assert im.format == "GIF" and im.n_frames == 3
+
+    bad = runner.invoke(app, ["show", str(sample_dir / SHOW_FILE), "--out", str(tmp_path / "a.jpg")])
+    assert bad.exit_code == 2 and bad.stderr.strip().count("\n") == 0 and ".png or .gif" in bad.stderr
+    missing = runner.invoke(app, ["show", str(tmp_path / "nope.parquet")])
+    assert missing.exit_code == 3 and "not found" in missing.stderr and "Traceback" not in missing.output
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # the `plot` extra not installed
+    nomp = runner.invoke(app, ["show", str(sample_dir / SHOW_FILE), "--out", str(tmp_path / "b.png")])
+    assert nomp.exit_code == 1 and "asl-cli[plot]" in nomp.stderr and nomp.stderr.strip().count("\n") == 0

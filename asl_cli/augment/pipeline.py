@@ -91,6 +91,34 @@ class AugParams:
                  "landmark_dropout", "spatial_mask")
         return [n for n in names if getattr(self, n)]
 
+    def summary(self) -> str:
+        """What this sample got, in words (for `asl show` and logs)."""
+        parts = []
+        if self.resample:
+            parts.append(f"resample {self.resample_mode} x{self.rate:.2f} ({self.length_in} -> "
+                         f"{self.resample_length} frames)")
+        if self.flip:
+            parts.append("flip")
+        if self.crop:
+            parts.append(f"crop frames {self.crop_start + 1}-{self.crop_start + self.crop_length}")
+        if self.affine:
+            shear = f"x {self.shear_x:+.3f}" if self.shear_x else f"y {self.shear_y:+.3f}"
+            parts.append(f"affine (scale {self.scale:.3f}, shear {shear}, rotate {self.degrees:+.1f} deg, "
+                         f"shift {self.shift_x:+.3f}/{self.shift_y:+.3f})")
+        if self.noise:
+            parts.append(f"noise std {self.noise_std:g}")
+        if self.temporal_mask and self.temporal_mask_length:
+            parts.append(f"temporal mask frames {self.temporal_mask_start + 1}-"
+                         f"{self.temporal_mask_start + self.temporal_mask_length}")
+        if self.feature_mask:
+            parts.append(f"feature mask {len(self.feature_mask_points)} landmarks")
+        if self.landmark_dropout:
+            parts.append(f"landmark dropout {self.landmark_dropout_prob:g}")
+        if self.spatial_mask:
+            parts.append(f"spatial mask x {self.spatial_mask_x0:.2f} y {self.spatial_mask_y0:.2f} "
+                         f"side {self.spatial_mask_side:.2f}")
+        return ", ".join(parts) if parts else "nothing fired"
+
 
 def _between(lo_hi: Sequence[float], u: float) -> float:
     lo, hi = float(lo_hi[0]), float(lo_hi[1])
@@ -243,12 +271,17 @@ class ASLAugmentations:
                            max_len=self.max_len)
 
     def __call__(self, points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self.augment(points, rng)[0]
+
+    def augment(self, points: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, AugParams | None]:
+        """`(points', params)`: the augmented sample and what was drawn for it (None when off)."""
         if not self.enabled:
-            return points
+            return points, None
         if points.ndim != 3 or points.shape[1] != len(self.points) or points.shape[2] < 2 \
                 or points.shape[0] < 1:
             raise ValueError(f"expected (T>=1, {len(self.points)}, C>=2) points, got shape {points.shape}")
-        return apply_params(points, self.draw(rng, points.shape[0]), rng, self.permutation)
+        params = self.draw(rng, points.shape[0])
+        return apply_params(points, params, rng, self.permutation), params
 
     def describe(self) -> list[str]:
         """One short line per active group/op with its probability, for logs and dashboards."""

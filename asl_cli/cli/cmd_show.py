@@ -1,0 +1,79 @@
+"""`asl show SEQUENCE.parquet`: draw a sequence's landmarks, before and after augmentation.
+
+Thin: options -> read the parquet (`read_landmarks`, all 543 landmarks, x y z) -> `ASLAugmentations`
+on the whole layout (so pose pairs flip too) -> a PNG frame grid or an animated GIF
+(`asl_cli.augment.render`, matplotlib imported only there).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from asl_cli.cli.app import app
+from asl_cli.cli.common import user_errors
+from asl_cli.cli.options import PresetOpt, SetOpt
+
+SUFFIXES = (".png", ".gif")
+
+
+@app.command("show")
+def show_command(
+    sequence: Annotated[Path, typer.Argument(help="One landmark parquet file (asl-signs format).",
+                                             show_default=False)],
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Also draw the sequence after "
+                       "augmentation, next to the original.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the augmentation draw.")] = 0,
+    frames: Annotated[Optional[int], typer.Option("--frames", min=1, max=400, help="PNG: frames per row "
+                      "(default 8). GIF: animation steps (default: the longest sequence's length).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output picture: .png (frame grid) or .gif "
+                   "(animation).")] = Path("show.png"),
+    profile: Annotated[Optional[str], typer.Option("--profile", help="aug.profile: seed or winner "
+                       "(default: the preset's).")] = None,
+    preset: Annotated[str, typer.Option("--preset", "-p", help="Preset whose [aug] settings are used "
+                      "(see `asl presets`).")] = "cpu",
+    sets: SetOpt = None,
+) -> None:
+    """Draw a sequence's landmarks (hands, lips, eyes, pose in their own colours), optionally next to
+    its augmented version, as a PNG frame grid or an animated GIF."""
+    with user_errors():
+        import numpy as np
+
+        from asl_cli.augment import ASLAugmentations
+        from asl_cli.augment.render import Row, render_gif, render_grid, require_matplotlib
+        from asl_cli.cli.options import resolve_config
+        from asl_cli.data.reader import read_landmarks
+        from asl_cli.errors import ConfigError
+
+        if out.suffix.lower() not in SUFFIXES:
+            raise ConfigError(f"--out must end in .png or .gif, got {out.name!r}")
+        cfg = resolve_config(preset, (sets or []) + ([f"aug.profile={profile}"] if profile else []))
+        require_matplotlib()  # fail before reading anything when the extra is missing
+        landmarks = read_landmarks(sequence)
+        rows = [Row("original", landmarks)]
+        detail = ""
+        if augment:
+            aug_cfg = cfg.aug
+            if not aug_cfg.use_augmentations:
+                raise ConfigError("--augment with aug.use_augmentations=false: nothing to show")
+            aug = ASLAugmentations.from_config(aug_cfg, max_len=cfg.data.max_len, points=range(543))
+            augmented, params = aug.augment(landmarks, np.random.default_rng(seed))
+            square = (params.spatial_mask_x0, params.spatial_mask_y0, params.spatial_mask_side) \
+                if params.spatial_mask else None
+            rows.append(Row(f"augmented\n{aug_cfg.profile} profile, seed {seed}", augmented, square))
+            detail = f"{aug_cfg.profile} profile, seed {seed}: {params.summary()}"
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from asl_cli.errors import RunIOError
+
+            raise RunIOError(f"cannot create the folder ({exc.strerror})", path=out.parent) from None
+        if out.suffix.lower() == ".gif":
+            width, height = render_gif(rows, out, frames=frames)
+        else:
+            width, height = render_grid(rows, out, frames=frames or 8)
+        typer.echo(f"wrote {out} ({width}x{height} px, {landmarks.shape[0]} frames)")
+        if detail:
+            typer.echo(f"  {detail}")

@@ -1,0 +1,108 @@
+"""Data-loading throughput with augmentations: cache -> augment -> preprocess -> collate, per core.
+
+Runs what one DataLoader worker does, in this one process (set OMP_NUM_THREADS=1), on the real
+asl-signs sample (168 sequences, 2-108 frames, median 14) prepared into a temporary cache:
+`SignDataset` (memory-mapped cache slice, `ASLAugmentations` with a generator seeded from
+(seed, epoch, index), `preprocess`) batched by the length-bucketing sampler and `collate`.
+Variants run interleaved, round after round, and the median round is reported:
+
+  no augmentation   cache -> preprocess -> collate (the validation path)
+  seed profile      every augmentation on, the seed's group probabilities (0.5/0.7/0.3/0.2)
+  winner profile    the notebook's order and probabilities
+  augment alone     cache -> augment only (seed, winner), no preprocess or collate
+
+Goal (issue 3): >= 5,000 samples/s per core for the seed profile end to end.
+Usage: OMP_NUM_THREADS=1 python benchmarks/bench_augment.py [--rounds 7] [--epochs 6] [--batch 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE = Path(__file__).resolve().parents[1].parent / "shared/data/asl-signs-sample"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(SAMPLE), help="asl-signs folder (default: the real sample)")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--epochs", type=int, default=6, help="passes over the data per round and variant")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--max-len", type=int, default=384)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    from asl_cli.augment import ASLAugmentations
+    from asl_cli.config import AugConfig
+    from asl_cli.data.cache import prepare
+    from asl_cli.data.dataset import LengthBucketBatchSampler, SignDataset, collate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = prepare(args.data, tmp, workers=1)
+        lengths = np.asarray(cache.lengths)
+        idx = np.arange(len(cache))
+        print(f"data: {len(cache)} sequences from {args.data}; frames min {lengths.min()}, median "
+              f"{int(np.median(lengths))}, mean {lengths.mean():.1f}, max {lengths.max()}")
+        print(f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, torch threads "
+              f"{torch.get_num_threads()}, batch {args.batch}, max_len {args.max_len}, numpy {np.__version__}")
+
+        augs = {"seed": ASLAugmentations(AugConfig(), max_len=args.max_len),
+                "winner": ASLAugmentations(AugConfig(profile="winner"), max_len=args.max_len)}
+        sampler = LengthBucketBatchSampler(np.minimum(lengths, args.max_len), args.batch, shuffle=True, seed=0)
+
+        def pipeline(aug):
+            ds = SignDataset(cache, idx, max_len=args.max_len, augment=aug, seed=0)
+
+            def run(epoch: int) -> int:
+                n = 0
+                for batch in sampler.batches(epoch):
+                    collate([ds[(int(i), epoch)] for i in batch], bucket_step=16, max_len=args.max_len)
+                    n += len(batch)
+                return n
+            return run
+
+        def augment_alone(aug):
+            def run(epoch: int) -> int:
+                for i in idx:
+                    aug(cache.points(int(i)), np.random.default_rng([0, epoch, int(i)]))
+                return len(idx)
+            return run
+
+        variants = {
+            "no augmentation: cache -> preprocess -> collate": pipeline(None),
+            "seed profile: cache -> augment -> preprocess -> collate": pipeline(augs["seed"]),
+            "winner profile: cache -> augment -> preprocess -> collate": pipeline(augs["winner"]),
+            "augment alone, seed profile": augment_alone(augs["seed"]),
+            "augment alone, winner profile": augment_alone(augs["winner"]),
+        }
+        rates: dict[str, list[float]] = {k: [] for k in variants}
+        for fn in variants.values():  # warm-up (imports, caches)
+            fn(0)
+        for r in range(args.rounds):
+            for name, fn in variants.items():
+                t0 = time.perf_counter()
+                n = sum(fn(1 + r * args.epochs + e) for e in range(args.epochs))
+                rates[name].append(n / (time.perf_counter() - t0))
+
+    base = statistics.median(rates["no augmentation: cache -> preprocess -> collate"])
+    print(f"\n{'variant':60s} {'samples/s':>10s} {'us/sample':>10s} {'vs no aug':>9s}")
+    for name, values in rates.items():
+        med = statistics.median(values)
+        print(f"{name:60s} {med:10.0f} {1e6 / med:10.1f} {med / base:9.2f}")
+    seed_rate = statistics.median(rates["seed profile: cache -> augment -> preprocess -> collate"])
+    print(f"\ngoal >= 5000 samples/s per core (seed profile end to end): "
+          f"{'met' if seed_rate >= 5000 else 'NOT met'} ({seed_rate:.0f})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
