@@ -211,3 +211,24 @@ def test_depthwise_convolution_is_causal():
     assert torch.equal(before[0, :6], after[0, :6])
     assert not torch.allclose(before[0, 6], after[0, 6])
     assert not torch.allclose(before[0, 7:11], after[0, 7:11])  # the kernel reaches 4 frames ahead
+
+
+def test_the_network_can_fit_a_tiny_batch_with_the_winners_optimizer():
+    """Train mode with all its dropout (drop-path, attention dropout): 60 RAdam+Lookahead updates
+    fit 8 sequences of random frames, judged in eval mode with the learned running statistics."""
+    from asl_cli.config import OptimConfig
+    from asl_cli.engine.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(dim=32, blocks=1), num_classes=4)
+    optimizer = build_optimizer(model, OptimConfig(lr=3e-3))
+    lengths = torch.randint(1, 13, (8,)).tolist()
+    features, mask = torch.randn(8, 12, NUM_FEATURES), lengths_mask(lengths, 12)
+    labels = torch.arange(8) % 4
+    for _ in range(60):
+        F.cross_entropy(model(features, mask), labels).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    model.eval()
+    with torch.no_grad():
+        assert (model(features, mask).argmax(1) == labels).all()
