@@ -232,3 +232,12 @@ def test_the_network_can_fit_a_tiny_batch_with_the_winners_optimizer():
     model.eval()
     with torch.no_grad():
         assert (model(features, mask).argmax(1) == labels).all()
+
+
+def test_build_model_rejects_impossible_shapes():
+    from asl_cli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="num_heads"):
+        build_model(ModelConfig(dim=30, num_heads=4), num_classes=5)
+    with pytest.raises(ConfigError, match="classes"):
+        build_model(ModelConfig(dim=32), num_classes=1)

@@ -270,3 +270,14 @@ def test_awp_perturbation_of_the_full_model_has_the_expected_size():
     awp.restore()
     assert len(moved) == len(before)
     assert all(math.isclose(m, 0.2, rel_tol=1e-3) for m in moved)
+
+
+def test_unknown_names_are_config_errors():
+    from asl_cli.errors import ConfigError
+
+    model = tiny_model()
+    with pytest.raises(ConfigError, match="optim.optimizer"):
+        build_optimizer(model, OptimConfig(optimizer="sgd"))
+    opt = build_optimizer(model, OptimConfig())
+    with pytest.raises(ConfigError, match="optim.schedule"):
+        build_scheduler(opt, OptimConfig(schedule="step"), total_updates=10, updates_per_epoch=5)

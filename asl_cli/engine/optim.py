@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from asl_cli.errors import ConfigError
+
 # Keras' default epsilon, as in the winner's TF-Addons RectifiedAdam (torch's RAdam default is 1e-8).
 RADAM_EPS = 1e-7
 
@@ -138,7 +140,7 @@ def build_optimizer(model: nn.Module, optim_cfg, *, lr_scale: float = 1.0) -> Op
         return Lookahead(base, k=optim_cfg.lookahead_k, alpha=optim_cfg.lookahead_alpha)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
-    raise ValueError(f"unknown optimizer {name!r}")
+    raise ConfigError(f"optim.optimizer: unknown optimizer {name!r} (radam_lookahead, radam, adamw)")
 
 
 def lr_factor(update: int, *, total_updates: int, warmup_updates: int = 0, floor: float = 0.0,
@@ -171,6 +173,8 @@ def build_scheduler(optimizer: Optimizer, optim_cfg, total_updates: int,
     total = max(1, int(total_updates))
     warmup = min(warmup, total)
     schedule = str(optim_cfg.schedule)
+    if schedule not in ("cosine", "constant"):
+        raise ConfigError(f"optim.schedule: unknown schedule {schedule!r} (cosine, constant)")
     lambdas = []
     for group in optimizer.param_groups:
         peak = float(group.get("initial_lr", group["lr"]))

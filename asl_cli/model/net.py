@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from asl_cli.data.landmarks import NUM_FEATURES
+from asl_cli.errors import ConfigError
 from asl_cli.model.blocks import (ECA, Conv1DBlock, MaskedBatchNorm, MultiHeadSelfAttention,
                                   TransformerBlock, masked_mean, zero_padding)
 
@@ -89,6 +90,10 @@ class ASLNet(nn.Module):
 
 def build_model(model_cfg, num_classes: int, num_features: int = NUM_FEATURES) -> ASLNet:
     """The network described by `model_cfg` (asl_cli.config.ModelConfig)."""
+    if num_classes < 2:
+        raise ConfigError(f"the model needs at least 2 classes, got {num_classes}")
+    if model_cfg.dim % model_cfg.num_heads:
+        raise ConfigError(f"model.dim ({model_cfg.dim}) must be divisible by model.num_heads ({model_cfg.num_heads})")
     return ASLNet(num_classes=num_classes, num_features=num_features, dim=model_cfg.dim,
                   blocks=model_cfg.blocks, kernel_size=model_cfg.kernel_size, num_heads=model_cfg.num_heads,
                   expand=model_cfg.expand, drop_rate=model_cfg.drop_rate, late_dropout=model_cfg.late_dropout)
