@@ -74,7 +74,9 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def interrupted_line(exc, run_dir: Path | None) -> str:
-    where = f"checkpoint saved: {exc.path}" if getattr(exc, "path", None) else "checkpoint saved"
+    """Where the checkpoint is and how to go on, in one line."""
+    path = getattr(exc, "path", None) or (run_dir / "checkpoints" / "last.pt" if run_dir else None)
+    where = f"checkpoint saved to {path}" if path else "checkpoint saved"
     how = f"; resume with: asl train --resume {run_dir}" if run_dir else ""
     name = "SIGTERM" if exc.exit_code == 143 else "Ctrl-C"
     return f"stopped by {name}: {where}{how}"
