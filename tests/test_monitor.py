@@ -86,6 +86,9 @@ class ScriptedDriver:
         scripted("nvmlDeviceGetComputeRunningProcesses",
                  [SimpleNamespace(pid=os.getpid(), usedGpuMemory=512 * MIB),
                   SimpleNamespace(pid=999_999_999, usedGpuMemory=None)])
+        scripted("nvmlDeviceGetGraphicsRunningProcesses",
+                 [SimpleNamespace(pid=999_999_999, usedGpuMemory=64 * MIB),
+                  SimpleNamespace(pid=999_999_998, usedGpuMemory=2**64 - 1)])  # NVML_VALUE_NOT_AVAILABLE
 
         def no_name(pid):
             raise nvml_error(pynvml.NVML_ERROR_NOT_FOUND)
@@ -111,9 +114,11 @@ def test_full_snapshot_converts_units_and_prefers_v2_calls(driver):
     assert (s.power_usage, s.power_limit) == (150.0, 220.0)  # mW -> W
     assert (s.util_gpu, s.util_mem, s.fan, s.clock_sm, s.clock_mem, s.pcie_gen) == (77, 33, 40, 1800, 7000, 4)
     assert s.bf16 is True and not s.lost and not s.fake
-    # NVML could not name our pid, /proc could; an unknown pid stays nameless; N/A memory stays None
-    assert s.processes[0] == ProcessInfo(os.getpid(), Path(f"/proc/{os.getpid()}/comm").read_text().strip(), 512 * MIB)
-    assert s.processes[1] == ProcessInfo(999_999_999, None, None)
+    # NVML could not name our pid, /proc could; an unknown pid stays nameless; compute and graphics
+    # entries of one pid merge into "C+G"; N/A memory stays None
+    own = Path(f"/proc/{os.getpid()}/comm").read_text().strip()
+    assert s.processes == (ProcessInfo(os.getpid(), own, 512 * MIB, "C"), ProcessInfo(999_999_999, None, 64 * MIB, "C+G"),
+                           ProcessInfo(999_999_998, None, None, "G"))
     assert driver.calls[("nvmlDeviceGetTemperature", 0)] == 0
 
 
@@ -121,6 +126,7 @@ def test_not_supported_is_asked_once_and_shown_as_none(driver):
     driver.refuse[("nvmlDeviceGetPowerUsage", 1)] = pynvml.NVML_ERROR_NOT_SUPPORTED
     driver.refuse[("nvmlDeviceGetFanSpeed", 1)] = pynvml.NVML_ERROR_NOT_SUPPORTED
     driver.refuse[("nvmlDeviceGetComputeRunningProcesses", 1)] = pynvml.NVML_ERROR_NO_PERMISSION
+    driver.refuse[("nvmlDeviceGetGraphicsRunningProcesses", 1)] = pynvml.NVML_ERROR_NO_PERMISSION
     b = started()
     snaps = [b.snapshot(1) for _ in range(4)]
     assert all(s.power_usage is None and s.fan is None and s.processes is None for s in snaps)
@@ -336,6 +342,12 @@ def test_sampler_survives_a_failing_backend_and_readers_see_whole_samples():
     assert seen_sizes <= {0, 2}  # never a half-written sample
 
 
+def test_snapshot_never_raises_even_on_a_surprise(driver, monkeypatch):
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetHandleByIndex", lambda i: 1 / 0)
+    s = started().snapshot(0)
+    assert not s.lost and s.memory_total is None and s.error.startswith("ZeroDivisionError")
+
+
 def test_sampler_rejects_a_non_positive_interval():
     with pytest.raises(ValueError):
         GPUSampler(open_backend(FAKE), interval=0)
@@ -361,7 +373,7 @@ def test_gpu_panel_shows_values_na_lost_bars_sparklines_and_processes(sampled):
     assert "LOST" in out and "fell off the bus" in out
     assert "█" in out and "░" in out
     assert re.search(r"[▁▂▃▄▅▆▇█]{5}", out)  # a sparkline of 5 samples
-    assert re.search(r"31337\s+asl\s+9,966 MiB", out) and "Xorg" in out
+    assert re.search(r"31337\s+C\s+asl\s+9,966 MiB", out) and re.search(r"2210\s+G\s+Xorg\s+212 MiB", out)
     assert "cc 8.9 · bf16" in out and "cc 7.5 · no bf16" in out and "(fake)" in out
 
 
@@ -429,7 +441,7 @@ def test_ndjson_line_is_one_strict_json_object(sampled):
     obj = json.loads(line)
     assert obj["loss"] is None and obj["inf"] is None and obj["path"] == "/x"
     assert obj["gpus"][0]["compute_capability"] == [8, 9] and obj["gpus"][2]["lost"] is True
-    assert obj["gpus"][0]["processes"][0] == {"pid": 31337, "name": "asl", "used_memory": 9966 * MIB}
+    assert obj["gpus"][0]["processes"][0] == {"pid": 31337, "name": "asl", "used_memory": 9966 * MIB, "kind": "C"}
 
 
 def test_gpu_line_marks_na_and_lost(sampled):

@@ -16,11 +16,15 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class ProcessInfo:
-    """A process holding memory on a GPU; `used_memory` (bytes) is None where NVML hides it."""
+    """A process holding memory on a GPU; `used_memory` (bytes) is None where NVML hides it.
+
+    `kind` is "C" (compute, e.g. CUDA) or "G" (graphics), "C+G" for both, as in nvidia-smi.
+    """
 
     pid: int
     name: str | None = None
     used_memory: int | None = None
+    kind: str | None = None
 
 
 @dataclass(frozen=True)

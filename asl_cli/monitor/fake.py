@@ -13,6 +13,7 @@ File format (see tests/fixtures/fake_gpus.json)::
                "power_w": [18.5, 141.0, 196.2], "power_limit_w": 200, "fan": 30,
                "clock_sm": 2610, "clock_mem": 10501, "pcie_gen": 4, "compute_capability": [8, 9],
                "processes": [{"pid": 4242, "name": "asl", "used_mib": [600, 4800]}],
+               "graphics_processes": [{"pid": 2210, "name": "Xorg", "used_mib": 212}],
                "memory_v2": true, "temperature_v": true, "lost": false, "lost_after": null}]}
 
 A field is a number (constant), a list (the k-th call returns item k, cycling, so successive
@@ -172,8 +173,14 @@ class FakeNVML:
         return int(self._value(h, "nvmlDeviceGetCurrPcieLinkGeneration", "pcie_gen"))
 
     def nvmlDeviceGetComputeRunningProcesses(self, h: int) -> list[SimpleNamespace]:
-        k = self.calls[("nvmlDeviceGetComputeRunningProcesses", h)]
-        procs = self._value(h, "nvmlDeviceGetComputeRunningProcesses", "processes", cycle=False)
+        return self._processes(h, "nvmlDeviceGetComputeRunningProcesses", "processes")
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, h: int) -> list[SimpleNamespace]:
+        return self._processes(h, "nvmlDeviceGetGraphicsRunningProcesses", "graphics_processes")
+
+    def _processes(self, h: int, fn: str, key: str) -> list[SimpleNamespace]:
+        k = self.calls[(fn, h)]
+        procs = self._value(h, fn, key, cycle=False)
         out = []
         for p in procs:
             used = self._pick(p.get("used_mib"), k) if "used_mib" in p else None
@@ -182,8 +189,9 @@ class FakeNVML:
 
     def nvmlSystemGetProcessName(self, pid: int) -> str:
         for gpu in self.gpus:
-            procs = gpu.get("processes")
-            for p in procs if isinstance(procs, list) else ():
+            procs = [p for key in ("processes", "graphics_processes") if isinstance(gpu.get(key), list)
+                     for p in gpu[key]]
+            for p in procs:
                 if int(p["pid"]) == pid and p.get("name"):
                     return str(p["name"])
         raise self.NVMLError(6)  # NOT_FOUND
@@ -205,9 +213,10 @@ def load_spec(path: str | Path) -> dict:
     for i, gpu in enumerate(spec["gpus"]):
         if not isinstance(gpu, dict):
             raise ConfigError(f"gpus[{i}] must be an object", path=path)
-        procs = gpu.get("processes")
-        if isinstance(procs, list) and not all(isinstance(p, dict) and "pid" in p for p in procs):
-            raise ConfigError(f"gpus[{i}].processes: each entry needs a pid", path=path)
+        for key in ("processes", "graphics_processes"):
+            procs = gpu.get(key)
+            if isinstance(procs, list) and not all(isinstance(p, dict) and "pid" in p for p in procs):
+                raise ConfigError(f"gpus[{i}].{key}: each entry needs a pid", path=path)
     return spec
 
 

@@ -217,18 +217,28 @@ class NVMLBackend:
         return None if t is None else int(t)
 
     def _processes(self, index: int, h: Any) -> tuple[ProcessInfo, ...] | None:
+        """Compute and graphics processes (merged by pid); None when NVML lists neither."""
         nv = self._nvml
-        procs = self._call(index, "processes", nv.nvmlDeviceGetComputeRunningProcesses, h)
-        if procs is None:
+        compute = self._call(index, "processes", nv.nvmlDeviceGetComputeRunningProcesses, h)
+        graphics = None
+        if hasattr(nv, "nvmlDeviceGetGraphicsRunningProcesses"):
+            graphics = self._call(index, "graphics_processes", nv.nvmlDeviceGetGraphicsRunningProcesses, h)
+        if compute is None and graphics is None:
             return None
-        out = []
-        for p in procs:
-            pid = int(p.pid)
-            used = getattr(p, "usedGpuMemory", None)
-            # NVML_VALUE_NOT_AVAILABLE arrives as None (binding) or as 2**64 - 1 (raw)
-            used = None if used is None or used >= (1 << 63) else int(used)
-            out.append(ProcessInfo(pid=pid, name=self._process_name(pid), used_memory=used))
-        return tuple(sorted(out, key=lambda p: -(p.used_memory or 0)))
+        found: dict[int, ProcessInfo] = {}
+        for kind, procs in (("C", compute or ()), ("G", graphics or ())):
+            for p in procs:
+                pid = int(p.pid)
+                used = getattr(p, "usedGpuMemory", None)
+                # NVML_VALUE_NOT_AVAILABLE arrives as None (binding) or as 2**64 - 1 (raw)
+                used = None if used is None or used >= (1 << 63) else int(used)
+                if pid in found:  # one process using the GPU both ways: nvidia-smi's "C+G"
+                    prev = found[pid]
+                    found[pid] = ProcessInfo(pid, prev.name, prev.used_memory if prev.used_memory is not None
+                                             else used, "C+G")
+                else:
+                    found[pid] = ProcessInfo(pid=pid, name=self._process_name(pid), used_memory=used, kind=kind)
+        return tuple(sorted(found.values(), key=lambda p: -(p.used_memory or 0)))
 
     def _process_name(self, pid: int) -> str | None:
         try:
@@ -245,7 +255,11 @@ class NVMLBackend:
 
     def snapshot(self, index: int) -> GPUSnapshot:
         with self._lock:
-            return self._snapshot(index)
+            try:
+                return self._snapshot(index)
+            except Exception as exc:  # the UI contract: never raise, show what went wrong
+                return GPUSnapshot(index=index, driver=self._driver, fake=self.fake,
+                                   error=f"{type(exc).__name__}: {_message(exc)}")
 
     def _snapshot(self, index: int) -> GPUSnapshot:
         static = self._static.get(index, {})

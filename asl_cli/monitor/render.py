@@ -199,12 +199,13 @@ def processes_view(s: GPUSnapshot, limit: int = 5) -> RenderableType:
         return Text("no processes", style="dim")
     t = Table(box=None, padding=(0, 1), show_header=True, header_style="dim", pad_edge=False)
     t.add_column("pid", justify="right", no_wrap=True)
+    t.add_column("type", no_wrap=True)
     t.add_column("process", no_wrap=True, max_width=28)
     t.add_column("gpu memory", justify="right", no_wrap=True)
     for p in s.processes[:limit]:
-        t.add_row(str(p.pid), p.name or "?", fmt_mib(p.used_memory))
+        t.add_row(str(p.pid), p.kind or "?", p.name or "?", fmt_mib(p.used_memory))
     if len(s.processes) > limit:
-        t.add_row("", f"… {len(s.processes) - limit} more", "")
+        t.add_row("", "", f"… {len(s.processes) - limit} more", "")
     return t
 
 
