@@ -84,7 +84,8 @@ class MaskedBatchNorm(nn.Module):
 
 
 class ECA(nn.Module):
-    """Efficient channel attention: masked mean over frames -> Conv1d(1->1, k, "same") across channels -> sigmoid gate."""
+    """Efficient channel attention: masked mean over frames -> Conv1d(1->1, k, "same") across
+    channels -> sigmoid gate."""
 
     def __init__(self, kernel_size: int = 5):
         super().__init__()
@@ -97,7 +98,8 @@ class ECA(nn.Module):
 
 
 class Conv1DBlock(nn.Module):
-    """Linear(dim->expand*dim)+swish -> causal depthwise conv -> masked BN -> ECA -> Linear(->dim) -> drop-path -> add."""
+    """Linear(dim->expand*dim) + swish -> causal depthwise conv -> masked BN -> ECA -> Linear(->dim)
+    -> drop-path -> residual add."""
 
     def __init__(self, dim: int, kernel_size: int = 17, drop_rate: float = 0.2, expand: int = 2):
         super().__init__()

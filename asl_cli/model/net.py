@@ -8,7 +8,6 @@ so the logits of a sequence do not depend on what it was batched with (eval mode
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from asl_cli.data.landmarks import NUM_FEATURES
@@ -44,7 +43,10 @@ class ASLNet(nn.Module):
         self.reset_parameters()
 
     def set_late_dropout(self, active: bool) -> None:
-        """Enable the head's dropout (the trainer does so from `model.late_dropout_start`); it only acts in train mode."""
+        """Enable the head's dropout (the trainer does so from `model.late_dropout_start`).
+
+        It only acts in train mode.
+        """
         self.late_dropout_active = bool(active)
 
     @torch.no_grad()
