@@ -354,8 +354,9 @@ def test_temporal_mask_masks_the_drawn_fraction():
 
 # --- noise and masking -------------------------------------------------------------------------
 
-def test_spatial_mask_removes_exactly_the_points_inside():
-    x = landmarks(t=15, c=3)
+@pytest.mark.parametrize("c", [2, 3])
+def test_spatial_mask_removes_exactly_the_points_inside(c):
+    x = landmarks(t=15, c=c)
     out = ops.spatial_mask(x, 0.3, 0.25, 0.35)
     for t in range(x.shape[0]):
         for n in range(x.shape[1]):
@@ -556,3 +557,31 @@ def test_show_gif_and_one_line_errors(sample_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # the `plot` extra not installed
     nomp = runner.invoke(app, ["show", str(sample_dir / SHOW_FILE), "--out", str(tmp_path / "b.png")])
     assert nomp.exit_code == 1 and "asl-cli[plot]" in nomp.stderr and nomp.stderr.strip().count("\n") == 0
+
+
+# --- through the real loaders ------------------------------------------------------------------
+
+def test_loaders_augment_training_only(sample_cache):
+    torch = pytest.importorskip("torch")
+    from asl_cli.config import RunConfig
+    from asl_cli.data.dataset import build_loaders
+    from asl_cli.data.preprocess import preprocess
+
+    cfg = RunConfig()
+    cfg.data.max_len, cfg.data.n_folds, cfg.data.val_fold = 24, 4, 0
+    cfg.train.batch_size = 64
+    aug = ASLAugmentations.from_config(always(), max_len=cfg.data.max_len)
+    train, val = build_loaders(cfg, sample_cache, augment=aug)
+    assert val.dataset.augment is None and train.dataset.augment is aug
+    for batch in val:  # validation: exactly the un-augmented features
+        for row, i in enumerate(batch["index"].tolist()):
+            n = int(batch["lengths"][row])
+            np.testing.assert_array_equal(batch["features"][row, :n].numpy(), preprocess(sample_cache.points(i), 24))
+    changed = 0
+    for batch in train:
+        assert torch.isfinite(batch["features"]).all() and batch["features"].shape[1] <= 24
+        for row, i in enumerate(batch["index"].tolist()):
+            n = int(batch["lengths"][row])
+            plain = preprocess(sample_cache.points(i), 24)
+            changed += plain.shape[0] != n or not np.array_equal(batch["features"][row, :n].numpy(), plain)
+    assert changed == len(train.dataset)  # every op fires with always(): every training sample differs

