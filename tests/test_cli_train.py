@@ -1,0 +1,317 @@
+"""`asl train` end to end: in-process (CliRunner) and as a real process (pipe, pseudo-terminal,
+signals), on a tiny synthetic set with a 32-wide model so every run takes a few seconds."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import pty
+import re
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from asl_cli.cli.app import app
+from asl_cli.cli.dashboard import JSON, LIVE, PLAIN, StopRequests, TrainDashboard, choose_mode, stop_on_signals
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKE_GPUS = ROOT / "tests" / "fixtures" / "fake_gpus.json"
+runner = CliRunner()
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny asl-signs set (4 signs x 6 participants x 3) and an isolated cache folder."""
+    from asl_cli.data.synth import generate
+
+    root = tmp_path_factory.mktemp("train-cli")
+    generate(root / "data", num_signs=4, num_participants=6, repetitions=3, seed=0)
+    return root
+
+
+@pytest.fixture()
+def env(tiny, monkeypatch):
+    monkeypatch.setenv("ASL_CACHE", str(tiny / "cache"))
+    monkeypatch.delenv("ASL_FAKE_GPU", raising=False)
+    return dict(os.environ, ASL_CACHE=str(tiny / "cache"), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+
+
+def tiny_args(tiny: Path, name: str, *extra: str) -> list[str]:
+    return ["train", "--data", str(tiny / "data"), "--set", "model.dim=32", "--set", "data.n_folds=3",
+            "--set", "data.max_len=32", "--set", "train.log_every=1", "--device", "cpu",
+            "--runs-dir", str(tiny / "runs"), "--name", name, *extra]
+
+
+def asl(*args: str) -> list[str]:
+    return [sys.executable, "-m", "asl_cli", *args]
+
+
+# --- in-process ---------------------------------------------------------------------------------
+
+def test_json_streams_events_and_a_summary(tiny, env):
+    out = runner.invoke(app, tiny_args(tiny, "json-run", "--epochs", "2", "--json"))
+    assert out.exit_code == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and "step" in kinds and "eval" in kinds and kinds[-1] == "summary"
+    assert events[0]["config"]["model"]["dim"] == 32
+    step = next(e for e in events if e["event"] == "step")
+    for key in ("loss", "lr", "samples_per_s", "epoch", "total_steps", "precision", "device"):
+        assert key in step
+    summary = events[-1]
+    assert summary["epochs_done"] == 2 and Path(summary["best_checkpoint"]).is_file()
+    assert (tiny / "runs" / "json-run" / "metrics.jsonl").is_file()
+
+
+def test_plain_summary_names_the_best_checkpoint_and_the_metrics(tiny, env):
+    out = runner.invoke(app, tiny_args(tiny, "plain-run", "--max-steps", "2", "--epochs", "3"))
+    assert out.exit_code == 0, out.stderr
+    run = tiny / "runs" / "plain-run"
+    assert out.stdout.startswith("start: run plain-run, device cpu, precision fp32")
+    assert f"best checkpoint: {run / 'checkpoints' / 'best.pt'}" in out.stdout
+    assert f"metrics: {run / 'metrics.jsonl'}" in out.stdout
+    assert "eta " in out.stdout and "loss " in out.stdout  # a progress line (each eval prints one)
+
+
+def test_no_data_trains_on_the_synthetic_default(tiny, env):
+    out = runner.invoke(app, ["train", "--set", "synth.num_signs=3", "--set", "synth.num_participants=5",
+                              "--set", "synth.repetitions=2", "--set", "model.dim=32", "--set", "data.n_folds=3",
+                              "--max-steps", "1", "--runs-dir", str(tiny / "runs"), "--name", "synthetic", "--json"])
+    assert out.exit_code == 0, out.stderr
+    start = json.loads(out.stdout.splitlines()[0])
+    assert start["config"]["data"]["data_dir"] is None
+    assert json.loads(out.stdout.splitlines()[-1])["steps"] == 1
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--data", "/nonexistent/asl-signs"], 3, "/nonexistent/asl-signs"),
+    (["--set", "train.batch_size=0"], 2, "train.batch_size: 0 is below the minimum 1"),
+    (["--device", "cuda:7"], None, "cuda:7"),
+])
+def test_errors_are_one_line_with_the_documented_exit_code(tiny, env, args, code, message):
+    import torch
+
+    if code is None:  # no such GPU: NoGPUError (5) without CUDA, ConfigError/NoGPU with fewer GPUs
+        code = 5
+        if torch.cuda.device_count() > 7:
+            pytest.skip("this machine has a cuda:7")
+    base = ["train", "--set", "model.dim=32", "--runs-dir", str(tiny / "runs"), "--max-steps", "1"]
+    out = runner.invoke(app, base + args)
+    assert out.exit_code == code, (out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_resume_needs_a_run_folder(tiny, env):
+    out = runner.invoke(app, ["train", "--resume", str(tiny)])
+    assert out.exit_code == 2 and "not a run folder" in out.stderr
+    out = runner.invoke(app, ["train", "--resume", str(tiny), "--preset", "cpu"])
+    assert out.exit_code == 2 and "leave out --preset" in out.stderr
+
+
+# --- the dashboard in isolation --------------------------------------------------------------------
+
+def fake_events(n: int = 6):
+    cfg = {"train": {"batch_size": 12, "gradient_accumulation_steps": 4}, "aug": {"use_augmentations": True}}
+    yield {"event": "start", "run": "r", "device": "cpu", "precision": "fp32", "config": cfg,
+           "aug": cfg["aug"], "step": 0, "total_steps": n}
+    for i in range(1, n + 1):
+        yield {"event": "step", "run": "r", "step": i, "total_steps": n, "loss": 3.0 / i, "samples_per_s": 100.0 + i}
+        if i % 3 == 0:
+            yield {"event": "eval", "val_top1": 0.1 * i, "val_top5": 0.5, "best_top1": 0.1 * i}
+    yield {"event": "end", "state": "finished"}
+
+
+def test_plain_mode_prints_every_interval_and_each_eval():
+    now = [0.0]
+    out = io.StringIO()
+    dash = TrainDashboard(PLAIN, log_interval=10.0, out=out, clock=lambda: now[0])
+    with dash:
+        for ev in fake_events():
+            now[0] += 6.0  # an event every 6 s: a line every second one, plus one per eval
+            dash(ev)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "start: run r, device cpu, precision fp32, batch 12x4, augmentations on"
+    steps = [int(re.search(r"step (\d+)/6", line).group(1)) for line in lines[1:]]
+    assert steps == [2, 3, 5, 6]  # interval lines at steps 2 and 5, eval lines at 3 and 6; end repeats none
+
+
+def test_json_mode_writes_one_object_per_event():
+    out = io.StringIO()
+    with TrainDashboard(JSON, out=out) as dash:
+        for ev in fake_events():
+            dash(ev)
+        dash.set_note("a note")
+    objs = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [o["event"] for o in objs][:2] == ["start", "step"] and objs[-1] == {"event": "note", "message": "a note"}
+
+
+def test_live_frame_shows_training_and_gpu_or_cpu_notice():
+    from rich.console import Console
+
+    from asl_cli.cli.dashboard import open_sampler
+
+    console = Console(width=100, record=True, file=io.StringIO())
+    dash = TrainDashboard(LIVE, console=console)
+    for ev in fake_events(3):
+        dash(ev)  # not started: only the state is updated
+    console.print(dash.renderable())
+    text = console.export_text()
+    assert "samples/s" in text and "no NVIDIA GPU (CPU run)" in text
+    sampler = open_sampler(str(FAKE_GPUS), interval=0.05)
+    try:
+        sampler.wait_for_sample(0, timeout=5)
+        dash.sampler = sampler
+        console.print(dash.renderable())
+        assert "NVIDIA GeForce RTX 4070" in console.export_text()
+    finally:
+        sampler.stop()
+
+
+def test_mode_choice():
+    class Stream(io.StringIO):
+        def __init__(self, tty: bool):
+            super().__init__()
+            self.tty = tty
+
+        def isatty(self) -> bool:
+            return self.tty
+
+    assert choose_mode(as_json=True, stream=Stream(True)) == JSON
+    assert choose_mode(as_json=False, stream=Stream(False)) == PLAIN
+    assert choose_mode(as_json=False, plain=True, stream=Stream(True)) == PLAIN
+
+
+def test_first_signal_asks_the_trainer_to_stop_and_a_second_ctrl_c_quits():
+    class Trainer:
+        stopped = None
+
+        def request_stop(self, signum):
+            self.stopped = signum
+
+    req = StopRequests()
+    trainer = Trainer()
+    req.attach(trainer)
+    with stop_on_signals(req):
+        assert signal.getsignal(signal.SIGINT) == req.handle
+        req.handle(signal.SIGINT, None)
+        assert trainer.stopped == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            req.handle(signal.SIGINT, None)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    late = Trainer()
+    req.attach(late)  # a trainer started after the signal (ablate) stops at once
+    assert late.stopped == signal.SIGINT
+
+
+# --- real processes --------------------------------------------------------------------------------
+
+def run_in_pty(cmd: list[str], env: dict, timeout: float = 120.0) -> tuple[int, str]:
+    """Run `cmd` with a pseudo-terminal (100x45) as stdin/stdout/stderr; return (rc, output)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 45, 100, 0, 0))
+    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True, cwd=ROOT)
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
+                break
+        else:
+            proc.kill()
+    finally:
+        os.close(master)
+    return proc.wait(timeout=10), b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_live_dashboard_in_a_pseudo_terminal(tiny, env):
+    penv = dict(env, ASL_FAKE_GPU=str(FAKE_GPUS), TERM="xterm-256color", COLUMNS="100", LINES="45")
+    penv.pop("NO_COLOR", None)
+    rc, out = run_in_pty(asl(*tiny_args(tiny, "pty-run", "--epochs", "6")), penv)
+    assert rc == 0, out[-2000:]
+    text = ANSI.sub("", out)
+    assert "\x1b[" in out  # drawn as a terminal UI (cursor movement, colour)
+    assert text.count("samples/s") >= 2  # more than one frame
+    for needle in ("loss", "NVIDIA GeForce RTX 4070", "augmentations", "configuration", "val top1"):
+        assert needle in text, needle
+    assert "done: 6 epochs" in text and "best checkpoint:" in text
+    assert (tiny / "runs" / "pty-run" / "checkpoints" / "best.pt").is_file()
+
+
+def test_no_color_in_a_terminal_has_no_colour_codes(tiny, env):
+    penv = dict(env, TERM="xterm-256color", NO_COLOR="1", COLUMNS="100", LINES="45")
+    rc, out = run_in_pty(asl(*tiny_args(tiny, "nocolor-run", "--max-steps", "2")), penv)
+    assert rc == 0, out[-2000:]
+    assert "samples/s" in ANSI.sub("", out)
+    assert not re.search(r"\x1b\[[0-9;]*(3[0-7]|38;[0-9;]+|9[0-7])m", out), "colour codes despite NO_COLOR"
+
+
+def test_without_a_terminal_progress_lines_arrive_during_the_run(tiny, env):
+    cmd = asl(*tiny_args(tiny, "pipe-run", "--epochs", "1000", "--time-budget", "4", "--log-interval", "0.3"))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    first_progress_while_running = None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("eta ") and first_progress_while_running is None:
+            first_progress_while_running = proc.poll() is None
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    assert first_progress_while_running is True
+    assert sum(line.startswith("eta ") for line in lines) >= 3
+    assert "\x1b[" not in "".join(lines)  # plain text in a pipe
+    assert any(line.startswith("best checkpoint: ") for line in lines)
+
+
+def _start_and_wait_for_progress(cmd: list[str], env: dict) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:  # training is under way once a step line is out
+        if line.startswith("eta ") and "step 0/" not in line:
+            return proc
+    raise AssertionError(f"no progress line; stderr: {proc.stderr.read()}")
+
+
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_signal_saves_a_checkpoint_and_resume_continues(tiny, env, signum, code, word):
+    name = f"sig-{signum}"
+    run = tiny / "runs" / name
+    cmd = asl(*tiny_args(tiny, name, "--epochs", "400", "--log-interval", "0.2"))
+    proc = _start_and_wait_for_progress(cmd, env)
+    proc.send_signal(signum)
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    last = run / "checkpoints" / "last.pt"
+    assert last.is_file()
+    assert err.strip().splitlines()[-1] == (f"stopped by {word}: checkpoint saved to {last}; "
+                                            f"resume with: asl train --resume {run}")
+    assert "Traceback" not in err
+    stopped_at = json.loads((run / "status.json").read_text())["step"]
+    assert stopped_at >= 1
+    if signum == signal.SIGTERM:
+        return
+    resumed = subprocess.run(asl("train", "--resume", str(run), "--max-steps", str(stopped_at + 3), "--json"),
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    events = [json.loads(line) for line in resumed.stdout.splitlines()]
+    first_step = next(e for e in events if e["event"] == "step")
+    assert first_step["step"] == stopped_at + 1  # continues, does not start over
+    assert events[-1]["event"] == "summary" and events[-1]["steps"] == stopped_at + 3
