@@ -51,7 +51,7 @@ def demo_status() -> dict:
 
 def captures() -> dict[str, Console]:
     sampler = GPUSampler(open_backend(FAKE), interval=1.0)
-    for _ in range(6):  # six samples: the sparklines have a history to show
+    for _ in range(20):  # the sparklines need a history to show
         sampler.sample_once()
     snaps, history = sampler.latest(), sampler.history()
     out = {

@@ -44,7 +44,7 @@ def invoke(*args: str, env: dict | None = None):
 
 def sub_env(**extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "ASL_FAKE_GPU"}
-    env.update(PYTHONUNBUFFERED="1", COLUMNS="110", LINES="60", **extra)
+    env.update({"PYTHONUNBUFFERED": "1", "COLUMNS": "110", "LINES": "60", **extra})
     return env
 
 
@@ -198,7 +198,8 @@ def test_pipe_output_arrives_line_by_line_before_the_end(tmp_path):
     assert len((first + rest).splitlines()) == 12
 
 
-def run_in_pty(args: list[str], *, interrupt_after: bytes | None = None, timeout: float = 25) -> tuple[int, bytes]:
+def run_in_pty(args: list[str], *, interrupt_after: bytes | None = None, timeout: float = 25,
+               rows: int = 60, cwd: Path | None = None) -> tuple[int, bytes]:
     """Run `python -m asl_cli ...` on a pseudo-terminal; optionally Ctrl-C it once `interrupt_after` shows."""
     import fcntl
     import pty
@@ -208,8 +209,10 @@ def run_in_pty(args: list[str], *, interrupt_after: bytes | None = None, timeout
     pid, fd = pty.fork()
     if pid == 0:  # child
         try:
-            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 60, 110, 0, 0))
-            os.environ.update(sub_env(TERM="xterm-256color"))
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, 110, 0, 0))
+            os.environ.update(sub_env(TERM="xterm-256color", LINES=str(rows)))
+            if cwd is not None:
+                os.chdir(cwd)
             os.environ.pop("NO_COLOR", None)
             os.execv(sys.executable, [sys.executable, "-m", "asl_cli", *args])
         finally:
@@ -265,3 +268,17 @@ def test_deprecated_pynvml_package_is_warned_about_in_one_line(monkeypatch):
     lines = r.stderr.splitlines()
     assert r.exit_code == 5 and lines[0].startswith("warning: the deprecated 'pynvml'") and len(lines) == 2
     assert "deprecated" not in invoke("--fake-gpu", FAKE, "--once").stderr
+
+
+def plain_text(raw: bytes) -> str:
+    return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", raw).decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("rows, config_shown", [(80, True), (40, False)])
+def test_live_view_with_a_run_drops_static_panels_on_a_short_terminal(tmp_path, rows, config_shown):
+    write_status(tmp_path / "runs" / "demo")
+    code, out = run_in_pty(["gpu-watch", "--fake-gpu", FAKE, "--latest-run", "--count", "1"], rows=rows,
+                           cwd=tmp_path)
+    text = plain_text(out)
+    assert code == 0 and "run demo" in text and "340 / 1,700" in text  # the training panel always fits
+    assert ("configuration" in text) is config_shown

@@ -73,11 +73,17 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
         source = "fake GPUs" if backend.fake else ""
         sampler = GPUSampler(backend, interval=interval)
 
-        def frame():
+        def frame(fit: bool = False):
             status = status_reader.read() if status_reader is not None else None
-            return render.watch_frame(sampler.latest(), sampler.history(), status=status,
-                                      status_path=None if status_reader is None else str(status_reader.path),
-                                      host=host, interval=None if once else interval, source=source)
+            snaps, history = sampler.latest(), sampler.history()
+            for detail in (2, 1, 0) if (fit and status is not None) else (2,):
+                view = render.watch_frame(snaps, history, status=status, run_detail=detail,
+                                          status_path=None if status_reader is None else str(status_reader.path),
+                                          host=host, interval=None if once else interval, source=source)
+                # a full screen crops what does not fit: drop the static panels before the live ones
+                if detail == 0 or len(console.render_lines(view, console.options, pad=False)) <= console.height:
+                    return view
+            return view
 
         def emit_line() -> None:
             snaps = sampler.latest()
@@ -111,7 +117,7 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
                     from rich.live import Live
 
                     with Live(console=console, screen=True, auto_refresh=False, transient=False) as live:
-                        _loop(sampler, count, interval, lambda: live.update(frame(), refresh=True))
+                        _loop(sampler, count, interval, lambda: live.update(frame(fit=True), refresh=True))
                 else:
                     _loop(sampler, count, interval, emit_line)
         except KeyboardInterrupt:

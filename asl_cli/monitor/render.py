@@ -150,46 +150,77 @@ def _history_series(history: Sequence[GPUSnapshot] | None, what: str) -> list[fl
     return [None if h.memory_fraction is None else 100 * h.memory_fraction for h in history]
 
 
-def gpu_card(s: GPUSnapshot, history: Sequence[GPUSnapshot] | None = None, *, spark_width: int = 30) -> Panel:
-    """One GPU: memory and utilisation bars with sparklines, sensors, clocks and processes."""
-    if s.lost:
-        body = Group(Text("LOST", style="bold white on red"),
-                     Text(s.error or "NVML: GPU is lost", style="red"))
-        return Panel(body, title=gpu_title(s), title_align="left", subtitle=gpu_subtitle(s) or None,
-                     subtitle_align="right", border_style="red", box=box.HEAVY)
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(style="dim", no_wrap=True, width=5)
-    grid.add_column(no_wrap=True)
-    grid.add_column(no_wrap=True, min_width=24)
-    grid.add_column(no_wrap=True, style="cyan")
-    util_frac = None if s.util_gpu is None else s.util_gpu / 100
-    util = _na(s.util_gpu, "{:3d}%", "bold " + _level_style(util_frac))
-    if s.util_mem is not None:
-        util.append(f"   mem ctl {s.util_mem}%", style="default")
-    grid.add_row("mem", bar(s.memory_fraction), _memory_text(s),
-                 sparkline(_history_series(history, "mem"), spark_width))
-    grid.add_row("util", bar(util_frac), util, sparkline(_history_series(history, "util"), spark_width))
+class GPUCard:
+    """One GPU as a panel whose bars and sparklines fit the width it is given (80 columns or 200)."""
 
-    sensors = Text()
-    sensors.append("temp ", style="dim")
-    sensors.append_text(_na(s.temperature, "{}°C", _temp_style(s.temperature)))
-    sensors.append("   power ", style="dim")
-    if s.power_usage is None and s.power_limit is None:
-        sensors.append(NA, style="dim")
-    else:
-        pf = (s.power_usage / s.power_limit) if (s.power_usage is not None and s.power_limit) else None
-        sensors.append(NA if s.power_usage is None else f"{s.power_usage:.0f}", style=_level_style(pf))
-        sensors.append(" / " + (NA if s.power_limit is None else f"{s.power_limit:.0f}") + " W")
-    sensors.append("   fan ", style="dim")
-    sensors.append_text(_na(s.fan, "{}%"))
-    sensors.append("   clocks ", style="dim")
-    sensors.append(f"sm {NA if s.clock_sm is None else s.clock_sm} · mem {NA if s.clock_mem is None else s.clock_mem}"
-                   " MHz")
-    rows: list[RenderableType] = [grid, sensors]
-    rows.append(processes_view(s))
-    border = "magenta" if s.fake else "blue"
-    return Panel(Group(*rows), title=gpu_title(s), title_align="left", subtitle=gpu_subtitle(s) or None,
-                 subtitle_align="right", border_style=border, box=box.ROUNDED, padding=(0, 1))
+    LABEL, VALUE = 4, 26  # "util"; "10,502 / 12,282 MiB   86%"
+
+    def __init__(self, snapshot: GPUSnapshot, history: Sequence[GPUSnapshot] | None = None, *,
+                 spark_width: int = 60):
+        self.snapshot = snapshot
+        self.history = history
+        self.spark_width = spark_width
+
+    def widths(self, max_width: int) -> tuple[int, int]:
+        """(bar, sparkline) widths for a card `max_width` columns wide; sparkline 0 = left out."""
+        room = max_width - 4 - self.LABEL - self.VALUE - 3  # borders + padding, 3 column gaps
+        bar_w = max(6, min(24, int(room * 0.45)))
+        spark_w = min(self.spark_width, room - bar_w)
+        return bar_w, (spark_w if spark_w >= 6 else 0)
+
+    def __rich_console__(self, console, options):
+        yield self.panel(*self.widths(options.max_width))
+
+    def panel(self, bar_width: int = 24, spark_width: int = 60) -> Panel:
+        s, history = self.snapshot, self.history
+        if s.lost:
+            body = Group(Text("LOST", style="bold white on red"),
+                         Text(s.error or "NVML: GPU is lost", style="red"))
+            return Panel(body, title=gpu_title(s), title_align="left", subtitle=gpu_subtitle(s) or None,
+                         subtitle_align="right", border_style="red", box=box.HEAVY)
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(style="dim", no_wrap=True, min_width=self.LABEL)
+        grid.add_column(no_wrap=True, min_width=bar_width)
+        grid.add_column(no_wrap=True, min_width=self.VALUE)
+        if spark_width:
+            grid.add_column(no_wrap=True, style="cyan")
+        util_frac = None if s.util_gpu is None else s.util_gpu / 100
+        util = _na(s.util_gpu, "{:3d}%", "bold " + _level_style(util_frac))
+        if s.util_mem is not None:
+            util.append("   mem ctl ", style="dim")
+            util.append(f"{s.util_mem}%")
+        mem_row = ["mem", bar(s.memory_fraction, bar_width), _memory_text(s)]
+        util_row = ["util", bar(util_frac, bar_width), util]
+        if spark_width:
+            mem_row.append(sparkline(_history_series(history, "mem"), spark_width))
+            util_row.append(sparkline(_history_series(history, "util"), spark_width))
+        grid.add_row(*mem_row)
+        grid.add_row(*util_row)
+
+        sensors = Text()
+        sensors.append("temp ", style="dim")
+        sensors.append_text(_na(s.temperature, "{}°C", _temp_style(s.temperature)))
+        sensors.append("   power ", style="dim")
+        if s.power_usage is None and s.power_limit is None:
+            sensors.append(NA, style="dim")
+        else:
+            pf = (s.power_usage / s.power_limit) if (s.power_usage is not None and s.power_limit) else None
+            sensors.append(NA if s.power_usage is None else f"{s.power_usage:.0f}", style=_level_style(pf))
+            sensors.append(" / " + (NA if s.power_limit is None else f"{s.power_limit:.0f}") + " W")
+        sensors.append("   fan ", style="dim")
+        sensors.append_text(_na(s.fan, "{}%"))
+        sensors.append("   clocks ", style="dim")
+        sensors.append(f"sm {NA if s.clock_sm is None else s.clock_sm} · "
+                       f"mem {NA if s.clock_mem is None else s.clock_mem} MHz")
+        border = "magenta" if s.fake else "blue"
+        return Panel(Group(grid, sensors, processes_view(s)), title=gpu_title(s), title_align="left",
+                     subtitle=gpu_subtitle(s) or None, subtitle_align="right", border_style=border,
+                     box=box.ROUNDED, padding=(0, 1))
+
+
+def gpu_card(s: GPUSnapshot, history: Sequence[GPUSnapshot] | None = None, *, spark_width: int = 60) -> GPUCard:
+    """One GPU: memory and utilisation bars with sparklines, sensors, clocks and processes."""
+    return GPUCard(s, history, spark_width=spark_width)
 
 
 def processes_view(s: GPUSnapshot, limit: int = 5) -> RenderableType:
@@ -210,7 +241,7 @@ def processes_view(s: GPUSnapshot, limit: int = 5) -> RenderableType:
 
 
 def gpu_panel(snapshots: Sequence[GPUSnapshot], history: Mapping[int, Sequence[GPUSnapshot]] | None = None,
-              *, spark_width: int = 30) -> RenderableType:
+              *, spark_width: int = 60) -> RenderableType:
     """Every GPU as a card (history: the sampler's per-index snapshots, for the sparklines)."""
     if not snapshots:
         return Panel(Text("no GPU found", style="yellow"), title="GPUs", title_align="left")
@@ -238,15 +269,18 @@ def watch_header(snapshots: Sequence[GPUSnapshot], *, host: str = "", interval: 
 
 def watch_frame(snapshots: Sequence[GPUSnapshot], history: Mapping[int, Sequence[GPUSnapshot]] | None = None, *,
                 status: Mapping[str, Any] | None = None, status_path: str | None = None, host: str = "",
-                interval: float | None = None, now: datetime | None = None, source: str = "") -> RenderableType:
+                interval: float | None = None, now: datetime | None = None, source: str = "",
+                run_detail: int = 2) -> RenderableType:
     """One `asl gpu-watch` frame: header, GPU cards and (with a run) its training panels.
 
     `status_path` set but `status` None means the run has not written its status yet.
+    `run_detail`: 2 shows training, augmentations and configuration; 1 drops the configuration;
+    0 keeps only the training panel (for short terminals).
     """
     parts: list[RenderableType] = [watch_header(snapshots, host=host, interval=interval, now=now, source=source),
                                    gpu_panel(snapshots, history)]
     if status is not None:
-        parts.append(training_view(status, with_config=True))
+        parts.append(training_view(status, with_config=run_detail >= 2, with_aug=run_detail >= 1))
     elif status_path is not None:
         parts.append(Text(f"waiting for {status_path} …", style="dim"))
     return Group(*parts)
@@ -413,11 +447,13 @@ def config_panel(cfg: Mapping[str, Any] | None) -> Panel:
                  padding=(0, 1))
 
 
-def training_view(status: Mapping[str, Any] | None, *, with_config: bool = True) -> RenderableType:
-    """train + aug (+ config) panels for one run's status dict."""
+def training_view(status: Mapping[str, Any] | None, *, with_config: bool = True,
+                  with_aug: bool = True) -> RenderableType:
+    """train + aug + config panels for one run's status dict (the last two optional)."""
     st = status or {}
     parts: list[RenderableType] = [train_panel(st)]
-    parts.append(aug_panel(st.get("aug") if isinstance(st.get("aug"), dict) else None))
+    if with_aug:
+        parts.append(aug_panel(st.get("aug") if isinstance(st.get("aug"), dict) else None))
     if with_config and isinstance(st.get("config"), dict):
         parts.append(config_panel(st["config"]))
     return Group(*parts)
