@@ -147,7 +147,8 @@ def test_skip_bad(sample_dir, tmp_path):
         prepare(data, root, workers=1)
 
 
-def test_worker_pool_matches_in_process(sample_dir, sample_cache, tmp_path):
+def test_worker_pool_matches_in_process(sample_dir, sample_cache, tmp_path, monkeypatch):
+    monkeypatch.setattr(cache_mod, "POOL_MIN_FILES", 1)  # the sample is too small for a pool by default
     pooled = prepare(sample_dir, tmp_path / "pooled", workers=2)
     np.testing.assert_array_equal(pooled.lengths, sample_cache.lengths)
     np.testing.assert_array_equal(pooled.all_points, sample_cache.all_points)

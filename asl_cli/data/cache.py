@@ -44,6 +44,8 @@ CACHE_FORMAT_VERSION = 1
 POINTS_FILE, INDEX_FILE, META_FILE, COMPLETE_FILE = "points.npy", "index.npz", "meta.json", "complete"
 NPY_HEADER_BYTES = 128  # reserved in front of points.npy, rewritten once the frame count is known
 MAX_REPORTED_ERRORS = 10
+# Starting reader processes costs about a second (imports); below this many files it is not worth it.
+POOL_MIN_FILES = 1000
 
 
 # --- locations --------------------------------------------------------------------------------
@@ -208,7 +210,7 @@ def _load_or_error(path: str) -> tuple[np.ndarray | None, str | None, str | None
 
 
 def _iter_loaded(files: list[str], workers: int) -> Iterator[tuple[np.ndarray | None, str | None, str | None]]:
-    if workers <= 1 or len(files) < 64:
+    if workers <= 1 or len(files) < POOL_MIN_FILES:
         for f in files:
             yield _load_or_error(f)
         return
