@@ -44,7 +44,8 @@ def check_env(
         if data is not None and err.is_terminal and not json_out:
             def progress(done: int, total: int) -> None:
                 if done == total or done % 50 == 0:
-                    err.print(f"checking data files {done:,}/{total:,}", end="\r", highlight=False)
+                    err.print(f"checking data files {done:,}/{total:,}", end="\n" if done == total else "\r",
+                              highlight=False)
 
         report = collect_report(data_dir=data, fake_gpu=fake_gpu, progress=progress)
         if json_out:
