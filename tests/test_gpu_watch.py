@@ -36,6 +36,7 @@ def has_nvidia_driver() -> bool:
 
 
 no_driver_only = pytest.mark.skipif(has_nvidia_driver(), reason="an NVIDIA driver is present")
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pty and select() on pipes")
 
 
 def invoke(*args: str, env: dict | None = None):
@@ -161,6 +162,16 @@ def test_run_without_status_yet_waits(tmp_path):
     assert r.exit_code == 0 and "waiting for" in r.stdout
 
 
+def test_help_does_not_load_nvml():
+    code = ("import sys; sys.argv=['asl','gpu-watch','--help']\n"
+            "from asl_cli.cli.app import app\n"
+            "try:\n    app()\nexcept SystemExit:\n    pass\n"
+            "assert 'pynvml' not in sys.modules and 'asl_cli.monitor' not in sys.modules\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "--interval" in out.stdout
+
+
 def test_fake_gpu_option_is_hidden_from_help():
     r = runner.invoke(app, ["gpu-watch", "--help"])
     assert r.exit_code == 0 and "--interval" in r.stdout and "--fake-gpu" not in r.stdout
@@ -180,6 +191,7 @@ def test_subprocess_json_once_and_exit_codes(tmp_path):
         assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: no NVIDIA driver found")
 
 
+@posix_only
 def test_pipe_output_arrives_line_by_line_before_the_end(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "asl_cli", "gpu-watch", "--fake-gpu", FAKE,
                              "--interval", "0.4", "--count", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -242,6 +254,7 @@ def run_in_pty(args: list[str], *, interrupt_after: bytes | None = None, timeout
     return os.waitstatus_to_exitcode(status), out
 
 
+@posix_only
 def test_live_view_in_a_terminal_redraws_frames_and_restores_the_screen(tmp_path):
     code, out = run_in_pty(["gpu-watch", "--fake-gpu", FAKE, "--interval", "0.2", "--count", "3"])
     assert code == 0, out[-2000:]
@@ -253,6 +266,7 @@ def test_live_view_in_a_terminal_redraws_frames_and_restores_the_screen(tmp_path
     assert "Tesla T4" in text and "LOST" in text and "Ctrl-C quits" in text
 
 
+@posix_only
 def test_ctrl_c_exits_0_and_restores_the_terminal():
     code, out = run_in_pty(["gpu-watch", "--fake-gpu", FAKE, "--interval", "0.2"], interrupt_after=b"Tesla T4")
     assert code == 0
@@ -274,6 +288,7 @@ def plain_text(raw: bytes) -> str:
     return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", raw).decode("utf-8", "replace")
 
 
+@posix_only
 @pytest.mark.parametrize("rows, config_shown", [(80, True), (40, False)])
 def test_live_view_with_a_run_drops_static_panels_on_a_short_terminal(tmp_path, rows, config_shown):
     write_status(tmp_path / "runs" / "demo")
