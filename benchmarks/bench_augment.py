@@ -54,7 +54,8 @@ def main() -> None:
         print(f"data: {len(cache)} sequences from {args.data}; frames min {lengths.min()}, median "
               f"{int(np.median(lengths))}, mean {lengths.mean():.1f}, max {lengths.max()}")
         print(f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, torch threads "
-              f"{torch.get_num_threads()}, batch {args.batch}, max_len {args.max_len}, numpy {np.__version__}")
+              f"{torch.get_num_threads()}, batch {args.batch}, max_len {args.max_len}, numpy {np.__version__}, "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
         augs = {"seed": ASLAugmentations(AugConfig(), max_len=args.max_len),
                 "winner": ASLAugmentations(AugConfig(profile="winner"), max_len=args.max_len)}
@@ -100,6 +101,7 @@ def main() -> None:
         med = statistics.median(values)
         print(f"{name:60s} {med:10.0f} {1e6 / med:10.1f} {med / base:9.2f}")
     seed_rate = statistics.median(rates["seed profile: cache -> augment -> preprocess -> collate"])
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
     print(f"\ngoal >= 5000 samples/s per core (seed profile end to end): "
           f"{'met' if seed_rate >= 5000 else 'NOT met'} ({seed_rate:.0f})")
 

@@ -552,6 +552,11 @@ def test_show_gif_and_one_line_errors(sample_dir, tmp_path, monkeypatch):
 
     bad = runner.invoke(app, ["show", str(sample_dir / SHOW_FILE), "--out", str(tmp_path / "a.jpg")])
     assert bad.exit_code == 2 and bad.stderr.strip().count("\n") == 0 and ".png or .gif" in bad.stderr
+    for args, text in ((["--profile", "best"], "--profile"), (["--frames", "50"], "at most 32"),
+                       (["--set", "aug.rotate_deg=500"], "above the maximum")):
+        res = runner.invoke(app, ["show", str(sample_dir / SHOW_FILE), "--augment", "--out",
+                                  str(tmp_path / "c.png"), *args])
+        assert res.exit_code == 2 and text in res.stderr and res.stderr.strip().count("\n") == 0
     missing = runner.invoke(app, ["show", str(tmp_path / "nope.parquet")])
     assert missing.exit_code == 3 and "not found" in missing.stderr and "Traceback" not in missing.output
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # the `plot` extra not installed

@@ -14,9 +14,10 @@ import typer
 
 from asl_cli.cli.app import app
 from asl_cli.cli.common import user_errors
-from asl_cli.cli.options import PresetOpt, SetOpt
+from asl_cli.cli.options import SetOpt
 
 SUFFIXES = (".png", ".gif")
+MAX_GRID_FRAMES = 32
 
 
 @app.command("show")
@@ -43,13 +44,20 @@ def show_command(
 
         from asl_cli.augment import ASLAugmentations
         from asl_cli.augment.render import Row, render_gif, render_grid, require_matplotlib
-        from asl_cli.cli.options import resolve_config
+        from asl_cli.cli.options import apply_cli
+        from asl_cli.config import apply_overrides, load_config
         from asl_cli.data.reader import read_landmarks
         from asl_cli.errors import ConfigError
 
         if out.suffix.lower() not in SUFFIXES:
             raise ConfigError(f"--out must end in .png or .gif, got {out.name!r}")
-        cfg = resolve_config(preset, (sets or []) + ([f"aug.profile={profile}"] if profile else []))
+        if out.suffix.lower() == ".png" and frames and frames > MAX_GRID_FRAMES:
+            raise ConfigError(f"--frames {frames}: a PNG grid holds at most {MAX_GRID_FRAMES} frames per row "
+                              "(write a .gif to see them all)")
+        cfg = load_config(preset)  # defaults -> preset -> named flags -> --set, as everywhere
+        if profile:
+            apply_overrides(cfg, [f"aug.profile={profile}"], source="--profile")
+        apply_cli(cfg, sets)
         require_matplotlib()  # fail before reading anything when the extra is missing
         landmarks = read_landmarks(sequence)
         rows = [Row("original", landmarks)]
