@@ -1,0 +1,205 @@
+"""`asl ablate`: the baseline and each named variant under one budget, then a comparison table.
+
+Options -> baseline `RunConfig` -> `ablation.plan_ablation` -> `ablation.run_ablation` (one
+`ASLTrainer` per variant, same seed/data/budget) -> comparison table + results.json/.csv/.png.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from asl_cli.cli.app import app
+from asl_cli.cli.common import user_errors
+from asl_cli.cli.options import (DataOpt, DeviceOpt, EpochsOpt, JsonOpt, MaxStepsOpt, NameOpt, PresetOpt,
+                                 PrintConfigOpt, RunsDirOpt, SeedOpt, SetOpt, TimeBudgetOpt, WorkersOpt,
+                                 print_config, resolve_config)
+
+DEFAULT_VARIANTS = ("no-aug", "no-amp")
+
+
+def _switch(flag: str, what: str):
+    return Annotated[bool, typer.Option(flag, help=what, rich_help_panel="Variants")]
+
+
+def device_type_of(device: str) -> str:
+    """"cuda" or "cpu" for a train.device setting ("auto": CUDA when available)."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if device.startswith("cuda") else "cpu"
+
+
+def comparison_table(rows: list[dict], title: str = ""):
+    """The comparison as a Rich table: each metric with its delta against the baseline."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from asl_cli.ablation import METRICS, format_delta, format_value
+
+    table = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1),
+                  collapse_padding=True, pad_edge=False)
+    table.add_column("variant", style="bold", no_wrap=True)
+    for _key, col, _hib in METRICS:
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in rows:
+        cells: list[Any] = [r["variant"] + (" *" if r.get("note") else "")]
+        for key, _col, higher_is_better in METRICS:
+            cell = Text(format_value(key, r.get(key)))
+            delta = r.get(f"{key}_delta")
+            if delta is not None:
+                good = (delta > 0) == higher_is_better
+                style = "dim" if abs(delta) < 1e-12 else ("green" if good else "red")
+                cell.append(" " + format_delta(key, delta), style=style)
+            cells.append(cell)
+        table.add_row(*cells)
+    return table
+
+
+def notes_lines(rows: list[dict]) -> list[str]:
+    return [f"* {r['variant']}: {r['note']}" for r in rows if r.get("note")]
+
+
+@app.command("ablate")
+def ablate_cmd(
+    preset: PresetOpt = "cpu",
+    sets: SetOpt = None,
+    epochs: EpochsOpt = None,
+    max_steps: MaxStepsOpt = None,
+    time_budget: TimeBudgetOpt = None,
+    data: DataOpt = None,
+    name: NameOpt = None,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+    seed: SeedOpt = None,
+    runs_dir: RunsDirOpt = None,
+    no_aug: _switch("--no-aug", "augmentations off") = False,
+    no_amp: _switch("--no-amp", "mixed precision off") = False,
+    no_compile: _switch("--no-compile", "torch.compile off") = False,
+    no_accum: _switch("--no-accum", "gradient accumulation off (accum 1, same per-step batch)") = False,
+    no_clip: _switch("--no-clip", "gradient clipping off") = False,
+    no_bucketing: _switch("--no-bucketing", "pad to max_len instead of length buckets") = False,
+    no_cudnn_benchmark: _switch("--no-cudnn-benchmark", "cudnn.benchmark off") = False,
+    empty_cache: _switch("--empty-cache", "torch.cuda.empty_cache() every 50 batches") = False,
+    no_workers: _switch("--no-workers", "DataLoader in the main process") = False,
+    no_pin: _switch("--no-pin", "pin_memory off") = False,
+    all_variants: _switch("--all", "every variant above") = False,
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", help="Continue an ablation folder (runs/ablate-NAME); finished variants are kept.")] = None,
+    print_cfg: PrintConfigOpt = False,
+    as_json: JsonOpt = False,
+    plain: Annotated[bool, typer.Option("--plain", help="Plain log lines even in a terminal.")] = False,
+    log_interval: Annotated[float, typer.Option("--log-interval", min=0.1,
+                                                help="Seconds between plain progress lines.")] = 10.0,
+) -> None:
+    """Compare the baseline with variants that switch one optimisation off each (same seed, data
+    and budget): val top-1/top-5, train loss, samples/s, peak memory and wall time, with deltas.
+
+    With no variant named, runs --no-aug and --no-amp (the seed's two comparisons).
+    """
+    from asl_cli import ablation
+
+    chosen = {"no-aug": no_aug, "no-amp": no_amp, "no-compile": no_compile, "no-accum": no_accum,
+              "no-clip": no_clip, "no-bucketing": no_bucketing, "no-cudnn-benchmark": no_cudnn_benchmark,
+              "empty-cache": empty_cache, "no-workers": no_workers, "no-pin": no_pin}
+    flags = dict(epochs=epochs, max_steps=max_steps, time_budget=time_budget, data=data, name=name,
+                 device=device, workers=workers, seed=seed, runs_dir=runs_dir)
+    with user_errors():
+        if resume is not None:
+            base, variants, out_dir = _from_results(resume)
+        else:
+            variants = list(ablation.VARIANTS) if all_variants else [v for v, on in chosen.items() if on]
+            variants = variants or list(DEFAULT_VARIANTS)
+            base = resolve_config(preset, sets, flags)
+            out_dir = None
+        if print_cfg:
+            print_config(base, as_json=as_json)
+            return
+        plan = ablation.plan_ablation(base, variants, device_type=device_type_of(base.train.device),
+                                      out_dir=out_dir)
+        _run(plan, as_json=as_json, plain=plain, log_interval=log_interval)
+
+
+def _from_results(folder: Path):
+    from asl_cli.ablation import BASELINE, load_results
+    from asl_cli.config import RunConfig
+    from asl_cli.errors import ConfigError
+
+    previous = load_results(folder)
+    if previous is None:
+        raise ConfigError("not an ablation folder (no results.json)", path=folder)
+    base = RunConfig.from_dict(previous["base_config"], source=str(folder / "results.json"))
+    return base, [v for v in previous.get("variants", []) if v != BASELINE], folder
+
+
+def _run(plan, *, as_json: bool, plain: bool, log_interval: float) -> None:
+    from asl_cli import ablation
+    from asl_cli.cli.dashboard import JSON, PLAIN, StopRequests, TrainDashboard, choose_mode, stop_on_signals
+    from asl_cli.errors import EXIT_SIGINT, TrainingInterrupted
+    from asl_cli.monitor.render import ndjson_line
+
+    mode = choose_mode(as_json=as_json, plain=plain)
+    progress: dict[str, str] = {n: "pending" for n in plan.names}
+
+    def variants_table():
+        from rich.text import Text
+
+        line = Text.assemble(("ablation ", "bold"), (plan.out_dir.name, "bold cyan"), "  ")
+        for i, n in enumerate(plan.names):
+            style = {"done": "green", "running": "bold yellow"}.get(progress[n], "dim")
+            line.append(("  ·  " if i else "") + f"{n} ", style="bold" if progress[n] == "running" else "")
+            line.append(progress[n], style=style)
+        return line
+
+    dashboard = TrainDashboard(mode, log_interval=log_interval, extra=variants_table, static=False)
+    requests = StopRequests(dashboard)
+
+    def on_variant(name: str, note: str, i: int, n: int) -> None:
+        progress[name] = "done" if note == "done earlier" else "running"
+        dashboard.status = {}
+        text = f"variant {i + 1}/{n} {name}" + (f" ({note})" if note else "")
+        if mode == JSON:
+            typer.echo(ndjson_line({"event": "variant", "variant": name, "index": i, "of": n, "note": note}))
+        elif mode == PLAIN:
+            typer.echo(text)
+
+    def on_result(name: str, result: dict) -> None:
+        progress[name] = "done"
+
+    try:
+        with stop_on_signals(requests), dashboard:
+            results = ablation.run_ablation(plan, callbacks=(dashboard,), on_variant=on_variant,
+                                            on_trainer=requests.attach, on_result=on_result)
+    except TrainingInterrupted as exc:
+        typer.echo(f"stopped: finished variants are in {plan.out_dir / ablation.RESULTS_JSON}"
+                   f" (the running one saved a checkpoint); continue with: asl ablate --resume {plan.out_dir}",
+                   err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo(f"stopped by a second Ctrl-C; continue with: asl ablate --resume {plan.out_dir}", err=True)
+        raise typer.Exit(EXIT_SIGINT) from None
+    finally:
+        dashboard.close()
+
+    rows = ablation.comparison_rows(results, plan.names)
+    chart = ablation.write_chart(results, plan.names, plan.out_dir / ablation.CHART_PNG)
+    if mode == JSON:
+        typer.echo(ndjson_line({"event": "ablation", "dir": str(plan.out_dir), "rows": rows,
+                                "chart": None if chart is None else str(chart)}))
+        return
+    from rich.console import Console
+
+    console = Console()
+    console.print(comparison_table(rows, title=f"ablation {plan.out_dir.name} (deltas against the baseline)"))
+    for line in notes_lines(rows):
+        console.print(line, highlight=False)
+    console.print(f"results: {plan.out_dir / ablation.RESULTS_JSON}, {plan.out_dir / ablation.RESULTS_CSV}",
+                  highlight=False)
+    if chart is None:
+        console.print("chart skipped: matplotlib is not installed (pip install 'asl-cli[plot]')", highlight=False)
+    else:
+        console.print(f"chart: {chart}", highlight=False)

@@ -1,0 +1,204 @@
+"""`asl ablate` and asl_cli/ablation.py: variants as data, same budget, deltas, files, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from asl_cli import ablation
+from asl_cli.ablation import (BASELINE, VARIANTS, check_resumable, comparison_rows, metric_delta,
+                              plan_ablation, variant_config, variant_note, write_chart)
+from asl_cli.cli.app import app
+from asl_cli.config import load_config
+from asl_cli.errors import ConfigError
+
+runner = CliRunner()
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+# --- the library --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("preset", ["cpu", "rtx4070", "winner"])
+def test_each_variant_differs_from_the_baseline_only_by_its_overrides(preset):
+    base = load_config(preset)
+    base.train.max_steps, base.train.time_budget = 7, 30.0
+    plan = plan_ablation(base, list(VARIANTS), device_type="cuda", out_dir="/tmp/x")
+    assert plan.names == [BASELINE, *VARIANTS]
+    b = flat(plan.entries[0][2].to_dict())
+    for name, _desc, cfg, _note in plan.entries[1:]:
+        d = flat(cfg.to_dict())
+        changed = {k for k in b if b[k] != d[k]} - {"name"}
+        assert changed <= set(VARIANTS[name].overrides), (name, changed)
+        # same seed, data and budget for everyone
+        for key in ("train.seed", "data.data_dir", "train.max_steps", "train.time_budget", "train.epochs"):
+            assert d[key] == b[key]
+        assert cfg.runs_dir == "/tmp/x" and cfg.name == name
+
+
+def test_notes_label_variants_that_change_nothing_here():
+    rtx, cpu = load_config("rtx4070"), load_config("cpu")
+    assert variant_note(rtx, VARIANTS["no-amp"], "cuda") == ""
+    assert variant_note(rtx, VARIANTS["no-amp"], "cpu") == "same as baseline on CPU (AMP is off there)"
+    assert variant_note(cpu, VARIANTS["no-amp"], "cpu").startswith("same as baseline (train.use_mixed_precision")
+    assert variant_note(rtx, VARIANTS["empty-cache"], "cpu") == "same as baseline on CPU (CUDA-only setting)"
+    assert variant_note(rtx, VARIANTS["empty-cache"], "cuda") == ""
+    assert variant_note(rtx, VARIANTS["no-compile"], "cuda").startswith("same as baseline")  # compile is off
+    assert variant_note(cpu, VARIANTS["no-bucketing"], "cpu") == ""
+    assert variant_note(cpu, VARIANTS["no-aug"], "cpu") == ""
+
+
+def test_unknown_variant_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown ablation variant 'no-magic'"):
+        plan_ablation(load_config("cpu"), ["no-magic"], device_type="cpu")
+
+
+def test_deltas_absolute_for_accuracy_relative_for_speed():
+    assert metric_delta("best_top1", 0.5, 0.4) == pytest.approx(0.1)
+    assert metric_delta("samples_per_s", 150.0, 100.0) == pytest.approx(50.0)
+    assert metric_delta("peak_mem_mb", 50.0, 100.0) == pytest.approx(-50.0)
+    assert metric_delta("wall_s", 1.0, None) is None and metric_delta("samples_per_s", 1.0, 0) is None
+    results = {BASELINE: {"status": "done", "best_top1": 0.4, "samples_per_s": 100.0},
+               "no-aug": {"status": "done", "best_top1": 0.3, "samples_per_s": 120.0, "note": ""}}
+    rows = comparison_rows(results, [BASELINE, "no-aug", "no-amp"])
+    assert [r["variant"] for r in rows] == [BASELINE, "no-aug"]  # unfinished variants are left out
+    assert rows[0]["best_top1_delta"] is None
+    assert rows[1]["best_top1_delta"] == pytest.approx(-0.1) and rows[1]["samples_per_s_delta"] == pytest.approx(20.0)
+
+
+def test_resuming_with_another_configuration_is_refused(tmp_path):
+    base = load_config("cpu")
+    plan = plan_ablation(base, ["no-aug"], device_type="cpu", out_dir=tmp_path)
+    ablation.write_results(plan, {BASELINE: {"status": "done", "best_top1": 0.5}})
+    kept = check_resumable(plan, ablation.load_results(tmp_path))
+    assert list(kept) == [BASELINE]
+    other = load_config("cpu")
+    other.train.seed = 1
+    with pytest.raises(ConfigError, match="different configuration"):
+        check_resumable(plan_ablation(other, ["no-aug"], device_type="cpu", out_dir=tmp_path),
+                        ablation.load_results(tmp_path))
+
+
+def test_chart_is_skipped_without_matplotlib(tmp_path, monkeypatch):
+    results = {BASELINE: {"best_top1": 0.5, "samples_per_s": 10.0}, "no-aug": {"best_top1": 0.4}}
+    png = write_chart(results, [BASELINE, "no-aug"], tmp_path / "a.png")
+    assert png is not None and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    assert write_chart(results, [BASELINE, "no-aug"], tmp_path / "b.png") is None
+    assert not (tmp_path / "b.png").exists()
+
+
+def test_every_variant_has_a_cli_flag():
+    out = runner.invoke(app, ["ablate", "--help"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0
+    for name in VARIANTS:
+        assert f"--{name}" in out.stdout, name
+
+
+# --- end to end -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from asl_cli.data.synth import generate
+
+    root = tmp_path_factory.mktemp("ablate")
+    generate(root / "data", num_signs=4, num_participants=6, repetitions=3, seed=0)
+    return root
+
+
+@pytest.fixture()
+def env(tiny, monkeypatch):
+    monkeypatch.setenv("ASL_CACHE", str(tiny / "cache"))
+    return dict(os.environ, ASL_CACHE=str(tiny / "cache"), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+
+
+def tiny_args(tiny: Path, name: str, *extra: str) -> list[str]:
+    return ["ablate", "--data", str(tiny / "data"), "--set", "model.dim=32", "--set", "data.n_folds=3",
+            "--set", "data.max_len=32", "--set", "train.log_every=1", "--device", "cpu",
+            "--runs-dir", str(tiny / "runs"), "--name", name, *extra]
+
+
+def test_ablate_runs_every_variant_with_one_budget_and_writes_the_results(tiny, env):
+    out = runner.invoke(app, tiny_args(tiny, "e2e", "--max-steps", "3", "--epochs", "5", "--no-aug", "--no-clip",
+                                       "--no-amp"))
+    assert out.exit_code == 0, out.stderr
+    folder = tiny / "runs" / "ablate-e2e"
+    doc = json.loads((folder / "results.json").read_text())
+    assert doc["variants"] == [BASELINE, "no-aug", "no-amp", "no-clip"]  # the order of VARIANTS
+    res = doc["results"]
+    assert all(res[v]["status"] == "done" and res[v]["steps"] == 3 for v in doc["variants"])
+    assert res["no-amp"]["note"].startswith("same as baseline")  # the cpu preset has AMP off already
+    for v in doc["variants"]:  # each variant's own run folder holds the config it trained with
+        cfg = json.loads((folder / v / "config.json").read_text())
+        assert cfg["train"]["seed"] == 42 and cfg["train"]["max_steps"] == 3
+        assert cfg["aug"]["use_augmentations"] is (v != "no-aug")
+        assert cfg["train"]["gradient_clip_val"] == (0.0 if v == "no-clip" else 1.0)
+    csv_lines = (folder / "results.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("variant,status,note,best_top1,best_top1_delta") and len(csv_lines) == 5
+    assert (folder / "results.png").is_file()
+    text = out.stdout
+    assert "deltas against the baseline" in text and "no-clip" in text
+    assert "* no-amp: same as baseline" in text
+    assert f"results: {folder / 'results.json'}" in text
+
+
+def test_ablate_json_and_print_config(tiny, env):
+    out = runner.invoke(app, tiny_args(tiny, "json", "--max-steps", "1", "--no-aug", "--json"))
+    assert out.exit_code == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [e["variant"] for e in events if e["event"] == "variant"] == [BASELINE, "no-aug"]
+    final = events[-1]
+    assert final["event"] == "ablation" and [r["variant"] for r in final["rows"]] == [BASELINE, "no-aug"]
+    cfg = runner.invoke(app, ["ablate", "--preset", "rtx4070", "--epochs", "2", "--print-config", "--json"])
+    assert cfg.exit_code == 0 and json.loads(cfg.stdout)["train"]["epochs"] == 2
+
+
+def test_interrupted_ablation_resumes_without_redoing_finished_variants(tiny, env):
+    folder = tiny / "runs" / "ablate-resume"
+    args = tiny_args(tiny, "resume", "--epochs", "1000", "--time-budget", "3", "--no-aug", "--plain",
+                     "--log-interval", "0.2")
+    proc = subprocess.Popen([sys.executable, "-m", "asl_cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    in_second = False
+    for line in proc.stdout:
+        in_second = in_second or line.startswith("variant 2/2 no-aug")
+        if in_second and line.startswith("eta ") and "step 0/" not in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"continue with: asl ablate --resume {folder}" in err
+    before = json.loads((folder / "results.json").read_text())["results"]
+    assert list(before) == [BASELINE]
+    assert (folder / "no-aug" / "checkpoints" / "last.pt").is_file()
+
+    again = subprocess.run([sys.executable, "-m", "asl_cli", "ablate", "--resume", str(folder), "--plain"],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "variant 1/2 baseline (done earlier)" in again.stdout
+    after = json.loads((folder / "results.json").read_text())["results"]
+    assert after[BASELINE] == before[BASELINE]  # not redone
+    assert after["no-aug"]["status"] == "done" and after["no-aug"]["resumed"] is True
+    assert "no-aug" in again.stdout and "deltas against the baseline" in again.stdout
+
+
+def test_subprocess_exit_codes(tiny, env):
+    bad = subprocess.run([sys.executable, "-m", "asl_cli", "ablate", "--resume", str(tiny)],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and bad.stderr.strip() == f"error: {tiny}: not an ablation folder (no results.json)"
+    ok = subprocess.run([sys.executable, "-m", "asl_cli", "ablate", "--print-config"], capture_output=True,
+                        text=True, env=env)
+    assert ok.returncode == 0 and 'preset = "cpu"' in ok.stdout
+
