@@ -26,43 +26,51 @@ CUBIC_A = -0.5  # Keys' cubic convolution parameter (Catmull-Rom; TensorFlow's "
 
 # --- temporal ---------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=4096)
+# Keys' cubic convolution weights of the taps i0-1, i0, i0+1, i0+2 as polynomials in the fraction f:
+# rows are taps, columns the coefficients of f^3, f^2, f, 1.
+_A = CUBIC_A
+KEYS_COEFFS = np.array([[_A, -2 * _A, _A, 0.0],
+                        [_A + 2, -(_A + 3), 0.0, 1.0],
+                        [-(_A + 2), 2 * _A + 3, -_A, 0.0],
+                        [-_A, _A, 0.0, 0.0]])
+TAP_OFFSETS = np.arange(-1, 3)[:, None]
+
+
+@functools.lru_cache(maxsize=8192)  # ~10 MB at typical lengths; the same few lengths recur
 def resample_plan(length: int, new_length: int, mode: str, dtype: str = "float32") -> tuple[np.ndarray, np.ndarray]:
     """Source frames `taps` (K, new_length) and `weights` (K, new_length) of a resample:
     output frame j = sum_k weights[k, j] * input frame taps[k, j].
 
     Half-pixel centres (as tf.image.resize): output frame j sits at source position
-    (j + 0.5) * length / new_length - 0.5. K = 1 (nearest), 2 (linear), 4 (cubic, Keys a = -0.5).
-    Taps beyond the ends repeat the edge frame. A tap whose weight is 0 points at a tap that is
-    used, so that 0 * NaN cannot turn an unused missing neighbour into a missing output.
-    Cached (the same few lengths recur); the arrays are read-only.
+    src = (j + 0.5) * length / new_length - 0.5, computed exactly in integers as
+    num / den with num = (2j + 1) * length - new_length, den = 2 * new_length.
+    K = 1 (nearest), 2 (linear), 4 (cubic, Keys a = -0.5). Taps beyond the ends repeat the edge
+    frame. A position exactly on a frame uses that frame alone: its other taps point at it too
+    (with weight 0), so 0 * NaN cannot turn an unused missing neighbour into a missing output.
+    Cached; the arrays are read-only.
     """
-    t = length
-    src = (np.arange(new_length, dtype=np.float64) + 0.5) * (t / new_length) - 0.5
+    t, den = length, 2 * new_length
+    odd = np.arange(1, den, 2, dtype=np.int64)  # 2j + 1
     if mode == "nearest":
-        taps = np.clip(np.floor(src + 0.5), 0, t - 1)[None]
-        w = np.ones_like(taps)
+        taps = ((odd * t) // den)[None]  # floor(src + 0.5), always within 0..t-1
+        w = np.ones(taps.shape)
     elif mode == "linear":
-        src = np.clip(src, 0.0, t - 1)
-        i0 = np.floor(src)
-        frac = src - i0
-        i1 = np.where(frac > 0, np.minimum(i0 + 1, t - 1), i0)
-        taps, w = np.stack([i0, i1]), np.stack([1.0 - frac, frac])
+        num = np.minimum(np.maximum(odd * t - new_length, 0), den * (t - 1))  # src clipped to [0, t-1]
+        i0, rem = np.divmod(num, den)
+        taps = np.array([i0, i0 + (rem > 0)])
+        frac = rem / den
+        w = np.array([1.0 - frac, frac])
     elif mode == "cubic":
-        i0 = np.floor(src)
-        f = src - i0
-        a = CUBIC_A
-        g, h = f + 1.0, 1.0 - f
-        w = np.stack([((a * g - 5 * a) * g + 8 * a) * g - 4 * a,
-                      ((a + 2) * f - (a + 3)) * f * f + 1,
-                      ((a + 2) * h - (a + 3)) * h * h + 1])
-        w = np.concatenate([w, 1.0 - w.sum(axis=0, keepdims=True)])  # (4, L)
-        w[np.abs(w) < 1e-12] = 0.0  # exact zeros on integer positions
-        taps = np.clip(i0 + np.arange(-1, 3)[:, None], 0, t - 1)  # (4, L)
-        taps = np.where(w == 0, taps[1], taps)  # the centre tap's weight is > 0 for 0 <= f < 1
+        i0, rem = np.divmod(odd * t - new_length, den)
+        f = rem / den
+        f2 = f * f
+        w = KEYS_COEFFS @ np.array([f2 * f, f2, f, np.ones_like(f)])  # (4, L); exactly [0, 1, 0, 0] at f = 0
+        taps = np.minimum(np.maximum(i0 + TAP_OFFSETS, 0), t - 1)
+        on_frame = rem == 0
+        taps[:, on_frame] = taps[1, on_frame]
     else:
         raise ValueError(f"unknown resample mode {mode!r} (expected one of {', '.join(RESAMPLE_MODES)})")
-    taps, w = taps.astype(np.intp), w.astype(dtype)
+    taps, w = taps.astype(np.intp, copy=False), w.astype(dtype)
     taps.setflags(write=False)
     w.setflags(write=False)
     return taps, w
