@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -80,7 +81,8 @@ class Workspace:
         if self._data is None:
             from asl_cli.data.synth import generate
 
-            generate(self.root / "data", **SYNTH)
+            if not (self.root / "data" / "train.csv").is_file():  # a kept workdir is reused
+                generate(self.root / "data", **SYNTH)
             self._data = self.root / "data"
         return self._data
 
@@ -93,7 +95,7 @@ class Workspace:
         for key, value in values.items():
             set_value(cfg, key, value, source="test-fix")
         self._n += 1
-        cfg.name = f"check-{self._n}"
+        cfg.name = f"check-{self._n}-{uuid.uuid4().hex[:6]}"  # unique also in a reused workdir
         validate(cfg, source="test-fix")
         return cfg
 
