@@ -30,6 +30,43 @@ import numpy as np
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared/data/asl-signs-sample"
 
 
+def per_op(length: int) -> None:
+    """Microseconds per call of each operation on one (length, 118, 2) sample (best of 5)."""
+    import timeit
+
+    from asl_cli.augment import ops
+    from asl_cli.augment.pipeline import draw_params
+    from asl_cli.config import AugConfig
+    from asl_cli.data.landmarks import POINT_LANDMARKS, flip_permutation
+
+    rng = np.random.default_rng(0)
+    x = rng.random((length, 118, 2), dtype=np.float32)
+    x[: length // 3, 40:61] = np.nan  # a hand missing in a third of the frames
+    perm = flip_permutation(POINT_LANDMARKS)
+    m, b = ops.affine_matrix(scale=1.1, shear_x=0.1, degrees=12, shift=(0.05, -0.03))
+    new = int(1.23 * length)
+    cfg = AugConfig()
+    cases = {
+        "draw_params (all scalar draws)": lambda: draw_params(rng, cfg, length=length, num_points=118, max_len=384),
+        f"resample linear {length}->{new} (plan cached)": lambda: ops.resample(x, new, "linear"),
+        f"resample cubic {length}->{new} (plan cached)": lambda: ops.resample(x, new, "cubic"),
+        f"resample nearest {length}->{new} (plan cached)": lambda: ops.resample(x, new, "nearest"),
+        "resample plan, cubic (a cache miss)": lambda: ops.resample_plan.__wrapped__(length, new, "cubic"),
+        "flip": lambda: ops.flip_horizontal(x, perm),
+        "affine (scale+shear+rotate+shift)": lambda: ops.affine(x, m, b),
+        "gaussian noise": lambda: ops.gaussian_noise(x, 0.01, rng),
+        "temporal mask": lambda: ops.temporal_mask(x, 3, 5),
+        "feature mask (12 landmarks)": lambda: ops.mask_landmarks(x, np.arange(0, 118, 10)),
+        "landmark dropout": lambda: ops.landmark_dropout(x, 0.05, rng),
+        "spatial mask": lambda: ops.spatial_mask(x, 0.3, 0.3, 0.3),
+        "np.random.default_rng([seed, epoch, index]) (the dataset's)": lambda: np.random.default_rng([0, 1, 2]),
+    }
+    print(f"\nper operation, one ({length}, 118, 2) float32 sample (the sample's mean length):")
+    for name, fn in cases.items():
+        best = min(timeit.repeat(fn, number=2000, repeat=5)) / 2000
+        print(f"  {name:60s} {best * 1e6:7.1f} us")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(SAMPLE), help="asl-signs folder (default: the real sample)")
@@ -95,6 +132,7 @@ def main() -> None:
                 n = sum(fn(1 + r * args.epochs + e) for e in range(args.epochs))
                 rates[name].append(n / (time.perf_counter() - t0))
 
+    per_op(19)
     base = statistics.median(rates["no augmentation: cache -> preprocess -> collate"])
     print(f"\n{'variant':60s} {'samples/s':>10s} {'us/sample':>10s} {'vs no aug':>9s}")
     for name, values in rates.items():

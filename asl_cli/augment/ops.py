@@ -94,15 +94,12 @@ def resample(points: np.ndarray, new_length: int, mode: str = "linear") -> np.nd
     if t == 1:  # a single frame can only repeat
         return np.repeat(points, new_length, axis=0)
     taps, w = resample_plan(t, new_length, mode, points.dtype.name)
-    out = np.take(points, taps[0], axis=0)
     if mode == "nearest":
-        return out
-    out *= w[0][:, None, None]
-    for k in range(1, taps.shape[0]):
-        tap = np.take(points, taps[k], axis=0)
-        tap *= w[k][:, None, None]
-        out += tap
-    return out
+        return np.take(points, taps[0], axis=0)
+    k = taps.shape[0]
+    gathered = np.take(points, taps.ravel(), axis=0).reshape((k, new_length) + points.shape[1:])
+    gathered *= w[:, :, None, None]
+    return gathered.sum(axis=0)
 
 
 def temporal_crop(points: np.ndarray, start: int, length: int) -> np.ndarray:
