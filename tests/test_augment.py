@@ -426,6 +426,18 @@ def test_feature_mask_dropout_and_noise():
     assert abs(d.std() - 0.02) < 0.001 and abs(d.mean()) < 0.001
 
 
+def test_standard_normal_is_gaussian():
+    from math import erf, sqrt
+
+    z = ops.standard_normal_f32(np.random.default_rng(9), 400_001)
+    assert z.shape == (400_001,) and z.dtype == np.float32 and np.isfinite(z).all()
+    assert abs(z.mean()) < 0.005 and abs(z.std() - 1) < 0.005
+    for q in (-2.5, -1.5, -1.0, -0.3, 0.0, 0.7, 1.0, 2.0, 3.0):  # the CDF at several points
+        assert abs((z < q).mean() - 0.5 * (1 + erf(q / sqrt(2)))) < 0.003, q
+    # the two halves (cosine and sine of the same radius) are uncorrelated
+    assert abs(np.corrcoef(z[:200_000], z[200_001:])[0, 1]) < 0.01
+
+
 # --- pipeline properties -----------------------------------------------------------------------
 
 def test_same_seed_same_output_other_epoch_other_output():

@@ -177,9 +177,32 @@ def _affine_complex(points: np.ndarray, matrix: np.ndarray, offset: np.ndarray) 
 
 # --- noise and masking ------------------------------------------------------------------------
 
+def standard_normal_f32(rng: np.random.Generator, n: int) -> np.ndarray:
+    """`n` independent N(0, 1) float32 values by the Box-Muller transform of float32 uniforms.
+
+    An exact Gaussian transform, about twice as fast here as `rng.standard_normal(dtype=float32)`
+    (whose per-value cost dominated the noise op). The 24-bit uniforms bound |z| by 5.8
+    (a tail of probability 7e-9), irrelevant for augmentation noise.
+    """
+    half = (n + 1) // 2
+    u = rng.random(2 * half, dtype=np.float32)
+    radius = np.log1p(-u[:half])  # log(1 - u): 1 - u is in (0, 1], never log(0)
+    radius *= np.float32(-2.0)
+    np.sqrt(radius, out=radius)
+    angle = u[half:]
+    angle *= np.float32(2 * np.pi)
+    out = np.empty(2 * half, dtype=np.float32)
+    np.cos(angle, out=out[:half])
+    np.sin(angle, out=out[half:])
+    out[:half] *= radius
+    out[half:] *= radius
+    return out[:n]
+
+
 def gaussian_noise(points: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
     """Independent N(0, std) jitter on x and y of every landmark (missing ones stay NaN)."""
-    noise = rng.standard_normal(points.shape[:-1] + (2,), dtype=np.float32)
+    shape = points.shape[:-1] + (2,)
+    noise = standard_normal_f32(rng, math.prod(shape)).reshape(shape)
     noise *= np.float32(std)
     if points.shape[-1] == 2:
         return points + noise.astype(points.dtype, copy=False)
