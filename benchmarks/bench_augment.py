@@ -137,6 +137,7 @@ def main() -> None:
                 rates[name].append(n / max(time.process_time() - c0, 1e-9))
                 walls[name].append(n / (time.perf_counter() - t0))
 
+    per_op(19)
     base = statistics.median(rates["no augmentation: cache -> preprocess -> collate"])
     print(f"\n{'variant':58s} {'samples/CPU-s':>13s} {'us/sample':>9s} {'vs no aug':>9s} {'samples/wall-s':>14s}")
     for name, values in rates.items():
