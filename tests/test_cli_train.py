@@ -315,3 +315,18 @@ def test_signal_saves_a_checkpoint_and_resume_continues(tiny, env, signum, code,
     first_step = next(e for e in events if e["event"] == "step")
     assert first_step["step"] == stopped_at + 1  # continues, does not start over
     assert events[-1]["event"] == "summary" and events[-1]["steps"] == stopped_at + 3
+
+
+def test_warnings_become_one_line_each_once():
+    import logging
+    import warnings
+
+    from asl_cli.cli.dashboard import tidy_warnings
+
+    out = io.StringIO()
+    with tidy_warnings(out) as seen:
+        warnings.warn("fp16 needs CUDA: using fp32\nsecond line", RuntimeWarning)
+        logging.getLogger("asl.engine").warning("fp16 needs CUDA: using fp32")  # the engine logs it too
+        warnings.warn("another", UserWarning)
+    assert out.getvalue() == "warning: fp16 needs CUDA: using fp32\nwarning: another\n"
+    assert seen == ["fp16 needs CUDA: using fp32", "another"]

@@ -138,7 +138,8 @@ def _from_results(folder: Path):
 
 def _run(plan, *, as_json: bool, plain: bool, log_interval: float) -> None:
     from asl_cli import ablation
-    from asl_cli.cli.dashboard import JSON, PLAIN, StopRequests, TrainDashboard, choose_mode, stop_on_signals
+    from asl_cli.cli.dashboard import (JSON, PLAIN, StopRequests, TrainDashboard, choose_mode, stop_on_signals,
+                                       tidy_warnings)
     from asl_cli.errors import EXIT_SIGINT, TrainingInterrupted
     from asl_cli.monitor.render import ndjson_line
 
@@ -171,7 +172,7 @@ def _run(plan, *, as_json: bool, plain: bool, log_interval: float) -> None:
         progress[name] = "done"
 
     try:
-        with stop_on_signals(requests), dashboard:
+        with tidy_warnings(), stop_on_signals(requests), dashboard:
             results = ablation.run_ablation(plan, callbacks=(dashboard,), on_variant=on_variant,
                                             on_trainer=requests.attach, on_result=on_result)
     except TrainingInterrupted as exc:

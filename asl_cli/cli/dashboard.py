@@ -118,6 +118,7 @@ class TrainDashboard:
         kind = event.get("event", "")
         with self._lock:
             if kind == "start":
+                self.note = ""  # e.g. "preparing the data": done once training starts
                 self.config = event.get("config") or self.config
                 self.aug = event.get("aug") or (self.config.get("aug") if self.config else {}) or {}
             status = {k: v for k, v in event.items() if k not in ("event", "config")}
@@ -131,9 +132,12 @@ class TrainDashboard:
                 self.console.print(self.static_panels())  # above the live region, once
             self._live.refresh()
 
-    def set_note(self, text: str) -> None:
-        """A one-line notice (e.g. "stopping: saving a checkpoint"), shown in every mode."""
+    def set_note(self, text: str, *, live_only: bool = False) -> None:
+        """A one-line notice (e.g. "stopping: saving a checkpoint"), shown in every mode
+        (`live_only`: a passing state such as "preparing the data", not worth a log line)."""
         self.note = text
+        if live_only and self.mode != LIVE:
+            return
         if self.mode == PLAIN:
             self._write(text)
         elif self.mode == JSON:
@@ -291,3 +295,43 @@ def stop_on_signals(requests: StopRequests) -> Iterator[StopRequests]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+# --- warnings -----------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def tidy_warnings(stream: TextIO | None = None) -> Iterator[list[str]]:
+    """Show Python warnings and the toolkit's logged warnings as one `warning: ...` line each,
+    once per distinct message, instead of file/line dumps (the engine both logs and warns)."""
+    import logging
+    import warnings
+
+    seen: list[str] = []
+
+    def say(text: str) -> None:
+        text = (str(text).strip().splitlines() or [""])[0]
+        if text and text not in seen:
+            seen.append(text)
+            out = stream if stream is not None else sys.stderr
+            out.write(f"warning: {text}\n")
+            out.flush()
+
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            say(record.getMessage())
+
+    logger = logging.getLogger("asl")
+    handler = Handler(logging.WARNING)
+    previous_show, previous_propagate = warnings.showwarning, logger.propagate
+    warnings.showwarning = lambda message, *_a, **_k: say(str(message))
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = lambda message, *_a, **_k: say(str(message))
+            yield seen
+    finally:
+        warnings.showwarning = previous_show
+        logger.removeHandler(handler)
+        logger.propagate = previous_propagate
