@@ -308,6 +308,13 @@ def test_resample_values(mode):
     assert one.shape[0] == 9 and np.array_equal(one, np.repeat(x[:1], 9, axis=0))
 
 
+def keys_kernel(d: float, a: float = -0.5) -> float:
+    """Keys' cubic convolution kernel at distance d (0 <= d < 2)."""
+    if d <= 1:
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+    return a * (d ** 3 - 5 * d * d + 8 * d - 4)
+
+
 def reference_resample(x: np.ndarray, new: int, mode: str) -> np.ndarray:
     """A frame-by-frame float64 resample written from the definitions, to check the vectorised one."""
     t = x.shape[0]
@@ -327,9 +334,7 @@ def reference_resample(x: np.ndarray, new: int, mode: str) -> np.ndarray:
         if mode == "linear":
             out[j] = (1 - f) * x[i0] + f * x[clamp(i0 + 1)]
         else:
-            a = -0.5
-            kernel = lambda d: ((a + 2) * d - (a + 3)) * d * d + 1 if d <= 1 else a * (d ** 3 - 5 * d * d + 8 * d - 4)  # noqa: E731
-            out[j] = sum(kernel(abs(src - k)) * x[clamp(k)].astype(np.float64) for k in range(i0 - 1, i0 + 3))
+            out[j] = sum(keys_kernel(abs(src - k)) * x[clamp(k)].astype(np.float64) for k in range(i0 - 1, i0 + 3))
     return out
 
 

@@ -149,7 +149,7 @@ def render_grid(rows: Sequence[Row], out: str | Path, *, frames: int = 8) -> tup
 def render_gif(rows: Sequence[Row], out: str | Path, *, frames: int | None = None, fps: int = 10) -> tuple[int, int]:
     """An animated GIF (matplotlib's PillowWriter): the sequences side by side, played over the same
     relative time, `frames` steps (default: the longest sequence's length). Returns (width, height)."""
-    matplotlib, Figure, FigureCanvasAgg = require_matplotlib()
+    _, Figure, FigureCanvasAgg = require_matplotlib()
     from matplotlib.animation import PillowWriter
 
     out = Path(out)
