@@ -36,7 +36,7 @@ KEYS_COEFFS = np.array([[_A, -2 * _A, _A, 0.0],
 TAP_OFFSETS = np.arange(-1, 3)[:, None]
 
 
-@functools.lru_cache(maxsize=8192)  # ~10 MB at typical lengths; the same few lengths recur
+@functools.lru_cache(maxsize=4096)  # ~2-6 KB an entry at typical lengths; the same lengths recur
 def resample_plan(length: int, new_length: int, mode: str, dtype: str = "float32") -> tuple[np.ndarray, np.ndarray]:
     """Source frames `taps` (K, new_length) and `weights` (K, new_length) of a resample:
     output frame j = sum_k weights[k, j] * input frame taps[k, j].
