@@ -8,7 +8,7 @@ variants (and a variant interrupted mid-run continues from its own `last` checkp
 `comparison_rows` turns results into table data with deltas against the baseline; `write_chart`
 draws a PNG when matplotlib (the optional `plot` extra) is installed.
 
-torch is imported only inside `run_ablation` (through the engine).
+torch is imported only inside functions that need the engine (planning notes, running).
 """
 
 from __future__ import annotations
@@ -83,12 +83,14 @@ def variant_config(base: RunConfig, variant: Variant) -> RunConfig:
 
 
 def amp_active(cfg: RunConfig, device_type: str) -> bool:
-    """Whether a config really computes in reduced precision on this device type.
+    """Whether a config really computes in reduced precision on this device type, by the
+    engine's own rule (`choose_precision`: on a CPU only an explicit bf16 autocasts)."""
+    from asl_cli.engine.precision import choose_precision
 
-    Mirrors the engine's rule: AMP runs only on CUDA (a CPU run trains in fp32 whatever the
-    preset asks), and precision "fp32" means no autocast even with the switch on.
-    """
-    return cfg.train.use_mixed_precision and cfg.train.precision != "fp32" and device_type == "cuda"
+    # bf16_supported=True: only "reduced or not" matters here, not which of bf16/fp16.
+    choice = choose_precision(device_type, mixed=cfg.train.use_mixed_precision, requested=cfg.train.precision,
+                              bf16_supported=True)
+    return choice.name != "fp32"
 
 
 def variant_note(base: RunConfig, variant: Variant, device_type: str) -> str:
@@ -269,8 +271,12 @@ def write_chart(results: dict[str, dict], order: list[str], path: str | Path) ->
     except ImportError:
         return None
     names = [n for n in order if n in results]
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.4))
-    for ax, (key, title, higher_is_better) in zip(axes, METRICS):
+    cols = 3
+    rows = -(-len(METRICS) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(METRICS):]:
+        ax.set_visible(False)
+    for ax, (key, title, higher_is_better) in zip(axes.flat, METRICS):
         values = [results[n].get(key) if isinstance(results[n].get(key), (int, float)) else 0.0 for n in names]
         colors = ["#4c72b0" if n == BASELINE else "#dd8452" for n in names]
         ax.bar(range(len(names)), values, color=colors)

@@ -202,3 +202,11 @@ def test_subprocess_exit_codes(tiny, env):
                         text=True, env=env)
     assert ok.returncode == 0 and 'preset = "cpu"' in ok.stdout
 
+
+
+def test_amp_note_follows_the_engine_rule_for_cpu_bf16():
+    rtx = load_config("rtx4070")
+    rtx.train.precision = "bf16"  # the CPU autocasts in bf16 when asked explicitly
+    assert variant_note(rtx, VARIANTS["no-amp"], "cpu") == ""
+    rtx.train.precision = "fp16"  # fp16 needs CUDA: fp32 on the CPU
+    assert variant_note(rtx, VARIANTS["no-amp"], "cpu").startswith("same as baseline on CPU")

@@ -41,6 +41,7 @@ def comparison_table(rows: list[dict], title: str = ""):
 
     from asl_cli.ablation import METRICS, format_delta, format_value
 
+    # The delta goes under its value (two lines per variant): seven columns fit 80 characters.
     table = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1),
                   collapse_padding=True, pad_edge=False)
     table.add_column("variant", style="bold", no_wrap=True)
@@ -54,14 +55,20 @@ def comparison_table(rows: list[dict], title: str = ""):
             if delta is not None:
                 good = (delta > 0) == higher_is_better
                 style = "dim" if abs(delta) < 1e-12 else ("green" if good else "red")
-                cell.append(" " + format_delta(key, delta), style=style)
+                cell.append("\n" + format_delta(key, delta), style=style)
             cells.append(cell)
         table.add_row(*cells)
     return table
 
 
 def notes_lines(rows: list[dict]) -> list[str]:
-    return [f"* {r['variant']}: {r['note']}" for r in rows if r.get("note")]
+    """Footnotes; a variant identical to the baseline re-measures it, so its deltas show the noise."""
+    out = []
+    for r in rows:
+        if r.get("note"):
+            noise = " — its deltas show the run-to-run noise" if r["note"].startswith("same as baseline") else ""
+            out.append(f"* {r['variant']}: {r['note']}{noise}")
+    return out
 
 
 @app.command("ablate")
