@@ -6,6 +6,7 @@ Options -> baseline `RunConfig` -> `ablation.plan_ablation` -> `ablation.run_abl
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -102,6 +103,8 @@ def ablate_cmd(
     plain: Annotated[bool, typer.Option("--plain", help="Plain log lines even in a terminal.")] = False,
     log_interval: Annotated[float, typer.Option("--log-interval", min=0.1,
                                                 help="Seconds between plain progress lines.")] = 10.0,
+    fake_gpu: Annotated[Optional[str], typer.Option("--fake-gpu", hidden=True,
+                                                    help="Scripted GPUs (JSON) instead of NVML.")] = None,
 ) -> None:
     """Compare the baseline with variants that switch one optimisation off each (same seed, data
     and budget): val top-1/top-5, train loss, samples/s, peak memory and wall time, with deltas.
@@ -128,7 +131,8 @@ def ablate_cmd(
             return
         plan = ablation.plan_ablation(base, variants, device_type=device_type_of(base.train.device),
                                       out_dir=out_dir)
-        _run(plan, as_json=as_json, plain=plain, log_interval=log_interval)
+        _run(plan, as_json=as_json, plain=plain, log_interval=log_interval,
+             fake_gpu=fake_gpu or os.environ.get("ASL_FAKE_GPU") or None)
 
 
 def _from_results(folder: Path):
@@ -143,10 +147,10 @@ def _from_results(folder: Path):
     return base, [v for v in previous.get("variants", []) if v != BASELINE], folder
 
 
-def _run(plan, *, as_json: bool, plain: bool, log_interval: float) -> None:
+def _run(plan, *, as_json: bool, plain: bool, log_interval: float, fake_gpu: str | None) -> None:
     from asl_cli import ablation
-    from asl_cli.cli.dashboard import (JSON, PLAIN, StopRequests, TrainDashboard, choose_mode, stop_on_signals,
-                                       tidy_warnings)
+    from asl_cli.cli.dashboard import (JSON, PLAIN, StopRequests, TrainDashboard, choose_mode, open_sampler,
+                                       stop_on_signals, tidy_warnings)
     from asl_cli.errors import EXIT_SIGINT, TrainingInterrupted
     from asl_cli.monitor.render import ndjson_line
 
@@ -163,7 +167,8 @@ def _run(plan, *, as_json: bool, plain: bool, log_interval: float) -> None:
             line.append(progress[n], style=style)
         return line
 
-    dashboard = TrainDashboard(mode, log_interval=log_interval, extra=variants_table, static=False)
+    dashboard = TrainDashboard(mode, log_interval=log_interval, sampler=open_sampler(fake_gpu),
+                               extra=variants_table, static=False)
     requests = StopRequests(dashboard)
 
     def on_variant(name: str, note: str, i: int, n: int) -> None:
