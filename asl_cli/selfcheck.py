@@ -512,12 +512,14 @@ import json, sys, time, torch
 from asl_cli.config import ModelConfig
 from asl_cli.model import build_model
 torch.manual_seed(0)
-model = build_model(ModelConfig(dim=32, blocks=1, num_heads=4, kernel_size=5, drop_rate=0.0), 4).eval()
-x = torch.randn(2, 16, 708); mask = torch.ones(2, 16, dtype=torch.bool); mask[1, 10:] = False
+dev = "cuda" if torch.cuda.is_available() else "cpu"  # the device training would compile for
+model = build_model(ModelConfig(dim=32, blocks=1, num_heads=4, kernel_size=5, drop_rate=0.0), 4).eval().to(dev)
+x = torch.randn(2, 16, 708, device=dev); mask = torch.ones(2, 16, dtype=torch.bool, device=dev); mask[1, 10:] = False
 t0 = time.perf_counter()
-out = torch.compile(model, backend=sys.argv[1])(x, mask)
-ref = model(x, mask)
-print(json.dumps({"seconds": time.perf_counter() - t0, "max_diff": float((out - ref).abs().max())}))
+with torch.no_grad():
+    out = torch.compile(model, backend=sys.argv[1])(x, mask)
+    ref = model(x, mask)
+print(json.dumps({"seconds": time.perf_counter() - t0, "max_diff": float((out - ref).abs().max()), "device": dev}))
 """
 
 
@@ -572,7 +574,8 @@ def check_compile(ws: Workspace, probe: subprocess.Popen | None = None, timeout:
     result = json.loads(stdout.strip().splitlines()[-1])
     if result["max_diff"] > 1e-4:
         return FAIL, f"inductor output differs from eager by {result['max_diff']:.3g}"
-    return PASS, f"{captured}; inductor compiled and matched in {result['seconds']:.0f} s"
+    return PASS, f"{captured}; inductor compiled for {result.get('device', 'cpu')} and matched in " \
+                 f"{result['seconds']:.0f} s"
 
 
 CHECKS: list[tuple[str, str, Callable[..., tuple[str, str]]]] = [
