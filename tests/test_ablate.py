@@ -210,3 +210,40 @@ def test_amp_note_follows_the_engine_rule_for_cpu_bf16():
     assert variant_note(rtx, VARIANTS["no-amp"], "cpu") == ""
     rtx.train.precision = "fp16"  # fp16 needs CUDA: fp32 on the CPU
     assert variant_note(rtx, VARIANTS["no-amp"], "cpu").startswith("same as baseline on CPU")
+
+
+def test_live_progress_in_a_pseudo_terminal(tiny, env):
+    """In a terminal: the variant line (which one runs, which are done) above the training panel."""
+    import fcntl
+    import pty
+    import re
+    import select
+    import struct
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 45, 100, 0, 0))
+    penv = dict(env, TERM="xterm-256color", COLUMNS="100", LINES="45")
+    proc = subprocess.Popen([sys.executable, "-m", "asl_cli", *tiny_args(tiny, "pty", "--max-steps", "3",
+                                                                         "--no-aug")],
+                            stdin=slave, stdout=slave, stderr=slave, env=penv, close_fds=True)
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    assert proc.wait(timeout=10) == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
+    assert "ablation ablate-pty" in text and "no-aug running" in text and "baseline done" in text
+    assert "samples/s" in text and "loss" in text
+    assert "deltas against the baseline" in text

@@ -62,14 +62,13 @@ class TrainDashboard:
     """Trainer callback + display. Use as a context manager around `trainer.fit()`."""
 
     def __init__(self, mode: str, *, log_interval: float = 10.0, sampler=None, console=None,
-                 out: TextIO | None = None, title: str = "", extra: Callable[[], Any] | None = None,
+                 out: TextIO | None = None, extra: Callable[[], Any] | None = None,
                  static: bool = True, clock: Callable[[], float] = time.monotonic):
         self.mode = mode
         self.log_interval = float(log_interval)
         self.sampler = sampler
         self.out = sys.stdout if out is None else out
         self.console = console
-        self.title = title
         self.extra = extra  # a renderable factory shown above the panels (ablate's variant table)
         self.static = static  # print the aug/config panels once at start (train: yes, ablate: no)
         self.clock = clock
