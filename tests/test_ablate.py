@@ -247,3 +247,10 @@ def test_live_progress_in_a_pseudo_terminal(tiny, env):
     assert "ablation ablate-pty" in text and "no-aug running" in text and "baseline done" in text
     assert "samples/s" in text and "loss" in text
     assert "deltas against the baseline" in text
+
+
+def test_variant_config_leaves_the_baseline_alone():
+    base = load_config("rtx4070")
+    before = base.to_dict()
+    cfg = variant_config(base, VARIANTS["no-accum"])
+    assert cfg.train.gradient_accumulation_steps == 1 and base.to_dict() == before
