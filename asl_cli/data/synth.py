@@ -230,6 +230,8 @@ class Recipes:
 
     pool: np.ndarray  # (K, 10) dominant-hand keyposes
     second_pool: np.ndarray  # (Q, 10) second-hand keyposes
+    hub: np.ndarray  # (10,) the dominant hand's neutral pose between keyposes
+    second_hub: np.ndarray  # (10,) the second hand's
     signs: list[SignRecipe]
 
 
@@ -294,7 +296,12 @@ def make_recipes(num_signs: int, seed: int) -> Recipes:
     signs = [SignRecipe(names[i], tuple(int(v) for v in perms[chosen[i]]), bool(two[i]),
                         tuple(int(v) for v in second_perms[rng.integers(len(second_perms))]))
              for i in range(num_signs)]
-    return Recipes(pool, second_pool, signs)
+    relaxed = np.array([0.0, 0.0, 0.0, 0.0, 0.3, 0.35, 0.35, 0.35, 0.35, 0.1])  # a half-open hand
+    hub = relaxed.copy()
+    hub[:2] = pool[:, :2].mean(axis=0)
+    second_hub = relaxed.copy()
+    second_hub[:2] = second_pool[:, :2].mean(axis=0)
+    return Recipes(pool, second_pool, hub, second_hub, signs)
 
 
 # --- participants -------------------------------------------------------------------------------
@@ -318,8 +325,8 @@ def make_participants(num: int, k: int, seed: int) -> list[Participant]:
     out = []
     for pid in ids:
         out.append(Participant(
-            pid=int(pid), neck=(rng.uniform(0.42, 0.56), rng.uniform(0.6, 0.72)), body=rng.uniform(0.42, 0.62),
-            hand=rng.uniform(0.38, 0.46), face=rng.uniform(0.46, 0.54), speed=rng.uniform(15.0, 30.0),
+            pid=int(pid), neck=(rng.uniform(0.42, 0.56), rng.uniform(0.6, 0.72)), body=rng.uniform(0.45, 0.65),
+            hand=rng.uniform(0.42, 0.5), face=rng.uniform(0.46, 0.54), speed=rng.uniform(12.0, 26.0),
             noise=rng.uniform(0.001, 0.004), miss=rng.uniform(0.02, 0.15),
             style=rng.normal(0.0, 0.04, (k, 2))))
     return out
@@ -339,18 +346,17 @@ def _wave(rng: np.random.Generator, u: np.ndarray, amp: float) -> np.ndarray:
     return amp * (w[0] * np.sin(2 * np.pi * f[0] * u + ph[0]) + w[1] * np.sin(2 * np.pi * f[1] * u + ph[1])) / 2
 
 
-def _chain_track(rng: np.random.Generator, chain: np.ndarray, times: np.ndarray, *, hold: tuple[float, float],
-                 move: tuple[float, float], bulge: float, ends: tuple[bool, bool]) -> np.ndarray:
-    """Parameters (T, 10) of a hand that holds each keypose of `chain` and moves between them.
+def _chain_track(rng: np.random.Generator, chain: np.ndarray, holds: np.ndarray, times: np.ndarray, *,
+                 hold: tuple[float, float], move: tuple[float, float], bulge: float) -> np.ndarray:
+    """Parameters (T, 10) of a hand that passes through `chain`, pausing where `holds` is True.
 
-    `times` in [0, 1]; `ends` say whether the first/last chain element is a lead-in/out
-    (a move without a hold). Moves ease in and out and bow sideways by a random amount.
+    `times` in [0, 1] cover the whole chain. Moves ease in and out and bow sideways by a random
+    amount; hold and move durations are random.
     """
     n = len(chain)
     knots_t, knots_p = [0.0], [0.0]
     for i in range(n):
-        lead = (i == 0 and ends[0]) or (i == n - 1 and ends[1])
-        if not lead:  # hold
+        if holds[i]:
             knots_t.append(knots_t[-1] + rng.uniform(*hold))
             knots_p.append(float(i))
         if i < n - 1:
@@ -369,6 +375,23 @@ def _chain_track(rng: np.random.Generator, chain: np.ndarray, times: np.ndarray,
     amount = rng.normal(0.0, bulge, n)[lo] * np.sin(np.pi * frac)
     params[:, :2] += perp * amount[:, None]
     return params
+
+
+def _via_hub(rng: np.random.Generator, keys: np.ndarray, hub: np.ndarray, jitter: float) -> tuple[np.ndarray, np.ndarray]:
+    """hub, k0, hub, k1, ..., hub: the chain through `keys` with a (jittered) return to the hub between.
+
+    Why: a move straight from keypose a to b would pass through places that only the signs with
+    a next to b visit, so a single frame would give the sign away; via the hub every sign visits
+    every spoke (hub <-> keypose) exactly twice, in and out, and only the order differs.
+    """
+    k = len(keys)
+    hubs = np.repeat(hub[None], k + 1, axis=0)
+    hubs[:, :2] += rng.normal(0.0, jitter, (k + 1, 2))
+    chain = np.empty((2 * k + 1, keys.shape[1]))
+    chain[0::2], chain[1::2] = hubs, keys
+    holds = np.zeros(2 * k + 1, dtype=bool)
+    holds[1::2] = True
+    return chain, holds
 
 
 def _visibility(rng: np.random.Generator, t: int, miss: float, run: float = 2.0) -> np.ndarray:
@@ -398,15 +421,16 @@ def _rotations(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarr
     return rz @ rx @ ry
 
 
-def _elbow(shoulder: np.ndarray, wrist: np.ndarray, upper: float, fore: float, side: float) -> np.ndarray:
-    """2-link inverse kinematics in the image plane; the elbow bends outwards/down (side = +-1)."""
+def _elbow(shoulder: np.ndarray, wrist: np.ndarray, upper: float, fore: float) -> np.ndarray:
+    """2-link inverse kinematics in the image plane; of the two solutions, the lower elbow."""
     d = wrist - shoulder
     dist = np.clip(np.linalg.norm(d, axis=1), 1e-6, None)
     reach = np.clip(dist, abs(upper - fore) + 1e-6, upper + fore - 1e-6)
     a = (upper ** 2 - fore ** 2 + reach ** 2) / (2 * reach)
     h = np.sqrt(np.clip(upper ** 2 - a ** 2, 0.0, None))
     u = d / dist[:, None]
-    n = np.stack([-u[:, 1], u[:, 0]], axis=1) * side
+    n = np.stack([-u[:, 1], u[:, 0]], axis=1)
+    n *= np.where(n[:, 1] < 0, -1.0, 1.0)[:, None]  # y grows downwards
     return shoulder + u * a[:, None] + n * h[:, None]
 
 
@@ -430,21 +454,23 @@ def synth_sequence(recipes: Recipes, sign: int, person: Participant, rng: np.ran
     keys[:, P_ROLL] += rng.normal(0.0, 0.12, len(keys))
     keys[:, P_YAW] += rng.normal(0.0, 0.12, len(keys))
     keys[:, P_CURL] += rng.normal(0.0, 0.07, (len(keys), 5))
-    rest = np.array([-0.45, 1.2, 0.3, 0.0, 0.2, 0.3, 0.3, 0.3, 0.3, 0.05])
-    lead_in, lead_out = rng.random() < 0.5, rng.random() < 0.5
-    chain = np.concatenate([rest[None]] * lead_in + [keys] + [rest[None]] * lead_out)
-    right = _chain_track(rng, chain, u, hold=(0.3, 1.0), move=(0.6, 1.2), bulge=0.25, ends=(lead_in, lead_out))
+    chain, holds = _via_hub(rng, keys, recipes.hub, 0.06)
+    # Sometimes the hand comes up from rest (below the image) and/or goes back down.
+    lead_in, lead_out = rng.random() < 0.4, rng.random() < 0.4
+    rest = recipes.hub.copy()
+    rest[:2] = [-0.45, 1.25]
+    chain = np.concatenate([rest[None]] * lead_in + [chain] + [rest[None]] * lead_out)
+    holds = np.concatenate([[False]] * lead_in + [holds] + [[False]] * lead_out)
+    right = _chain_track(rng, chain, holds, u, hold=(0.4, 1.0), move=(0.3, 0.6), bulge=0.2)
 
-    # Second (left) hand: moves through its pool in two-handed signs, holds one pose otherwise.
+    # Second (left) hand: goes through its own pool via its hub, in a sign-specific order in
+    # two-handed signs and in a random order (carrying no information) in one-handed signs.
     second = recipes.second_pool.copy()
     second[:, :2] += rng.normal(0.0, 0.05, (len(second), 2))
     second[:, P_CURL] += rng.normal(0.0, 0.07, (len(second), 5))
-    if recipe.two_handed:
-        left = _chain_track(rng, second[list(recipe.second_order)], u, hold=(0.3, 1.0), move=(0.6, 1.2),
-                            bulge=0.2, ends=(False, False))
-    else:
-        left = np.repeat(second[rng.integers(len(second))][None], t, axis=0)
-        left[:, :2] += np.stack([_wave(rng, u, 0.03), _wave(rng, u, 0.03)], axis=1)
+    order = list(recipe.second_order) if recipe.two_handed else list(rng.permutation(len(second)))
+    chain, holds = _via_hub(rng, second[order], recipes.second_hub, 0.05)
+    left = _chain_track(rng, chain, holds, u, hold=(0.4, 1.0), move=(0.3, 0.6), bulge=0.2)
 
     frames = np.empty((t, ROWS_PER_FRAME, 3))
     hand_len = person.hand * body
@@ -488,10 +514,10 @@ def synth_sequence(recipes: Recipes, sign: int, person: Participant, rng: np.ran
     shoulder = {11: neck + np.array([0.5, 0.0]) * body, 12: neck + np.array([-0.5, 0.0]) * body}
     pose[:, 11, :2] = shoulder[11] + sway * body
     pose[:, 12, :2] = shoulder[12] + sway * body
-    for side, (name, sh, el, wr, fingers) in enumerate(
-            (("left_hand", 11, 13, 15, (17, 19, 21)), ("right_hand", 12, 14, 16, (18, 20, 22)))):
+    for name, sh, el, wr, fingers in (("left_hand", 11, 13, 15, (17, 19, 21)),
+                                      ("right_hand", 12, 14, 16, (18, 20, 22))):
         wrist, joints = wrists[name]
-        pose[:, el, :2] = _elbow(pose[:, sh, :2], wrist, 0.62 * body, 0.58 * body, 1.0 if side == 0 else -1.0)
+        pose[:, el, :2] = _elbow(pose[:, sh, :2], wrist, 0.62 * body, 0.58 * body)
         pose[:, wr, :2] = wrist
         for pp, hj in zip(fingers, (17, 5, 2)):
             pose[:, pp, :2] = joints[:, hj, :2]
@@ -640,11 +666,49 @@ class SynthSummary:
     seconds: float
 
 
+@dataclass(frozen=True)
+class _Task:
+    """One participant's repetitions of one sign: the unit of work of a generator process."""
+
+    out: str
+    num_signs: int
+    num_participants: int
+    seed: int
+    participant: int
+    sign: int
+    seq_ids: tuple[int, ...]  # one per repetition
+
+
+_WORKER_STATE: dict[tuple[int, int, int], tuple[Recipes, list[Participant], _ParquetWriter]] = {}
+
+
+def _run_task(task: _Task) -> tuple[list[tuple[str, int, int, str]], int]:
+    """Generate and write one task's sequences; returns their train.csv rows and frame count."""
+    key = (task.num_signs, task.num_participants, task.seed)
+    if key not in _WORKER_STATE:
+        recipes = make_recipes(task.num_signs, task.seed)
+        _WORKER_STATE.clear()
+        _WORKER_STATE[key] = (recipes, make_participants(task.num_participants, len(recipes.pool), task.seed),
+                              _ParquetWriter())
+    recipes, people, writer = _WORKER_STATE[key]
+    person, name = people[task.participant], recipes.signs[task.sign].name
+    rows, frames = [], 0
+    for rep, sid in enumerate(task.seq_ids):
+        rng = np.random.default_rng([task.seed, 4, task.participant, task.sign, rep])
+        seq = synth_sequence(recipes, task.sign, person, rng)
+        rel = f"{FILES_DIR}/{person.pid}/{sid}.parquet"
+        writer.write(Path(task.out) / rel, seq, first_frame=int(rng.integers(0, 200)))
+        rows.append((rel, person.pid, sid, name))
+        frames += seq.shape[0]
+    return rows, frames
+
+
 def generate(out_dir: str | Path, *, num_signs: int = 20, num_participants: int = 12, repetitions: int = 10,
-             seed: int = 0, progress: ProgressFn | None = None) -> SynthSummary:
+             seed: int = 0, workers: int | None = None, progress: ProgressFn | None = None) -> SynthSummary:
     """Write the synthetic set into `out_dir` (created; must be empty or absent) and return a summary.
 
-    `progress(done, total)` is called after every sequence.
+    `workers`: generator processes (default: one per CPU, at most 8; 1 generates in this process;
+    the output does not depend on it). `progress(done, total)` is called as sequences are written.
     """
     if num_signs < 2 or num_participants < 1 or repetitions < 1:
         raise DataError(f"need >= 2 signs, >= 1 participant, >= 1 repetition (got {num_signs}, "
@@ -664,28 +728,21 @@ def generate(out_dir: str | Path, *, num_signs: int = 20, num_participants: int 
     recipes = make_recipes(num_signs, seed)
     people = make_participants(num_participants, len(recipes.pool), seed)
     total = num_signs * num_participants * repetitions
-    id_rng = np.random.default_rng([seed, 3])
-    seq_ids = id_rng.choice(np.arange(1_000_000, 4_294_967_295, dtype=np.int64), size=total, replace=False) \
-        if total > 10_000_000 else _distinct_ids(id_rng, total)
-    writer = _ParquetWriter()
+    seq_ids = _distinct_ids(np.random.default_rng([seed, 3]), total).reshape(num_participants, num_signs,
+                                                                             repetitions)
+    tasks = [_Task(str(out), num_signs, num_participants, seed, p, s, tuple(int(v) for v in seq_ids[p, s]))
+             for p in range(num_participants) for s in range(num_signs)]
+    workers = min(8, os.cpu_count() or 1) if workers is None else max(1, workers)
     rows: list[tuple[str, int, int, str]] = []
     frames_total = 0
-    n = 0
     try:
-        for p_i, person in enumerate(people):
+        for person in people:
             (out / FILES_DIR / str(person.pid)).mkdir()
-            for s_i, recipe in enumerate(recipes.signs):
-                for r_i in range(repetitions):
-                    rng = np.random.default_rng([seed, 4, p_i, s_i, r_i])
-                    seq = synth_sequence(recipes, s_i, person, rng)
-                    sid = int(seq_ids[n])
-                    rel = f"{FILES_DIR}/{person.pid}/{sid}.parquet"
-                    writer.write(out / rel, seq, first_frame=int(rng.integers(0, 200)))
-                    rows.append((rel, person.pid, sid, recipe.name))
-                    frames_total += seq.shape[0]
-                    n += 1
-                    if progress is not None:
-                        progress(n, total)
+        for task_rows, frames in _map(_run_task, tasks, workers if total >= 200 else 1):
+            rows += task_rows
+            frames_total += frames
+            if progress is not None:
+                progress(len(rows), total)
         with open(out / "train.csv", "w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh, lineterminator="\n")
             w.writerow(["path", "participant_id", "sequence_id", "sign"])
@@ -704,6 +761,18 @@ def generate(out_dir: str | Path, *, num_signs: int = 20, num_participants: int 
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     return SynthSummary(out, total, num_signs, num_participants, frames_total, size,
                         time.perf_counter() - started)
+
+
+def _map(fn: Callable, tasks: list, workers: int):
+    """`map(fn, tasks)` in order, in `workers` spawned processes when more than one."""
+    if workers <= 1:
+        yield from map(fn, tasks)
+        return
+    import multiprocessing as mp
+
+    # spawn: never fork a process that may hold torch/OpenMP threads (the trainer calls us).
+    with mp.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap(fn, tasks, chunksize=4)
 
 
 def _distinct_ids(rng: np.random.Generator, n: int) -> np.ndarray:
