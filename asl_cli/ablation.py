@@ -134,8 +134,10 @@ class Plan:
 def plan_ablation(base: RunConfig, variant_names: Iterable[str], *, device_type: str,
                   out_dir: str | Path | None = None) -> Plan:
     """Resolve the baseline and each variant; every run lives in `<out_dir>/<variant>`."""
+    from asl_cli.engine.run_dir import check_run_name
+
     variants = resolve_variants(variant_names)
-    name = base.name or f"{base.preset or 'custom'}"
+    name = check_run_name(base.name) if base.name else f"{base.preset or 'custom'}"
     out = Path(out_dir) if out_dir else Path(base.runs_dir) / f"ablate-{name}"
     entries = [(BASELINE, "the preset as configured", _named(base, out, BASELINE), "")]
     for v in variants:

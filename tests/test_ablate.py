@@ -254,3 +254,10 @@ def test_variant_config_leaves_the_baseline_alone():
     before = base.to_dict()
     cfg = variant_config(base, VARIANTS["no-accum"])
     assert cfg.train.gradient_accumulation_steps == 1 and base.to_dict() == before
+
+
+def test_ablation_name_cannot_leave_the_runs_folder():
+    base = load_config("cpu")
+    base.name = "../elsewhere"
+    with pytest.raises(ConfigError, match="is not allowed"):
+        plan_ablation(base, ["no-aug"], device_type="cpu")
