@@ -330,3 +330,19 @@ def test_warnings_become_one_line_each_once():
         warnings.warn("another", UserWarning)
     assert out.getvalue() == "warning: fp16 needs CUDA: using fp32\nwarning: another\n"
     assert seen == ["fp16 needs CUDA: using fp32", "another"]
+
+
+def test_the_run_gpu_is_found_by_uuid_not_by_index():
+    from asl_cli.monitor.base import GPUSnapshot
+
+    class Sampler:
+        def latest(self):
+            return [GPUSnapshot(index=0, uuid="GPU-aaaa", name="first"), GPUSnapshot(index=1, uuid="GPU-bbbb", name="second")]
+
+    dash = TrainDashboard(PLAIN, sampler=Sampler(), out=io.StringIO())
+    dash.status = {"device": "cuda:0"}
+    assert [g.name for g in dash._run_gpus()] == ["first"]  # no UUID known: the index
+    dash.gpu_uuid = "bbbb"  # CUDA's device 0 is NVML's GPU 1 (e.g. CUDA_VISIBLE_DEVICES=1)
+    assert [g.name for g in dash._run_gpus()] == ["second"]
+    dash.status = {"device": "cpu"}
+    assert len(dash._run_gpus()) == 2

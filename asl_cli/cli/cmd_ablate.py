@@ -149,8 +149,8 @@ def _from_results(folder: Path):
 
 def _run(plan, *, as_json: bool, plain: bool, log_interval: float, fake_gpu: str | None) -> None:
     from asl_cli import ablation
-    from asl_cli.cli.dashboard import (JSON, PLAIN, StopRequests, TrainDashboard, choose_mode, open_sampler,
-                                       stop_on_signals, tidy_warnings)
+    from asl_cli.cli.dashboard import (JSON, PLAIN, StopRequests, TrainDashboard, choose_mode, cuda_uuid,
+                                       open_sampler, stop_on_signals, tidy_warnings)
     from asl_cli.errors import EXIT_SIGINT, TrainingInterrupted
     from asl_cli.monitor.render import ndjson_line
 
@@ -180,13 +180,17 @@ def _run(plan, *, as_json: bool, plain: bool, log_interval: float, fake_gpu: str
         elif mode == PLAIN:
             typer.echo(text)
 
+    def on_trainer(trainer) -> None:
+        dashboard.gpu_uuid = cuda_uuid(trainer.device)
+        requests.attach(trainer)
+
     def on_result(name: str, result: dict) -> None:
         progress[name] = "done"
 
     try:
         with tidy_warnings(), stop_on_signals(requests), dashboard:
             results = ablation.run_ablation(plan, callbacks=(dashboard,), on_variant=on_variant,
-                                            on_trainer=requests.attach, on_result=on_result)
+                                            on_trainer=on_trainer, on_result=on_result)
     except TrainingInterrupted as exc:
         typer.echo(f"stopped: finished variants are in {plan.out_dir / ablation.RESULTS_JSON}"
                    f" (the running one saved a checkpoint); continue with: asl ablate --resume {plan.out_dir}",
