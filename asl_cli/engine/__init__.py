@@ -1,1 +1,2 @@
-"""The training engine: trainer loop, precision, optimizers and schedules, AWP, checkpoints, run folders."""
+"""The training engine: the loop (`trainer.ASLTrainer`), precision, checkpoints, run folders, metrics,
+optimizers and schedules. See docs/engine.md."""

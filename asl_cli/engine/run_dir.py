@@ -89,6 +89,16 @@ class RunDir:
             raise RunIOError(f"cannot create the run folder ({exc.strerror or exc})", path=path) from None
         return run
 
+    @classmethod
+    def open(cls, path: str | Path) -> "RunDir":
+        """An explicitly given folder (new or existing, e.g. to resume); created when missing."""
+        run = cls(path)
+        try:
+            run.checkpoints.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunIOError(f"cannot create the run folder ({exc.strerror or exc})", path=run.path) from None
+        return run
+
     @property
     def name(self) -> str:
         return self.path.name

@@ -1,0 +1,613 @@
+"""`ASLTrainer`: the training loop of the toolkit, readable top to bottom.
+
+    trainer = ASLTrainer(cfg)            # data, model, optimizer, schedule, precision, run folder
+    summary = trainer.fit()              # epochs of accumulation windows; eval; checkpoints
+
+The loop (`_train_epoch`) pulls micro-batches, runs `TrainStep.micro_step` on each and
+`TrainStep.update` at the end of every accumulation window (also the last, partial one of an
+epoch). `TrainStep` owns exact accumulation: every micro-batch's loss is a per-sample *sum*, and
+the window's gradient is divided by the window's true sample count, so 12+12+12+5 samples give the
+same update as one batch of 41. GPU sync points are marked `# SYNC`: one per optimizer update
+(the non-finite loss check), one per log point, one per evaluation, and checkpoint saves.
+See docs/engine.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import random
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from asl_cli import __version__
+from asl_cli.config import RunConfig, validate
+from asl_cli.engine.checkpoint import (all_finite, load_checkpoint, model_fingerprint, rng_state,
+                                       save_checkpoint, set_rng_state, unwrap_model)
+from asl_cli.engine.metrics import SmoothedValue, Throughput, peak_memory_mb, topk_correct
+from asl_cli.engine.precision import Precision, choose_precision
+from asl_cli.engine.run_dir import RunDir, find_checkpoint
+from asl_cli.errors import (ConfigError, NoGPUError, NonFiniteLossError, OutOfMemoryError, RunIOError,
+                            TrainingInterrupted)
+
+log = logging.getLogger("asl.engine")
+
+
+# --- devices and backend flags ------------------------------------------------------------------
+
+def resolve_device(spec: str) -> torch.device:
+    """`auto` -> cuda if available else cpu; an explicit cuda device must exist."""
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise ConfigError(f"train.device: {spec!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise NoGPUError(f"train.device is {spec!r} but no CUDA GPU is available "
+                             f"(use --device cpu or the cpu preset)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise NoGPUError(f"train.device is {spec!r} but only {torch.cuda.device_count()} GPU(s) exist")
+    elif device.type != "cpu":
+        raise ConfigError(f"train.device: {spec!r} is not supported (auto, cpu, cuda, cuda:N)")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def configure_backends(train_cfg, device: torch.device) -> None:
+    """cuDNN autotuning for speed, or deterministic algorithms for reproducibility."""
+    det = bool(train_cfg.deterministic)
+    torch.use_deterministic_algorithms(det, warn_only=True)
+    torch.backends.cudnn.deterministic = det
+    torch.backends.cudnn.benchmark = bool(train_cfg.cudnn_benchmark) and not det and device.type == "cuda"
+    if det and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+
+
+# --- the exact accumulation step ----------------------------------------------------------------
+
+class TrainStep:
+    """Micro-steps and optimizer updates with exact gradient accumulation.
+
+    `micro_step(features, mask, labels)` adds one micro-batch's gradient: its loss is the SUM of
+    per-sample losses divided by the nominal window size (batch_size x accumulation), which keeps
+    gradient magnitudes (and the fp16 loss scale) as usual. `update()` rescales the gradient by
+    nominal / true sample count when the window was short (a partial last window or a short last
+    batch), so the gradient is always the mean over exactly the samples seen; then
+    unscale -> clip -> step -> scaler update -> schedule step, once.
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, precision: Precision, *,
+                 nominal_window: int, clip_val: float = 0.0, label_smoothing: float = 0.0,
+                 scheduler: Any = None, forward: Callable | None = None, awp: Any = None):
+        self.model = model
+        self.optimizer = optimizer
+        self.precision = precision
+        self.scheduler = scheduler
+        self.nominal = int(nominal_window)
+        self.clip_val = float(clip_val)
+        self.label_smoothing = float(label_smoothing)
+        self.forward = forward or model
+        self.awp = awp  # an AWP object, used when `awp_active` is set by the trainer
+        self.awp_active = False
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.reset_window()
+
+    def reset_window(self) -> None:
+        self.window_loss: torch.Tensor | float = 0.0  # device tensor: summed per-sample losses
+        self.window_samples = 0  # host int: known from the batch shape, no sync
+        self.window_batches: list[tuple] = []  # kept only for AWP's second pass
+
+    def loss_sum(self, features: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with self.precision.autocast():
+            logits = self.forward(features, mask)
+        # The loss in fp32 (autocast also does this for cross_entropy; being explicit keeps CPU bf16 right).
+        return F.cross_entropy(logits.float(), labels, reduction="sum", label_smoothing=self.label_smoothing)
+
+    def micro_step(self, features: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> None:
+        loss = self.loss_sum(features, mask, labels)
+        self.precision.backward(loss / self.nominal)
+        self.window_loss = self.window_loss + loss.detach()
+        self.window_samples += int(labels.shape[0])
+        if self.awp_active:
+            self.window_batches.append((features, mask, labels))
+
+    def update(self) -> tuple[bool, torch.Tensor | None, torch.Tensor]:
+        """Apply the window: (applied, grad norm tensor or None, window loss sum tensor).
+
+        Not applied when the window's loss is non-finite: gradients are dropped and the caller
+        decides (skip or stop). fp16 overflow of the *gradients* is the GradScaler's business.
+        """
+        n, loss = self.window_samples, self.window_loss
+        if n == 0:
+            return False, None, torch.zeros(())
+        loss = loss if torch.is_tensor(loss) else torch.tensor(float(loss))
+        # SYNC (one per optimizer update): a NaN/Inf loss must stop this update before it lands.
+        if not bool(torch.isfinite(loss)):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.reset_window()
+            return False, None, loss
+        if self.awp_active and self.awp is not None:
+            self._awp_second_pass()
+        if n != self.nominal:  # short window: mean over the samples actually seen
+            grads = [p.grad for p in self.params if p.grad is not None]
+            torch._foreach_mul_(grads, self.nominal / n)
+        grad_norm = self.precision.update(self.optimizer, self.params, self.clip_val)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.reset_window()
+        return True, grad_norm, loss
+
+    def _awp_second_pass(self) -> None:
+        """AWP: move the weights along the window's gradient, take the gradient there, move back."""
+        self.awp.perturb()
+        self.optimizer.zero_grad(set_to_none=True)
+        for features, mask, labels in self.window_batches:
+            self.precision.backward(self.loss_sum(features, mask, labels) / self.nominal)
+        self.awp.restore()
+
+
+# --- the trainer ----------------------------------------------------------------------------------
+
+class _Compiled:
+    """`torch.compile`d forward with a clean fallback to eager: one warning, remembered."""
+
+    def __init__(self, model: torch.nn.Module, mode: str, on_fallback: Callable[[str], None]):
+        self.eager = model
+        self.on_fallback = on_fallback
+        self.compiled: Callable | None = None
+        try:
+            self.compiled = torch.compile(model, mode=mode, dynamic=None)
+        except Exception as exc:  # noqa: BLE001 - any failure means: run eagerly
+            self._fallback(exc)
+
+    def _fallback(self, exc: BaseException) -> None:
+        self.compiled = None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        self.on_fallback(f"torch.compile unavailable, running eagerly ({type(exc).__name__}: {first})")
+
+    def __call__(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.compiled is not None:
+            try:
+                return self.compiled(features, mask)
+            except (torch.cuda.OutOfMemoryError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # noqa: BLE001 - compilation failed at a forward: go eager
+                self._fallback(exc)
+        return self.eager(features, mask)
+
+
+class ASLTrainer:
+    """Trains one run. See the module docstring and docs/engine.md."""
+
+    def __init__(self, cfg: RunConfig, *, run_dir: str | Path | None = None, resume: str | Path | None = None,
+                 callbacks: Iterable[Callable[[dict], None]] = (), use_augmentations: bool | None = None,
+                 use_mixed_precision: bool | None = None, gradient_clip_val: float | None = None,
+                 gradient_accumulation_steps: int | None = None):
+        cfg = copy.deepcopy(cfg)
+        if use_augmentations is not None:
+            cfg.aug.use_augmentations = bool(use_augmentations)
+        if use_mixed_precision is not None:
+            cfg.train.use_mixed_precision = bool(use_mixed_precision)
+        if gradient_clip_val is not None:
+            cfg.train.gradient_clip_val = float(gradient_clip_val)
+        if gradient_accumulation_steps is not None:
+            cfg.train.gradient_accumulation_steps = int(gradient_accumulation_steps)
+        validate(cfg, source="trainer")
+        self.cfg = cfg
+        self.callbacks = list(callbacks)
+        self.warnings: list[str] = []
+        self._stop_signum: int | None = None
+        t = cfg.train
+
+        self.device = resolve_device(t.device)
+        configure_backends(t, self.device)
+        seed_everything(t.seed)
+
+        # Data: cache -> loaders (the loaders pin memory and use workers as cfg.loader says).
+        self.cache = self._prepare_cache()
+        augment = None
+        if cfg.aug.use_augmentations:
+            from asl_cli.augment import ASLAugmentations
+            augment = ASLAugmentations.from_config(cfg.aug, max_len=cfg.data.max_len)
+        from asl_cli.data.dataset import build_loaders
+        self.train_loader, self.val_loader = build_loaders(cfg, self.cache, augment=augment,
+                                                           device_type=self.device.type)
+        # Loader iteration must not draw from the global RNG (it would shift dropout after a resume).
+        for loader in (self.train_loader, self.val_loader):
+            if loader is not None:
+                loader.generator = torch.Generator().manual_seed(t.seed)
+        self.sampler = self.train_loader.batch_sampler
+        self.num_classes = self.cache.num_classes
+        self.accum = t.gradient_accumulation_steps
+        self.batches_per_epoch = len(self.train_loader)
+        self.updates_per_epoch = math.ceil(self.batches_per_epoch / self.accum)
+        self.total_updates = t.epochs * self.updates_per_epoch  # the LR schedule's length
+        self.total_steps = min(self.total_updates, t.max_steps) if t.max_steps else self.total_updates
+
+        # Model, optimizer, schedule, precision.
+        from asl_cli.engine.optim import build_optimizer, build_scheduler
+        from asl_cli.model import build_model
+        self.model = build_model(cfg.model, self.num_classes).to(self.device)
+        self.optimizer = build_optimizer(self.model, cfg.optim)
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.total_updates, self.updates_per_epoch)
+        choice = choose_precision(self.device.type, mixed=t.use_mixed_precision, requested=t.precision)
+        if choice.note:
+            self._warn(choice.note)
+        self.precision = Precision(self.device.type, choice.name)
+        forward: Callable = self.model
+        if t.compile:
+            forward = _Compiled(self.model, t.compile_mode, self._warn)
+        awp = None
+        if cfg.optim.awp_lambda > 0:
+            from asl_cli.engine.awp import AWP
+            awp = AWP(self.model, cfg.optim.awp_lambda)
+        self.step_fn = TrainStep(self.model, self.optimizer, self.precision, nominal_window=t.batch_size * self.accum,
+                                 clip_val=t.gradient_clip_val, label_smoothing=cfg.optim.label_smoothing,
+                                 scheduler=self.scheduler, forward=forward, awp=awp)
+        self.fingerprint = model_fingerprint(cfg.model, self.num_classes, self.model)
+
+        # Progress (restored by a resume).
+        self.step = 0  # optimizer updates
+        self.epoch = 0  # epoch in progress (0-based)
+        self.batch_in_epoch = 0  # micro-batches of `epoch` already consumed (a window boundary)
+        self.samples_seen = 0
+        self.best_top1: float | None = None
+        self.best_top5: float | None = None
+        self.nonfinite_skipped = 0
+        self.final_train_loss: float | None = None
+        self.loss_smooth = SmoothedValue(0.9)
+        self._pending_rng: dict | None = None
+        self.val_metrics: dict[str, float | None] = {"val_loss": None, "val_top1": None, "val_top5": None}
+        self._measured: dict[str, Any] = dict.fromkeys(("loss", "lr", "grad_norm", "samples_per_s", "data_wait",
+                                                        "amp_scale"))
+
+        ckpt_path, ckpt_run = (find_checkpoint(resume) if resume is not None else (None, None))
+        if run_dir is not None:
+            self.run = RunDir.open(run_dir)
+        elif ckpt_run is not None:
+            self.run = ckpt_run
+        else:
+            self.run = RunDir.create(cfg.runs_dir, cfg.name, preset=cfg.preset)
+        self.run_dir = self.run.path
+        if ckpt_path is not None:
+            self._restore(load_checkpoint(ckpt_path, expect_fingerprint=self.fingerprint, map_location=self.device))
+        self.run.write_config(cfg.to_dict())
+        self.status: dict[str, Any] = {"state": "running"}
+        self.status = self._status("running")
+
+    # -- setup helpers --------------------------------------------------------------------------
+
+    def _prepare_cache(self):
+        from asl_cli.data.cache import prepare
+        d = self.cfg.data
+        data_dir = d.data_dir
+        if data_dir is None:
+            from asl_cli.data.synth import ensure_default_dataset
+            data_dir = ensure_default_dataset(self.cfg.synth, progress=None)
+        return prepare(data_dir, d.cache_dir, skip_bad=d.skip_bad, limit=d.limit, progress=False)
+
+    def _warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+            log.warning(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def request_stop(self, signum: int = 2) -> None:
+        """Ask the loop to save `last` at the next safe point and raise TrainingInterrupted.
+
+        Only sets a flag (safe from a signal handler or another thread).
+        """
+        self._stop_signum = int(signum)
+
+    def fit(self) -> dict:
+        t = self.cfg.train
+        self._t_start = time.perf_counter()
+        self.meter = Throughput()
+        self._steps_at_start = self.step
+        self._samples_at_start = self.samples_seen
+        self._log_loss: torch.Tensor | float = 0.0  # summed per-sample losses since the last log point
+        self._log_samples = 0
+        self._grad_norm: torch.Tensor | None = None
+        if self._pending_rng is not None:  # a resume continues the saved random streams
+            set_rng_state(self._pending_rng)
+            self._pending_rng = None
+        self._emit("start", config=self.cfg.to_dict())
+        try:
+            while self.epoch < t.epochs and not self._budget_reached():
+                self._train_epoch()
+                if self.batch_in_epoch < self.batches_per_epoch:
+                    break  # stopped mid-epoch (max_steps / time budget)
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                if self.epoch % t.eval_every == 0 or self.epoch == t.epochs:
+                    self._evaluate()
+                if self.epoch % t.checkpoint_every == 0 or self.epoch == t.epochs:
+                    self._save("last")
+            if self.batch_in_epoch:  # stopped mid-epoch: evaluate the final weights, save them
+                self._evaluate()
+                self._save("last")
+        except TrainingInterrupted:
+            self._finish("interrupted")
+            raise
+        except torch.cuda.OutOfMemoryError:
+            self.optimizer.zero_grad(set_to_none=True)
+            self._finish("failed")
+            last = self.run.last_checkpoint
+            raise OutOfMemoryError(
+                f"out of GPU memory at step {self.step} (batch {t.batch_size} x {self.accum} accumulation, "
+                f"max_len {self.cfg.data.max_len}): use a smaller --batch-size with more accumulation, or a "
+                f"smaller preset" + (f"; last checkpoint {last} is intact" if last.is_file() else "")) from None
+        except BaseException:
+            self._finish("failed")
+            raise
+        return self._finish("finished")
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def _train_epoch(self) -> None:
+        t, cfg, dev = self.cfg.train, self.cfg, self.device
+        nb = cfg.loader.non_blocking and dev.type == "cuda"
+        self.sampler.set_epoch(self.epoch)  # keeps a resumed mid-epoch position of this epoch
+        self.model.train()
+        self.model.set_late_dropout(self.epoch >= cfg.model.late_dropout_start)
+        self.step_fn.awp_active = cfg.optim.awp_lambda > 0 and self.epoch >= cfg.optim.awp_start_epoch
+        batches = iter(self.train_loader)
+        snapshot = None
+        while True:
+            if self.batch_in_epoch % self.accum == 0 and self.accum > 1:
+                snapshot = self._window_snapshot()  # a stop inside the window rewinds to here
+            self.meter.wait_start()
+            batch = next(batches, None)
+            self.meter.wait_end()
+            if batch is None:
+                break
+            self.step_fn.micro_step(batch["features"].to(dev, non_blocking=nb),
+                                    batch["mask"].to(dev, non_blocking=nb),
+                                    batch["labels"].to(dev, non_blocking=nb))
+            self.meter.add(batch["labels"].shape[0])
+            done = self.batch_in_epoch + 1
+            if t.empty_cache_every and dev.type == "cuda" and done % t.empty_cache_every == 0:
+                torch.cuda.empty_cache()
+            window_end = done % self.accum == 0 or done == self.batches_per_epoch
+            if not window_end:
+                if self._stop_signum is not None:
+                    self._interrupt(snapshot)
+                self.batch_in_epoch = done
+                continue
+            self.batch_in_epoch = done
+            self._apply_update()
+            if self._stop_signum is not None:
+                self._interrupt(None)
+            if self._budget_reached():
+                return
+
+    def _apply_update(self) -> None:
+        samples = self.step_fn.window_samples
+        applied, grad_norm, loss = self.step_fn.update()
+        if not applied:
+            self.nonfinite_skipped += 1
+            if self.cfg.train.nonfinite == "stop":
+                raise NonFiniteLossError(f"non-finite loss at step {self.step + 1} (epoch {self.epoch + 1}); "
+                                         f"stopped. The last checkpoint holds the previous good weights")
+            self._warn_nonfinite()
+            return
+        self.step += 1
+        self.samples_seen += samples
+        self._log_loss = self._log_loss + loss  # device tensor: no sync
+        self._log_samples += samples
+        self._grad_norm = grad_norm
+        if self.step % self.cfg.train.log_every == 0:
+            self._log_step()
+
+    def _warn_nonfinite(self) -> None:
+        log.warning("non-finite loss at step %d (epoch %d): update skipped (%d so far)",
+                    self.step + 1, self.epoch + 1, self.nonfinite_skipped)
+        if self.nonfinite_skipped == 1:
+            self._warn(f"non-finite loss at step {self.step + 1}: update skipped (see nonfinite_skipped)")
+
+    def _budget_reached(self) -> bool:
+        t = self.cfg.train
+        if t.max_steps and self.step >= t.max_steps:
+            return True
+        return bool(t.time_budget) and time.perf_counter() - self._t_start >= t.time_budget
+
+    # -- metrics ----------------------------------------------------------------------------------
+
+    def _log_step(self) -> None:
+        # SYNC (one per log point): read the loss sum and grad norm together.
+        values = [self._log_loss if torch.is_tensor(self._log_loss) else torch.tensor(float(self._log_loss))]
+        if self._grad_norm is not None:
+            values.append(self._grad_norm.detach().float().reshape(()))
+        read = torch.stack([v.detach().float().cpu() for v in values]).tolist()
+        loss = read[0] / max(1, self._log_samples)
+        self.final_train_loss = loss
+        samples_per_s, wait, _ = self.meter.read()
+        self._measured.update(
+            loss=loss, grad_norm=read[1] if len(read) > 1 else None, lr=float(self.optimizer.param_groups[0]["lr"]),
+            samples_per_s=samples_per_s, data_wait=wait, amp_scale=self.precision.scale)
+        self.loss_smooth.update(loss)
+        self._log_loss, self._log_samples = 0.0, 0
+        self.meter.reset()
+        self._emit("step")
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float | None]:
+        """Validation loss (training criterion) and top-1/top-5 over the whole validation split."""
+        if self.val_loader is None:
+            return {"val_loss": None, "val_top1": None, "val_top5": None}
+        dev = self.device
+        nb = self.cfg.loader.non_blocking and dev.type == "cuda"
+        was_training = self.model.training
+        self.model.eval()
+        totals = torch.zeros(3, device=dev, dtype=torch.float64)  # loss sum, top1, top5 (on device)
+        n = 0
+        for batch in self.val_loader:
+            features = batch["features"].to(dev, non_blocking=nb)
+            mask = batch["mask"].to(dev, non_blocking=nb)
+            labels = batch["labels"].to(dev, non_blocking=nb)
+            with self.precision.autocast():
+                logits = self.step_fn.forward(features, mask).float()
+            loss = F.cross_entropy(logits, labels, reduction="sum", label_smoothing=self.cfg.optim.label_smoothing)
+            totals[0] += loss
+            totals[1:] += topk_correct(logits, labels, (1, 5))
+            n += int(labels.shape[0])
+        self.model.train(was_training)
+        loss_sum, top1, top5 = totals.tolist()  # SYNC (one per evaluation)
+        return {"val_loss": loss_sum / max(1, n), "val_top1": top1 / max(1, n), "val_top5": top5 / max(1, n)}
+
+    def _evaluate(self) -> None:
+        self.val_metrics = self.evaluate()
+        top1 = self.val_metrics["val_top1"]
+        improved = top1 is not None and (self.best_top1 is None or top1 > self.best_top1)
+        if improved:
+            self.best_top1, self.best_top5 = top1, self.val_metrics["val_top5"]
+        self._emit("eval")
+        if improved:
+            self._save("best")
+
+    # -- status, callbacks, files -------------------------------------------------------------------
+
+    def _status(self, state: str) -> dict[str, Any]:
+        """The full status: measured values from the last log point plus progress right now."""
+        peak, source = peak_memory_mb(self.device)
+        t_start = getattr(self, "_t_start", None)
+        steps_now = self.step - getattr(self, "_steps_at_start", self.step)
+        eta = None
+        if t_start is not None and steps_now:
+            eta = (time.perf_counter() - t_start) / steps_now * max(0, self.total_steps - self.step)
+        epochs = self.cfg.train.epochs
+        return {
+            "run": self.run.name, "state": state,
+            "epoch": min(self.epoch + 1, epochs) if state == "running" else self.epoch, "epochs": epochs,
+            "step": self.step, "total_steps": self.total_steps, "eta_s": eta,
+            **self._measured, "loss_smooth": self.loss_smooth.value,
+            **self.val_metrics, "best_top1": self.best_top1,
+            "peak_mem_mb": peak, "peak_mem_source": source, "precision": self.precision.name,
+            "device": str(self.device), "aug": dict(self.cfg.aug.__dict__), "compile": self._compile_state(),
+            "batch_size": self.cfg.train.batch_size, "accumulation": self.accum,
+            "nonfinite_skipped": self.nonfinite_skipped, "warnings": list(self.warnings),
+        }
+
+    def _compile_state(self) -> str:
+        forward = self.step_fn.forward
+        if not isinstance(forward, _Compiled):
+            return "off"
+        return "on" if forward.compiled is not None else "fallback (eager)"
+
+    def _emit(self, event: str, **extra: Any) -> None:
+        """Refresh the status, write status.json (+ metrics.jsonl for step/eval), call the callbacks."""
+        self.status = self._status(self.status["state"])
+        record = {"event": event, **self.status}
+        if event in ("step", "eval"):
+            self.run.append_metrics({k: v for k, v in record.items() if k not in ("aug", "warnings")}
+                                    | {"time": time.time()})
+        self.run.write_status(self.status)
+        for callback in self.callbacks:
+            callback({**record, **extra})
+
+    def _finish(self, state: str) -> dict:
+        self.status["state"] = state
+        try:
+            self._emit("end")
+        except RunIOError:
+            if state == "finished":
+                raise
+        wall = time.perf_counter() - self._t_start
+        best, last = self.run.best_checkpoint, self.run.last_checkpoint
+        return {
+            "run_dir": self.run_dir, "best_checkpoint": best if best.is_file() else None,
+            "last_checkpoint": last if last.is_file() else None, "best_top1": self.best_top1,
+            "best_top5": self.best_top5, "final_train_loss": self.final_train_loss, "epochs_done": self.epoch,
+            "steps": self.step, "wall_s": wall,
+            "samples_per_s": (self.samples_seen - self._samples_at_start) / wall if wall > 0 else None,
+            "peak_mem_mb": self.status["peak_mem_mb"], "skipped": self.cache.skipped,
+            "nonfinite_skipped": self.nonfinite_skipped, "precision": self.precision.name,
+            "device": str(self.device), "state": state,
+        }
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+
+    def _window_snapshot(self) -> dict:
+        """What a stop inside an accumulation window must rewind: RNG streams and BN buffers.
+
+        (Weights and optimizer do not change inside a window; gradients are simply dropped.)
+        """
+        return {"rng": rng_state(), "batch_in_epoch": self.batch_in_epoch,
+                "buffers": [b.detach().clone() for b in self.model.buffers()]}
+
+    def _interrupt(self, snapshot: dict | None) -> None:
+        """Save `last` as of the last optimizer update and raise TrainingInterrupted."""
+        signum = self._stop_signum or 2
+        rng = None
+        if snapshot is not None:  # inside a window: drop its gradients, rewind to its start
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step_fn.reset_window()
+            with torch.no_grad():
+                for b, saved in zip(self.model.buffers(), snapshot["buffers"]):
+                    b.copy_(saved)
+            self.batch_in_epoch = snapshot["batch_in_epoch"]
+            rng = snapshot["rng"]
+        path = self._save("last", rng=rng)
+        name = {2: "SIGINT", 15: "SIGTERM"}.get(signum, f"signal {signum}")
+        raise TrainingInterrupted(f"stopped by {name} at step {self.step}; saved {path} "
+                                  f"(resume with --resume {self.run_dir})", signum=signum)
+
+    def _save(self, kind: str, *, rng: dict | None = None) -> Path:
+        model = unwrap_model(self.model)
+        state = model.state_dict()
+        if not all_finite(state):  # SYNC: never write non-finite weights over a good checkpoint
+            raise NonFiniteLossError(f"weights became non-finite by step {self.step}; {kind} checkpoint not "
+                                     f"written (the previous one is intact)")
+        payload = {
+            "fingerprint": self.fingerprint, "config": self.cfg.to_json(), "model": state,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "precision": self.precision.state_dict(),
+            "progress": {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                         "samples_seen": self.samples_seen, "best_top1": self.best_top1,
+                         "best_top5": self.best_top5, "nonfinite_skipped": self.nonfinite_skipped,
+                         "loss_smooth": self.loss_smooth.state_dict(), "kind": kind},
+            "sampler": self.sampler.state_dict(self.batch_in_epoch) | {"epoch": self.epoch},
+            "rng": rng if rng is not None else rng_state(),
+            "sign_map": dict(self.cache.sign_map), "metrics": dict(self.val_metrics),
+        }
+        path = self.run.best_checkpoint if kind == "best" else self.run.last_checkpoint
+        save_checkpoint(payload, path)
+        self._emit("checkpoint", path=str(path), kind=kind)
+        return path
+
+    def _restore(self, ckpt: dict) -> None:
+        unwrap_model(self.model).load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scheduler is not None and ckpt.get("scheduler") is not None:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.precision.load_state_dict(ckpt.get("precision") or {})
+        p = ckpt["progress"]
+        self.step, self.epoch, self.batch_in_epoch = int(p["step"]), int(p["epoch"]), int(p["batch_in_epoch"])
+        self.samples_seen = int(p.get("samples_seen", 0))
+        self.best_top1, self.best_top5 = p.get("best_top1"), p.get("best_top5")
+        self.nonfinite_skipped = int(p.get("nonfinite_skipped", 0))
+        self.loss_smooth.load_state_dict(p["loss_smooth"])
+        self.val_metrics.update(ckpt.get("metrics") or {})
+        if self.batch_in_epoch:  # mid-epoch: the sampler continues after the consumed batches
+            self.sampler.load_state_dict(ckpt["sampler"])
+        self._pending_rng = ckpt["rng"]
