@@ -10,7 +10,7 @@ Layout written by `generate(out_dir, ...)`, as in the real data:
 Each parquet has the real schema (frame int16, row_id string "<frame>-<type>-<index>", type string,
 landmark_index int16, x/y/z float64 holding float32 values, pandas metadata, one row group, snappy)
 and 543 rows per frame: face 0-467, left_hand 0-20, pose 0-32, right_hand 0-20. Frame numbers
-start at a random offset, as in the real data.
+start at a random offset (1-199), as in the real data.
 
 What makes it learnable but not trivial. Every sign is an ORDER of the same small pool of
 keyposes (a keypose = dominant-hand position, hand shape, palm roll and yaw): sign A may visit
@@ -60,6 +60,7 @@ COMPLETE_FILE = ".complete"
 TYPES = ("face", "left_hand", "pose", "right_hand")  # row order within a frame
 MAX_FRAMES = 256
 MIN_FRAMES = 4
+POOL_MIN_SEQUENCES = 200  # below this, starting worker processes costs more than it saves
 QUANTUM = 2.0 ** -13  # coordinates are rounded to this (about a tenth of a pixel): smaller files
 
 ProgressFn = Callable[[int, int], None]
@@ -697,7 +698,7 @@ def _run_task(task: _Task) -> tuple[list[tuple[str, int, int, str]], int]:
         rng = np.random.default_rng([task.seed, 4, task.participant, task.sign, rep])
         seq = synth_sequence(recipes, task.sign, person, rng)
         rel = f"{FILES_DIR}/{person.pid}/{sid}.parquet"
-        writer.write(Path(task.out) / rel, seq, first_frame=int(rng.integers(0, 200)))
+        writer.write(Path(task.out) / rel, seq, first_frame=int(rng.integers(1, 200)))
         rows.append((rel, person.pid, sid, name))
         frames += seq.shape[0]
     return rows, frames
@@ -738,7 +739,7 @@ def generate(out_dir: str | Path, *, num_signs: int = 20, num_participants: int 
     try:
         for person in people:
             (out / FILES_DIR / str(person.pid)).mkdir()
-        for task_rows, frames in _map(_run_task, tasks, workers if total >= 200 else 1):
+        for task_rows, frames in _map(_run_task, tasks, workers if total >= POOL_MIN_SEQUENCES else 1):
             rows += task_rows
             frames_total += frames
             if progress is not None:
