@@ -72,6 +72,41 @@ def preprocess_round(cache, max_len: int, seconds: float) -> float:
     return done / (time.perf_counter() - t0)
 
 
+def full_scale_open(tmp: Path, n: int = 94_477, mean_frames: int = 40) -> tuple[float, float]:
+    """Seconds to open a cache the size of the full data set, and its points.npy size in GB.
+
+    The index is real-sized (paths like Kaggle's); points.npy is a sparse file of the full size
+    (memory-mapped, so its size does not change the open time; no disk space is used).
+    """
+    import json
+
+    from asl_cli.data import cache as cm
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 2 * mean_frames, size=n)
+    offsets = np.zeros(n, dtype=np.int64)
+    np.cumsum(lengths[:-1], out=offsets[1:])
+    folder = tmp / "full-scale"
+    folder.mkdir()
+    total = int(lengths.sum())
+    with open(folder / cm.POINTS_FILE, "wb") as fh:
+        fh.write(cm._npy_header((total, 118, 2)))
+        fh.truncate(cm.NPY_HEADER_BYTES + total * 118 * 2 * 4)
+    participants = rng.integers(0, 21, size=n) + 16000
+    sequence_ids = rng.integers(1_000_000, 4_000_000_000, size=n)
+    np.savez(folder / cm.INDEX_FILE, offsets=offsets, lengths=lengths, labels=rng.integers(0, 250, size=n),
+             participants=participants, sequence_ids=sequence_ids,
+             paths=np.array([f"train_landmark_files/{p}/{s}.parquet" for p, s in zip(participants, sequence_ids)]))
+    meta = {"format": cm.CACHE_FORMAT_VERSION, "sign_map": {f"sign{i}": i for i in range(250)}}
+    (folder / cm.META_FILE).write_text(json.dumps(meta))
+    (folder / cm.COMPLETE_FILE).write_text("x\n")
+    t0 = time.perf_counter()
+    opened = cm.open_cache(folder)
+    seconds = time.perf_counter() - t0
+    assert len(opened) == n and opened.points(n - 1).shape[0] == lengths[-1]
+    return seconds, (cm.NPY_HEADER_BYTES + total * 944) / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=SAMPLE)
@@ -102,6 +137,9 @@ def main() -> None:
               f"median {int(np.median(lengths))}, max {int(lengths.max())})")
         print(f"prepare: {prep_s:.2f} s ({len(cache) / prep_s:.0f} files/s, 1 process); "
               f"no-op rerun {rerun_s * 1000:.0f} ms; cache {cache.size_bytes() / 1e6:.1f} MB")
+        open_s, gb = full_scale_open(Path(tmp))
+        print(f"opening a full-size cache (94,477 sequences, 40 frames on average): {open_s * 1000:.0f} ms "
+              f"(points.npy {gb:.1f} GB, memory-mapped)")
         naive_round(files[:8], args.max_len, 0.01)  # warm up imports and the file cache
         cache_round(cache, args.max_len, args.batch_size, args.bucket_step, 0.1, epoch=0)
         a, b, p = [], [], []
