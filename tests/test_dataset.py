@@ -238,3 +238,14 @@ def test_loader_with_workers(sample_cache):
     # Persistent workers still see the epoch (it travels with each index).
     assert all(torch.equal(a, b) for a, b in zip(e0, e0_again))
     assert not all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(e0, e1))
+
+
+def test_sample_rng_is_keyed_by_seed_epoch_index_and_forgets_earlier_use():
+    from asl_cli.data.dataset import sample_rng
+
+    first = sample_rng(7, 2, 11).standard_normal(6)
+    sample_rng(7, 2, 11).random(3)  # partly consumed: must not leak into the next call
+    assert np.array_equal(sample_rng(7, 2, 11).standard_normal(6), first)
+    others = [sample_rng(8, 2, 11), sample_rng(7, 3, 11), sample_rng(7, 2, 12)]
+    for gen in others:
+        assert not np.array_equal(gen.standard_normal(6), first)

@@ -57,12 +57,35 @@ class SignDataset:
         index = int(self.indices[position])
         points = self.cache.points(index)
         if self.augment is not None:
-            rng = np.random.default_rng([self.seed, int(epoch), index])
+            rng = sample_rng(self.seed, int(epoch), index)
             points = self.augment(points, rng)
         # All-NaN frames were dropped when the cache was built (before augmentation, as the
         # winner does); frames an augmentation masks out stay, as zero rows.
         features = preprocess(points, self.max_len, drop_nan_frames=False)
         return {"features": features, "label": int(self.labels[position]), "index": index}
+
+
+_PHILOX = np.random.Philox(0)
+_SAMPLE_GEN = np.random.Generator(_PHILOX)
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator for one (seed, epoch, sample): a counter-based Philox stream keyed by them.
+
+    Philox streams with different keys are independent by design, so re-keying one generator per
+    process is as good as building a new one, at a fifth of the cost (building a SeedSequence per
+    sample was the largest single cost of the augmented pipeline). The returned generator is
+    shared: use it before asking for the next sample's.
+    """
+    state = _PHILOX.state
+    inner = state["state"]
+    inner["key"][0] = np.uint64(index & 0xFFFFFFFFFFFFFFFF)
+    inner["key"][1] = np.uint64(((seed & 0xFFFFFFFF) << 32) | (epoch & 0xFFFFFFFF))
+    inner["counter"][:] = 0
+    state["buffer_pos"] = 4  # drop buffered output of the previous sample
+    state["has_uint32"] = 0
+    _PHILOX.state = state
+    return _SAMPLE_GEN
 
 
 def padded_length(longest: int, *, bucket_step: int, max_len: int | None = None) -> int:
