@@ -41,6 +41,7 @@ def per_op(length: int) -> None:
     from asl_cli.augment.pipeline import draw_params
     from asl_cli.config import AugConfig
     from asl_cli.data.landmarks import POINT_LANDMARKS, flip_permutation
+    from asl_cli.data.dataset import sample_rng
 
     rng = np.random.default_rng(0)
     x = rng.random((length, 118, 2), dtype=np.float32)
@@ -62,7 +63,8 @@ def per_op(length: int) -> None:
         "feature mask (12 landmarks)": lambda: ops.mask_landmarks(x, np.arange(0, 118, 10)),
         "landmark dropout": lambda: ops.landmark_dropout(x, 0.05, rng),
         "spatial mask": lambda: ops.spatial_mask(x, 0.3, 0.3, 0.3),
-        "np.random.default_rng([seed, epoch, index]) (the dataset's)": lambda: np.random.default_rng([0, 1, 2]),
+        "sample_rng(seed, epoch, index) (the dataset's generator)": lambda: sample_rng(0, 1, 2),
+        "np.random.default_rng([seed, epoch, index]) (for comparison)": lambda: np.random.default_rng([0, 1, 2]),
     }
     print(f"\nper operation, one ({length}, 118, 2) float32 sample (the sample's mean length):")
     for name, fn in cases.items():
@@ -84,7 +86,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from asl_cli.augment import ASLAugmentations
     from asl_cli.config import AugConfig
-    from asl_cli.data.cache import prepare
+    from asl_cli.data.dataset import LengthBucketBatchSampler, SignDataset, collate, sample_rng
     from asl_cli.data.dataset import LengthBucketBatchSampler, SignDataset, collate
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,7 +117,7 @@ def main() -> None:
         def augment_alone(aug):
             def run(epoch: int) -> int:
                 for i in idx:
-                    aug(cache.points(int(i)), np.random.default_rng([0, epoch, int(i)]))
+                    aug(cache.points(int(i)), sample_rng(0, epoch, int(i)))
                 return len(idx)
             return run
 
