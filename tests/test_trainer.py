@@ -1,0 +1,346 @@
+"""ASLTrainer end to end on a tiny synthetic set (5 signs x 5 signers x 6 repetitions).
+
+These are the slower engine tests: they train real (tiny) models on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from asl_cli.config import SynthConfig, load_config
+from asl_cli.engine.checkpoint import load_checkpoint
+from asl_cli.engine.trainer import ASLTrainer, TrainStep
+from asl_cli.errors import (CheckpointError, NonFiniteLossError, OutOfMemoryError, RunIOError,
+                            TrainingInterrupted)
+
+NUM_SIGNS = 5
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from asl_cli.data.synth import ensure_default_dataset
+
+    root = tmp_path_factory.mktemp("tiny-synth")
+    path = ensure_default_dataset(SynthConfig(num_signs=NUM_SIGNS, num_participants=5, repetitions=6, seed=1),
+                                  cache_root=root)
+    return path, root / "prepared"
+
+
+def make_cfg(tiny_data, tmp_path, *sets: str):
+    data_dir, cache_dir = tiny_data
+    base = [f"data.data_dir={data_dir}", f"data.cache_dir={cache_dir}", f"runs_dir={tmp_path / 'runs'}",
+            "model.dim=32", "model.blocks=1", "train.batch_size=16", "train.log_every=1",
+            "train.epochs=4", "data.max_len=48", "train.device=cpu"]
+    return load_config("cpu", base + list(sets))
+
+
+def params_of(trainer):
+    return [p.detach().clone() for p in trainer.model.parameters()]
+
+
+# --- learning ---------------------------------------------------------------------------------
+
+def test_initial_loss_is_log_num_classes_and_every_parameter_gets_a_gradient(tiny_data, tmp_path):
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "optim.label_smoothing=0"))
+    assert trainer.num_classes == NUM_SIGNS
+    val = trainer.evaluate()
+    assert val["val_loss"] == pytest.approx(math.log(NUM_SIGNS), abs=0.35)
+    batch = next(iter(trainer.train_loader))
+    trainer.step_fn.micro_step(batch["features"], batch["mask"], batch["labels"])
+    missing = [n for n, p in trainer.model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+def test_overfits_one_small_batch(tiny_data, tmp_path):
+    cfg = make_cfg(tiny_data, tmp_path, "aug.use_augmentations=false", "model.drop_rate=0", "optim.lr=3e-3",
+                   "optim.weight_decay=0", "optim.label_smoothing=0", "optim.warmup_epochs=0",
+                   "optim.schedule=constant")
+    trainer = ASLTrainer(cfg)
+    batch = next(iter(trainer.train_loader))
+    x, mask, y = batch["features"], batch["mask"], batch["labels"]
+    for _ in range(120):
+        trainer.step_fn.micro_step(x, mask, y)
+        trainer.step_fn.update()
+    trainer.model.eval()
+    with torch.no_grad():
+        accuracy = (trainer.model(x, mask).argmax(-1) == y).float().mean().item()
+    assert accuracy == 1.0
+
+
+def test_short_run_learns_and_writes_its_run_folder(tiny_data, tmp_path):
+    events = []
+    cfg = make_cfg(tiny_data, tmp_path, "train.epochs=20", "optim.lr=3e-3", "train.log_every=4", "name=learn")
+    trainer = ASLTrainer(cfg, callbacks=[events.append])
+    summary = trainer.fit()
+    # Validation (held-out signers, no augmentation) well above chance (1/5).
+    assert summary["best_top1"] >= 0.6, summary
+    assert summary["state"] == "finished" and summary["epochs_done"] == 20
+    assert summary["steps"] == 20 * trainer.updates_per_epoch
+    assert set(summary) >= {"run_dir", "best_checkpoint", "last_checkpoint", "best_top1", "best_top5",
+                            "final_train_loss", "epochs_done", "steps", "wall_s", "samples_per_s",
+                            "peak_mem_mb", "skipped", "state"}
+    assert summary["skipped"] == 0 and summary["final_train_loss"] < math.log(NUM_SIGNS)
+    run = trainer.run
+    assert run.path == tmp_path / "runs" / "learn"
+    assert json.loads(run.config_path.read_text())["train"]["epochs"] == 20
+    status = run.read_status()
+    assert status["state"] == "finished" and status["best_top1"] == summary["best_top1"]
+    assert status["precision"] == "fp32" and status["peak_mem_source"] == "cpu_peak_rss"
+    metrics = run.read_metrics()
+    assert {m["event"] for m in metrics} == {"step", "eval"}
+    assert sum(m["event"] == "eval" for m in metrics) == 20
+    assert all("config" not in m for m in metrics)
+    # Callbacks: start (with the config) ... end; checkpoint events name path and kind.
+    assert events[0]["event"] == "start" and "config" in events[0] and events[-1]["event"] == "end"
+    kinds = {e["kind"] for e in events if e["event"] == "checkpoint"}
+    assert kinds == {"best", "last"}
+    step = next(e for e in events if e["event"] == "step")
+    for key in ("run", "state", "epoch", "epochs", "step", "total_steps", "eta_s", "loss", "loss_smooth", "lr",
+                "grad_norm", "samples_per_s", "data_wait", "val_top1", "val_top5", "best_top1", "peak_mem_mb",
+                "amp_scale", "precision", "device", "aug"):
+        assert key in step, key
+    assert 0.0 <= step["data_wait"] <= 1.0 and step["grad_norm"] > 0 and step["amp_scale"] is None
+    best = load_checkpoint(summary["best_checkpoint"])
+    assert best["progress"]["best_top1"] == summary["best_top1"]
+    assert not any(k.startswith("_orig_mod.") for k in best["model"])
+
+
+# --- accumulation inside the epoch loop ---------------------------------------------------------
+
+def test_partial_last_window_of_an_epoch_is_stepped(tiny_data, tmp_path):
+    cfg = make_cfg(tiny_data, tmp_path, "train.epochs=1", "train.gradient_accumulation_steps=3")
+    trainer = ASLTrainer(cfg)
+    assert trainer.batches_per_epoch % 3 != 0  # the test needs a partial last window
+    seen = []
+    original = trainer.step_fn.update
+
+    def spy():
+        seen.append(trainer.step_fn.window_samples)
+        return original()
+
+    trainer.step_fn.update = spy
+    trainer.fit()
+    assert trainer.step == math.ceil(trainer.batches_per_epoch / 3) == len(seen)
+    assert sum(seen) == len(trainer.train_loader.dataset)  # every sample in exactly one update
+    assert trainer.scheduler.last_epoch == trainer.step
+
+
+# --- resume -------------------------------------------------------------------------------------
+
+RESUME_SETS = ("train.deterministic=true", "train.gradient_accumulation_steps=2", "train.epochs=3",
+               "aug.use_augmentations=true")
+
+
+def _straight_and_resumed(tiny_data, tmp_path, *extra: str, stop_mid_window: bool = False):
+    sets = RESUME_SETS + extra
+    total = 9  # 4 updates per epoch: stops in epoch 2 and ends in epoch 3
+    straight = ASLTrainer(make_cfg(tiny_data, tmp_path, *sets, f"train.max_steps={total}", "name=straight"))
+    straight.fit()
+    first = ASLTrainer(make_cfg(tiny_data, tmp_path, *sets, "train.max_steps=5", "name=resumed"))
+    if stop_mid_window:  # a stop request between the two micro-steps of update 6
+        calls = {"n": 0}
+        original = first.step_fn.micro_step
+
+        def micro(*args):
+            original(*args)
+            calls["n"] += 1
+            if calls["n"] == 11:
+                first.request_stop(15)
+
+        first.step_fn.micro_step = micro
+        first.cfg.train.max_steps = 0
+        with pytest.raises(TrainingInterrupted) as info:
+            first.fit()
+        assert info.value.exit_code == 143 and first.step == 5
+    else:
+        first.fit()
+    assert first.step == 5 and 0 < first.batch_in_epoch < first.batches_per_epoch
+    second = ASLTrainer(make_cfg(tiny_data, tmp_path, *sets, f"train.max_steps={total}"), resume=first.run_dir)
+    assert second.run_dir == first.run_dir and second.step == 5
+    second.fit()
+    assert second.step == straight.step == total
+    return straight, second
+
+
+def test_resume_continues_bitwise_exactly(tiny_data, tmp_path):
+    straight, resumed = _straight_and_resumed(tiny_data, tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(params_of(straight), params_of(resumed)))
+    assert all(torch.equal(a, b) for a, b in zip(straight.model.buffers(), resumed.model.buffers()))
+    assert straight.optimizer.param_groups[0]["lr"] == resumed.optimizer.param_groups[0]["lr"]
+
+
+def test_stop_inside_a_window_then_resume_is_bitwise_exact(tiny_data, tmp_path):
+    straight, resumed = _straight_and_resumed(tiny_data, tmp_path, stop_mid_window=True)
+    assert all(torch.equal(a, b) for a, b in zip(params_of(straight), params_of(resumed)))
+
+
+def test_resume_with_persistent_workers_is_bitwise_exact(tiny_data, tmp_path):
+    straight, resumed = _straight_and_resumed(tiny_data, tmp_path, "loader.num_workers=2",
+                                              "loader.persistent_workers=true")
+    assert all(torch.equal(a, b) for a, b in zip(params_of(straight), params_of(resumed)))
+
+
+def test_resume_refuses_another_model_size(tiny_data, tmp_path):
+    first = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=1", "name=a"))
+    first.fit()
+    with pytest.raises(CheckpointError, match="does not match"):
+        ASLTrainer(make_cfg(tiny_data, tmp_path, "model.dim=64"), resume=first.run_dir)
+
+
+# --- stopping and faults ------------------------------------------------------------------------
+
+def test_request_stop_saves_last_and_raises(tiny_data, tmp_path):
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path), callbacks=[lambda e: e["event"] == "step" and e["step"] == 3
+                                                                   and trainer.request_stop(2)])
+    with pytest.raises(TrainingInterrupted) as info:
+        trainer.fit()
+    assert info.value.exit_code == 130 and "resume" in str(info.value)
+    ck = load_checkpoint(trainer.run.last_checkpoint)
+    assert ck["progress"]["step"] == 3
+    assert trainer.run.read_status()["state"] == "interrupted"
+
+
+def test_max_steps_and_time_budget_stop(tiny_data, tmp_path):
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=3"))
+    summary = trainer.fit()
+    assert summary["steps"] == 3 and summary["state"] == "finished" and summary["last_checkpoint"]
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.time_budget=0.01", "train.epochs=1000"))
+    summary = trainer.fit()
+    assert 1 <= summary["steps"] < 20 and summary["epochs_done"] < 1000
+
+
+def _poison(trainer, at_call: int):
+    """Make the loss of micro-step `at_call` (1-based) NaN."""
+    original = trainer.step_fn.loss_sum
+    calls = {"n": 0}
+
+    def loss_sum(*args):
+        calls["n"] += 1
+        loss = original(*args)
+        return loss * float("nan") if calls["n"] == at_call else loss
+
+    trainer.step_fn.loss_sum = loss_sum
+
+
+def test_nonfinite_loss_skip(tiny_data, tmp_path):
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.epochs=1", "train.nonfinite=skip"))
+    _poison(trainer, 2)
+    with pytest.warns(RuntimeWarning, match="non-finite loss at step 2"):
+        summary = trainer.fit()
+    assert summary["nonfinite_skipped"] == 1
+    assert summary["steps"] == trainer.batches_per_epoch - 1
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_nonfinite_loss_stop_keeps_previous_checkpoint(tiny_data, tmp_path):
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.epochs=2", "train.nonfinite=stop"))
+    _poison(trainer, trainer.batches_per_epoch + 2)  # in epoch 2, after last.pt of epoch 1
+    with pytest.raises(NonFiniteLossError, match=f"step {trainer.batches_per_epoch + 2}"):
+        trainer.fit()
+    ck = load_checkpoint(trainer.run.last_checkpoint)
+    assert ck["progress"]["step"] == trainer.batches_per_epoch
+    assert trainer.run.read_status()["state"] == "failed"
+
+
+def test_nonfinite_weights_are_never_saved(tiny_data, tmp_path):
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.epochs=1"))
+    with torch.no_grad():
+        next(trainer.model.parameters())[0] = float("inf")
+    with pytest.raises(NonFiniteLossError, match="not written"):
+        trainer._save("last")
+    assert not trainer.run.last_checkpoint.exists()
+
+
+def test_out_of_memory_becomes_one_line(tiny_data, tmp_path):
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path))
+
+    def oom(*args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    trainer.step_fn.micro_step = oom
+    with pytest.raises(OutOfMemoryError, match="smaller --batch-size") as info:
+        trainer.fit()
+    assert "\n" not in str(info.value) and info.value.exit_code == 7
+
+
+def test_unwritable_checkpoint_is_run_io_error(tiny_data, tmp_path, monkeypatch):
+    from asl_cli.engine import checkpoint as ckpt_mod
+
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.epochs=1"))
+    monkeypatch.setattr(ckpt_mod.torch, "save", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left")))
+    with pytest.raises(RunIOError, match="No space left"):
+        trainer.fit()
+    assert not any(p.name.startswith(".") for p in trainer.run.checkpoints.iterdir())
+
+
+# --- precision, compile, overrides --------------------------------------------------------------
+
+def test_bf16_autocast_on_cpu(tiny_data, tmp_path):
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.precision=bf16", "train.max_steps=3"),
+                         use_mixed_precision=True)
+    assert trainer.precision.name == "bf16" and not trainer.precision.scaler.is_enabled()
+    summary = trainer.fit()
+    assert summary["precision"] == "bf16" and math.isfinite(summary["final_train_loss"])
+
+
+def test_cpu_defaults_to_fp32_even_with_mixed_precision(tiny_data, tmp_path):
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.use_mixed_precision=true"))
+    assert trainer.precision.name == "fp32" and trainer.status["precision"] == "fp32"
+
+
+def test_seed_keyword_overrides(tiny_data, tmp_path):
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path), use_augmentations=False, use_mixed_precision=False,
+                         gradient_clip_val=0.5, gradient_accumulation_steps=3)
+    assert trainer.cfg.aug.use_augmentations is False and trainer.train_loader.dataset.augment is None
+    assert trainer.cfg.train.gradient_clip_val == 0.5 and trainer.step_fn.clip_val == 0.5
+    assert trainer.accum == 3 and trainer.step_fn.nominal == 16 * 3
+
+
+def test_compile_failure_falls_back_to_eager_with_one_warning(tiny_data, tmp_path, monkeypatch):
+    def broken_compile(model, **kwargs):
+        def run(*args):
+            raise RuntimeError("inductor: no working C compiler")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.compile=true", "train.max_steps=3"))
+    with pytest.warns(RuntimeWarning, match="torch.compile unavailable") as record:
+        summary = trainer.fit()
+    assert len([w for w in record if "torch.compile" in str(w.message)]) == 1
+    assert summary["steps"] == 3
+    assert trainer.status["compile"] == "fallback (eager)"
+    assert any("torch.compile" in w for w in trainer.status["warnings"])
+
+
+# --- GPU only -----------------------------------------------------------------------------------
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_fp16_uses_grad_scaler_and_cudnn_flags(tiny_data, tmp_path):
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.device=cuda", "train.precision=fp16",
+                                  "train.max_steps=4", "train.cudnn_benchmark=true", "loader.pin_memory=true",
+                                  "train.empty_cache_every=2"), use_mixed_precision=True)
+    assert trainer.precision.name == "fp16" and trainer.precision.scaler.is_enabled()
+    assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+    assert trainer.train_loader.pin_memory
+    summary = trainer.fit()
+    assert summary["steps"] == 4 and trainer.status["amp_scale"] > 0
+    assert trainer.status["peak_mem_source"] == "cuda_max_allocated"
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_auto_precision_and_deterministic_flags(tiny_data, tmp_path):
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.device=cuda", "train.deterministic=true",
+                                  "train.max_steps=2"), use_mixed_precision=True)
+    expected = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    assert trainer.precision.name == expected
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert trainer.fit()["steps"] == 2
