@@ -332,6 +332,8 @@ class ASLTrainer:
             self._pending_rng = None
         self._emit("start", config=self.cfg.to_dict())
         try:
+            if not self.run.last_checkpoint.is_file():  # a run killed in its first epoch can still resume
+                self._save("last")
             while self.epoch < t.epochs and not self._budget_reached():
                 self._train_epoch()
                 if self.batch_in_epoch < self.batches_per_epoch:
