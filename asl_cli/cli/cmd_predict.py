@@ -1,0 +1,66 @@
+"""`asl predict CHECKPOINT FILE.parquet [FILE ...]`: the top-k signs of landmark files.
+
+Thin: options -> `asl_cli.inference.predict_files` -> a Rich table, JSON or NDJSON. Reads the
+asl-signs layout and the variants other MediaPipe Holistic capture scripts write (other column
+order, no row_id, int64 frame). A bad file stops the command with one line naming it (exit 3)
+before anything is printed; with `--skip-bad` it is reported on stderr and the others are predicted
+(exit 3 only if no file could be read).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from asl_cli.cli.app import app
+from asl_cli.cli.common import user_errors
+
+
+@app.command("predict")
+def predict_command(
+    checkpoint: Annotated[Path, typer.Argument(help="Run folder or checkpoint .pt file.", show_default=False)],
+    files: Annotated[list[Path], typer.Argument(help="Landmark parquet files (one sequence each).",
+                                                show_default=False)],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Signs shown per file.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object (a list of files).")] = False,
+    ndjson: Annotated[bool, typer.Option("--ndjson", help="One JSON object per file, one per line.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per forward pass.")] = 64,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Report unreadable files and predict the rest "
+                        "(default: stop at the first).")] = False,
+) -> None:
+    """Top-k signs with probabilities for each landmark file."""
+    with user_errors():
+        from asl_cli.errors import DataError
+        from asl_cli.inference import load_for_inference, predict_files, top_k as best_k
+
+        loaded = load_for_inference(checkpoint)
+        result = predict_files(loaded, files, batch_size=batch_size, skip_bad=skip_bad)
+        for line in result.skipped:
+            typer.echo(f"skipped: {line}", err=True)
+        records = [{"file": str(f), "frames": n, "top": [{"sign": s, "probability": p} for s, p in top]}
+                   for f, n, top in zip(result.files, result.frames,
+                                        best_k(result.probabilities, loaded.classes, top_k))]
+        if as_json:
+            typer.echo(json.dumps({"checkpoint": str(loaded.checkpoint_path), "predictions": records,
+                                   "skipped": result.skipped}))
+        elif ndjson:
+            for r in records:
+                typer.echo(json.dumps(r))
+        else:
+            from rich.console import Console
+            from rich.table import Table
+
+            table = Table(title=f"{loaded.checkpoint_path} ({loaded.num_classes} signs)", title_justify="left")
+            table.add_column("file", overflow="fold")
+            table.add_column("frames", justify="right")
+            for i in range(min(top_k, loaded.num_classes)):
+                table.add_column(f"#{i + 1}")
+            for r in records:
+                table.add_row(r["file"], str(r["frames"]),
+                              *[f"{t['sign']} {100 * t['probability']:.1f}%" for t in r["top"]])
+            Console().print(table)
+        if not records:
+            raise DataError(f"none of the {len(files)} file(s) could be read")
