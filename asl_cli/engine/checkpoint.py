@@ -94,6 +94,7 @@ def save_checkpoint(payload: dict, path: str | Path) -> Path:
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_dead_temps(path)
         with open(tmp, "wb") as fh:
             torch.save(payload, fh)
             fh.flush()
@@ -107,6 +108,21 @@ def save_checkpoint(payload: dict, path: str | Path) -> Path:
             pass
         raise RunIOError(f"cannot write checkpoint ({exc.strerror or exc})", path=path) from None
     return path
+
+
+def _remove_dead_temps(path: Path) -> None:
+    """Delete half-written temp files beside `path` left by a killed process (SIGKILL skips cleanup)."""
+    for tmp in path.parent.glob(".*.tmp-*"):
+        try:
+            pid = int(tmp.name.rsplit("-", 2)[-2])
+            if pid != os.getpid():
+                os.kill(pid, 0)
+                continue  # its writer is still running
+        except ProcessLookupError:
+            pass
+        except (ValueError, IndexError, PermissionError):
+            continue
+        tmp.unlink(missing_ok=True)
 
 
 def _fsync_dir(folder: Path) -> None:
