@@ -1,0 +1,244 @@
+"""asl evaluate / asl predict and the inference library, on a tiny model trained on the real sample."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from asl_cli.cli.app import app
+from asl_cli.errors import EXIT_CHECKPOINT, EXIT_DATA
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="session")
+def trained_run(sample_dir, tmp_path_factory):
+    """A tiny model trained for a few steps on the real sample (few seconds): a real run folder."""
+    from asl_cli.config import load_config
+    from asl_cli.engine.trainer import ASLTrainer
+
+    root = tmp_path_factory.mktemp("inference-run")
+    cfg = load_config("cpu", [f"data.data_dir={sample_dir}", f"data.cache_dir={root / 'cache'}",
+                              f"runs_dir={root / 'runs'}", "name=tiny", "model.dim=32", "model.blocks=1",
+                              "train.batch_size=32", "train.max_steps=6", "train.epochs=2", "data.max_len=32",
+                              "train.device=cpu", "aug.use_augmentations=false", "optim.lr=3e-3"])
+    ASLTrainer(cfg).fit()
+    return root / "runs" / "tiny"
+
+
+def sample_files(sample_dir: Path) -> list[Path]:
+    return sorted((sample_dir / "train_landmark_files").rglob("*.parquet"))
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(map(str, args)))
+
+
+def one_error_line(result, *needles: str) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: ") and "Traceback" not in result.output
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+def test_load_uses_the_checkpoints_own_config_and_sign_map(trained_run, sample_dir):
+    from asl_cli.inference import load_for_inference
+
+    loaded = load_for_inference(trained_run)
+    assert loaded.checkpoint_path == trained_run / "checkpoints" / "best.pt"
+    assert loaded.max_len == 32 and loaded.config.model.dim == 32
+    expected = json.loads((sample_dir / "sign_to_prediction_index_map.json").read_text())
+    assert loaded.sign_map == expected and loaded.classes[expected["hello"]] == "hello"
+    assert not loaded.model.training
+    assert load_for_inference(trained_run / "checkpoints" / "last.pt").checkpoint_path.name == "last.pt"
+
+
+# --- evaluate ---------------------------------------------------------------------------------
+
+def test_evaluate_json_is_consistent_with_predict(trained_run, sample_dir, tmp_path):
+    from asl_cli.data.dataset import participant_folds
+    from asl_cli.data.reader import read_index
+
+    res = invoke("evaluate", trained_run, "--json", "--out", tmp_path / "ev")
+    assert res.exit_code == 0, res.output
+    ev = json.loads(res.stdout)
+    for key in ("n", "top1", "top5", "correct", "per_sign", "confused_pairs", "confusion", "split", "val_fold"):
+        assert key in ev
+    assert ev["split"] == "val" and ev["val_fold"] == 0 and ev["n_folds"] == 5
+    # The validation fold, rebuilt from train.csv: participant-held-out.
+    index = read_index(sample_dir)
+    folds = participant_folds(index.participants, 5)
+    val = np.flatnonzero(folds == 0)
+    assert ev["n"] == len(val) and ev["sequence_ids"] == index.sequence_ids[val].tolist()
+    assert set(index.participants[val]).isdisjoint(index.participants[folds != 0])
+    # top-1 = the fraction of files whose predicted top sign (asl predict, from the raw parquet) is the label.
+    pr = invoke("predict", trained_run, *[index.file(i) for i in val], "--json", "--top-k", "1")
+    assert pr.exit_code == 0, pr.output
+    preds = [p["top"][0]["sign"] for p in json.loads(pr.stdout)["predictions"]]
+    correct = sum(p == index.signs[i] for p, i in zip(preds, val))
+    assert ev["correct"] == correct and ev["top1"] == pytest.approx(correct / len(val))
+    assert ev["top1"] <= ev["top5"] <= 1.0
+    matrix = np.asarray(ev["confusion"]["matrix"])
+    assert matrix.sum() == ev["n"] and np.trace(matrix) == ev["correct"]
+    assert sum(r["n"] for r in ev["per_sign"]) == ev["n"]
+    assert sum(r["correct"] for r in ev["per_sign"]) == ev["correct"]
+    off_diagonal = matrix.sum() - np.trace(matrix)
+    assert sum(p["count"] for p in ev["confused_pairs"]) == off_diagonal  # 2 signs: at most 2 pairs
+    assert (tmp_path / "ev" / "metrics.json").is_file() and (tmp_path / "ev" / "confusion.png").is_file()
+
+
+def test_evaluate_all_and_table(trained_run):
+    res = invoke("evaluate", trained_run, "--split", "all")
+    assert res.exit_code == 0, res.output
+    assert "168 sequences" in res.output and "top-1" in res.output and "Per-sign accuracy" in res.output
+    metrics = json.loads((trained_run / "eval-all" / "metrics.json").read_text())
+    assert metrics["n"] == 168 and np.asarray(metrics["confusion"]["matrix"]).sum() == 168
+
+
+def test_evaluate_refuses_a_data_set_with_another_sign_map(trained_run, sample_dir, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "train.csv").write_text((sample_dir / "train.csv").read_text())
+    (other / "train_landmark_files").symlink_to(sample_dir / "train_landmark_files")
+    sign_map = json.loads((sample_dir / "sign_to_prediction_index_map.json").read_text())
+    sign_map["hello"], sign_map["thankyou"] = sign_map["thankyou"], sign_map["hello"]  # renumbered
+    (other / "sign_to_prediction_index_map.json").write_text(json.dumps(sign_map))
+    res = invoke("evaluate", trained_run, "--data", other, "--split", "all", "--out", tmp_path / "ev")
+    assert res.exit_code == EXIT_DATA
+    one_error_line(res, "sign_to_prediction_index_map.json", "disagrees with the checkpoint")
+
+
+def test_evaluation_metrics_by_hand():
+    from asl_cli.inference import evaluation_metrics
+
+    classes = ["a", "b", "c", "d", "e", "f"]
+    probs = np.full((4, 6), 0.01, dtype=np.float32)
+    probs[0, 0] = probs[1, 2] = probs[2, 1] = probs[3, 1] = 0.9  # predictions: a, c, b, b
+    probs[1, 1] = 0.5  # sample 1 (true b) has b second: a top-5 hit
+    probs[3, 3] = 0.0  # sample 3 (true d) ranks d last of 6: a top-5 miss
+    m = evaluation_metrics(np.array([0, 1, 1, 3]), probs, classes)
+    assert m["top1"] == 0.5 and m["correct"] == 2
+    assert m["top5"] == 0.75
+    assert m["confusion"]["signs"] == ["a", "b", "c", "d"]
+    assert m["confusion"]["matrix"] == [[1, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0], [0, 1, 0, 0]]
+    assert {(p["true"], p["predicted"]) for p in m["confused_pairs"]} == {("b", "c"), ("d", "b")}
+    assert [r["sign"] for r in m["per_sign"]] == ["d", "b", "a"]  # worst first
+
+
+# --- predict ----------------------------------------------------------------------------------
+
+def write_variants(src: Path, out: Path) -> dict[str, Path]:
+    """The layouts other MediaPipe Holistic capture scripts write, from one real file."""
+    table = pq.read_table(src)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = table.column_names
+    reordered = table.select(list(reversed(cols)))
+    no_row_id = table.drop_columns(["row_id"])
+    frame64 = table.set_column(cols.index("frame"), "frame", table["frame"].cast(pa.int64()))
+    paths = {}
+    for name, t in (("reordered", reordered), ("no_row_id", no_row_id), ("frame_int64", frame64)):
+        paths[name] = out / f"{name}.parquet"
+        pq.write_table(t.replace_schema_metadata(None), paths[name])
+    return paths
+
+
+def test_predict_same_result_for_every_file_variant(trained_run, sample_dir, tmp_path):
+    src = sample_files(sample_dir)[0]
+    variants = write_variants(src, tmp_path)
+    res = invoke("predict", trained_run, src, *variants.values(), "--json", "--top-k", "3")
+    assert res.exit_code == 0, res.output
+    preds = json.loads(res.stdout)["predictions"]
+    assert [p["file"] for p in preds] == [str(src), *map(str, variants.values())]
+    first = preds[0]["top"]
+    assert len(first) == 3 and first[0]["probability"] >= first[1]["probability"] >= first[2]["probability"]
+    for p in preds[1:]:
+        assert [t["sign"] for t in p["top"]] == [t["sign"] for t in first]
+        assert np.allclose([t["probability"] for t in p["top"]], [t["probability"] for t in first], atol=1e-6)
+
+
+def test_predict_batched_equals_one_by_one(trained_run, sample_dir):
+    from asl_cli.inference import load_for_inference, predict_files
+
+    loaded = load_for_inference(trained_run)
+    files = sample_files(sample_dir)[:40]
+    batched = predict_files(loaded, files, batch_size=64).probabilities
+    single = predict_files(loaded, files, batch_size=1).probabilities
+    assert batched.shape == (40, 250)
+    assert np.allclose(batched, single, atol=1e-5) and np.allclose(batched.sum(axis=1), 1, atol=1e-5)
+
+
+def test_predict_table_and_ndjson(trained_run, sample_dir):
+    files = sample_files(sample_dir)[:3]
+    res = invoke("predict", trained_run, *files, "--ndjson", "--top-k", "2")
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [x["file"] for x in lines] == list(map(str, files)) and all(len(x["top"]) == 2 for x in lines)
+    res = invoke("predict", trained_run, *files)
+    assert res.exit_code == 0 and "#5" in res.output and "frames" in res.output
+
+
+# --- bad inputs -------------------------------------------------------------------------------
+
+def test_predict_bad_parquet_stops_or_is_skipped(trained_run, sample_dir, tmp_path):
+    bad = tmp_path / "bad.parquet"
+    bad.write_text("this is not parquet")
+    good = sample_files(sample_dir)[0]
+    res = invoke("predict", trained_run, good, bad)
+    assert res.exit_code == EXIT_DATA
+    one_error_line(res, str(bad))
+    res = invoke("predict", trained_run, good, bad, "--skip-bad", "--json")
+    assert res.exit_code == 0, res.output
+    assert [p["file"] for p in json.loads(res.stdout)["predictions"]] == [str(good)]
+    assert f"skipped: {bad}" in res.stderr
+    res = invoke("predict", trained_run, bad, "--skip-bad")
+    assert res.exit_code == EXIT_DATA  # nothing could be read
+
+
+def test_bad_checkpoints(tmp_path, sample_dir):
+    good = sample_files(sample_dir)[0]
+    res = invoke("predict", tmp_path / "missing.pt", good)
+    assert res.exit_code == EXIT_CHECKPOINT
+    one_error_line(res, "missing.pt", "no such run folder or checkpoint file")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint at all")
+    res = invoke("evaluate", junk)
+    assert res.exit_code == EXIT_CHECKPOINT
+    one_error_line(res, "junk.pt")
+    import torch
+
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)  # a torch file, but not ours
+    res = invoke("predict", foreign, good)
+    assert res.exit_code == EXIT_CHECKPOINT
+    one_error_line(res, "foreign.pt", "not an asl checkpoint")
+    res = invoke("evaluate", tmp_path)  # a folder without checkpoints
+    assert res.exit_code == EXIT_CHECKPOINT
+
+
+def test_real_subprocess_one_line_and_exit_codes(trained_run, tmp_path, sample_dir):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00" * 64)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "asl_cli"]
+    p = subprocess.run(cmd + ["predict", str(junk), str(sample_files(sample_dir)[0])],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == EXIT_CHECKPOINT and p.stdout == ""
+    assert p.stderr.strip().count("\n") == 0 and p.stderr.startswith(f"error: {junk}")
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1 nonsense")
+    p = subprocess.run(cmd + ["predict", str(trained_run), str(bad)], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert p.returncode == EXIT_DATA and p.stderr.strip().count("\n") == 0 and str(bad) in p.stderr
