@@ -216,19 +216,21 @@ class ASLTrainer:
         self._stop_signum: int | None = None
         t = cfg.train
 
-        self.device = resolve_device(t.device)
+        from asl_cli.engine import distributed
+        self.dist = distributed.setup(t.device)  # torchrun: process group, cuda:LOCAL_RANK; else one process
+        self.dist.check_config(cfg)
+        self.device = self.dist.device
         configure_backends(t, self.device)
         seed_everything(t.seed)
 
         # Data: cache -> loaders (the loaders pin memory and use workers as cfg.loader says).
-        self.cache = self._prepare_cache()
+        self.cache = self.dist.main_first(self._prepare_cache)
         augment = None
         if cfg.aug.use_augmentations:
             from asl_cli.augment import ASLAugmentations
             augment = ASLAugmentations.from_config(cfg.aug, max_len=cfg.data.max_len)
-        from asl_cli.data.dataset import build_loaders
-        self.train_loader, self.val_loader = build_loaders(cfg, self.cache, augment=augment,
-                                                           device_type=self.device.type)
+        self.train_loader, self.val_loader = self.dist.build_loaders(cfg, self.cache, augment=augment,
+                                                                     device_type=self.device.type)
         # Loader iteration must not draw from the global RNG (it would shift dropout after a resume).
         for loader in (self.train_loader, self.val_loader):
             if loader is not None:
@@ -245,6 +247,7 @@ class ASLTrainer:
         from asl_cli.engine.optim import build_optimizer, build_scheduler
         from asl_cli.model import build_model
         self.model = build_model(cfg.model, self.num_classes).to(self.device)
+        self.dist.prepare_model(self.model, sync_bn=t.sync_bn)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.total_updates, self.updates_per_epoch)
         choice = choose_precision(self.device.type, mixed=t.use_mixed_precision, requested=t.precision)
@@ -258,9 +261,11 @@ class ASLTrainer:
         if cfg.optim.awp_lambda > 0:
             from asl_cli.engine.awp import AWP
             awp = AWP(self.model, cfg.optim.awp_lambda)
-        self.step_fn = TrainStep(self.model, self.optimizer, self.precision, nominal_window=t.batch_size * self.accum,
-                                 clip_val=t.gradient_clip_val, label_smoothing=cfg.optim.label_smoothing,
-                                 scheduler=self.scheduler, forward=forward, awp=awp)
+        self.step_fn = self.dist.make_train_step(self, self.model, self.optimizer, self.precision,
+                                                 nominal_window=t.batch_size * self.accum,
+                                                 clip_val=t.gradient_clip_val,
+                                                 label_smoothing=cfg.optim.label_smoothing,
+                                                 scheduler=self.scheduler, forward=forward, awp=awp)
         self.fingerprint = model_fingerprint(cfg.model, self.num_classes, self.model)
 
         # Progress (restored by a resume).
@@ -284,7 +289,8 @@ class ASLTrainer:
         elif ckpt_run is not None:
             self.run = ckpt_run
         else:
-            self.run = RunDir.create(cfg.runs_dir, cfg.name, preset=cfg.preset)
+            self.run = self.dist.shared_run_dir(lambda: RunDir.create(cfg.runs_dir, cfg.name, preset=cfg.preset))
+        self.run = self.dist.run_view(self.run)  # only rank 0 writes the run folder
         self.run_dir = self.run.path
         if ckpt_path is not None:
             self._restore(load_checkpoint(ckpt_path, expect_fingerprint=self.fingerprint, map_location=self.device))
@@ -473,6 +479,7 @@ class ASLTrainer:
             totals[1:] += topk_correct(logits, labels, (1, 5))
             n += int(labels.shape[0])
         self.model.train(was_training)
+        totals, n = self.dist.reduce_eval(totals, n)  # several processes: sum the shards
         loss_sum, top1, top5 = totals.tolist()  # SYNC (one per evaluation)
         return {"val_loss": loss_sum / max(1, n), "val_top1": top1 / max(1, n), "val_top5": top5 / max(1, n)}
 
@@ -499,7 +506,8 @@ class ASLTrainer:
         epochs = self.cfg.train.epochs
         return {
             "run": self.run.name, "state": state,
-            "epoch": min(self.epoch + 1, epochs) if state == "running" else self.epoch, "epochs": epochs,
+            # 1-based epoch in progress; at an epoch boundary the one just finished (eval, checkpoint)
+            "epoch": min(self.epoch + (self.batch_in_epoch > 0 or self.epoch == 0), epochs), "epochs": epochs,
             "step": self.step, "total_steps": self.total_steps, "eta_s": eta,
             **self._measured, "loss_smooth": self.loss_smooth.value,
             **self.val_metrics, "best_top1": self.best_top1,
@@ -593,7 +601,8 @@ class ASLTrainer:
             "sign_map": dict(self.cache.sign_map), "metrics": dict(self.val_metrics),
         }
         path = self.run.best_checkpoint if kind == "best" else self.run.last_checkpoint
-        save_checkpoint(payload, path)
+        if self.dist.is_main:
+            save_checkpoint(payload, path)
         self._emit("checkpoint", path=str(path), kind=kind)
         return path
 
