@@ -242,3 +242,11 @@ def test_real_subprocess_one_line_and_exit_codes(trained_run, tmp_path, sample_d
     p = subprocess.run(cmd + ["predict", str(trained_run), str(bad)], capture_output=True, text=True, env=env,
                        timeout=120)
     assert p.returncode == EXIT_DATA and p.stderr.strip().count("\n") == 0 and str(bad) in p.stderr
+
+
+def test_evaluate_without_matplotlib_skips_the_png(trained_run, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
+    res = invoke("evaluate", trained_run, "--json", "--out", tmp_path / "ev")
+    assert res.exit_code == 0, res.output
+    assert "confusion.png skipped" in res.stderr and "pip install 'asl-cli[plot]'" in res.stderr
+    assert json.loads(res.stdout)["confusion_png"] is None and not (tmp_path / "ev" / "confusion.png").exists()

@@ -25,7 +25,7 @@ def render_evaluation(result: dict, console, *, rows: int = 15) -> None:
     from rich.table import Table
 
     split = "validation fold " + str(result["val_fold"]) if result["split"] == "val" else "all sequences"
-    console.print(f"[bold]{result['checkpoint']}[/] on {result['data_dir']} ({split}, {result['n']} sequences)")
+    console.print(f"[bold]{result['checkpoint']}[/] on {result['data_dir']} ({split}: {result['n']} sequences)")
     console.print(f"top-1 {_pct(result['top1'])}   top-5 {_pct(result['top5'])}   "
                   f"correct {result['correct']}/{result['n']}")
     per = Table(title=f"Per-sign accuracy (worst {min(rows, len(result['per_sign']))} of "
@@ -65,7 +65,6 @@ def evaluate_command(
 
         if split not in ("val", "all"):
             raise ConfigError(f"--split must be 'val' or 'all', got {split!r}")
-        from asl_cli.cli.common import stderr_console
         from asl_cli.engine.run_dir import atomic_write_text
         from asl_cli.errors import RunIOError
         from asl_cli.inference import evaluate_split, load_for_inference, plot_confusion
@@ -82,7 +81,7 @@ def evaluate_command(
             png = plot_confusion(result["confusion"], folder / "confusion.png",
                                  title=f"{loaded.checkpoint_path.name}: {split} ({result['n']} sequences)")
         except ImportError:
-            stderr_console().print("confusion.png skipped: matplotlib is not installed (pip install 'asl-cli[plot]')")
+            typer.echo("confusion.png skipped: matplotlib is not installed (pip install 'asl-cli[plot]')", err=True)
         result["confusion_png"] = str(png) if png else None
         atomic_write_text(folder / "metrics.json", json.dumps(result, indent=2) + "\n")
         if as_json:
