@@ -277,6 +277,28 @@ def test_unwritable_checkpoint_is_run_io_error(tiny_data, tmp_path, monkeypatch)
     assert not any(p.name.startswith(".") for p in trainer.run.checkpoints.iterdir())
 
 
+def test_late_dropout_and_awp_switch_on_at_their_epochs(tiny_data, tmp_path):
+    seen = []
+    cfg = make_cfg(tiny_data, tmp_path, "train.epochs=2", "model.late_dropout_start=1", "optim.awp_lambda=0.2",
+                   "optim.awp_start_epoch=1")
+    trainer = ASLTrainer(cfg)
+    original = trainer.step_fn.update
+    perturbed = []
+    trainer.step_fn.awp.perturb = (lambda f: lambda *a: (perturbed.append(trainer.epoch), f(*a)))(
+        trainer.step_fn.awp.perturb)
+
+    def spy():
+        seen.append((trainer.epoch, trainer.model.late_dropout_active, trainer.step_fn.awp_active))
+        return original()
+
+    trainer.step_fn.update = spy
+    trainer.fit()
+    assert {s for s in seen if s[0] == 0} == {(0, False, False)}
+    assert {s for s in seen if s[0] == 1} == {(1, True, True)}
+    assert perturbed and set(perturbed) == {1}  # AWP's second pass ran in epoch 2 only
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
 # --- precision, compile, overrides --------------------------------------------------------------
 
 def test_bf16_autocast_on_cpu(tiny_data, tmp_path):

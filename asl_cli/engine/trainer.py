@@ -364,6 +364,9 @@ class ASLTrainer:
                 f"out of GPU memory at step {self.step} (batch {t.batch_size} x {self.accum} accumulation, "
                 f"max_len {self.cfg.data.max_len}): use a smaller --batch-size with more accumulation, or a "
                 f"smaller preset" + (f"; last checkpoint {last} is intact" if last.is_file() else "")) from None
+        except KeyboardInterrupt:
+            self._finish("interrupted")
+            raise
         except BaseException:
             self._finish("failed")
             raise
@@ -538,7 +541,7 @@ class ASLTrainer:
         self.status["state"] = state
         try:
             self._emit("end")
-        except RunIOError:
+        except Exception:  # noqa: BLE001 - on the way out of a failure, the original error matters
             if state == "finished":
                 raise
         wall = time.perf_counter() - self._t_start
