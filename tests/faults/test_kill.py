@@ -1,0 +1,112 @@
+"""SIGKILL at seeded random points of `asl train` (mid-step, mid-checkpoint-write, mid-validation).
+
+After every kill: the run folder holds a loadable, finite checkpoint; `asl train --resume`
+finishes the run; and (deterministic, CPU, no workers) its final weights equal those of an
+uninterrupted run bit for bit. The kill runs are real processes (tests/faults/driver.py arms the
+checkpoint/validation pause points); the resumes and the reference run go through the CLI in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from asl_cli.cli.app import app
+from asl_cli.engine.checkpoint import all_finite, load_checkpoint
+from faultkit import DRIVER, train_args
+
+EPOCHS = 3  # 6 updates per epoch, 18 in all; 3 validation batches per epoch
+TRIALS = [(seed, ("step", "save", "eval")[seed % 3]) for seed in range(10)]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The kill runs use one thread (OMP_NUM_THREADS=1); the in-process resumes must too."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_data, tmp_path_factory):
+    """An uninterrupted run's final weights (and the cache every trial reuses)."""
+    root = tmp_path_factory.mktemp("kill-reference")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ASL_CACHE", str(root / "cache"))
+    out = runner.invoke(app, train_args(tiny_data, root / "runs", "straight", epochs=EPOCHS))
+    mp.undo()
+    assert out.exit_code == 0, out.stderr
+    ckpt = load_checkpoint(root / "runs" / "straight" / "checkpoints" / "last.pt")
+    assert ckpt["progress"]["step"] == 6 * EPOCHS
+    return root, ckpt["model"]
+
+
+def last_step(metrics: Path) -> int:
+    try:
+        lines = metrics.read_text().splitlines()
+    except FileNotFoundError:
+        return 0
+    steps = [json.loads(line).get("step", 0) for line in lines[:-1] if line.strip()]  # last may be partial
+    return max(steps, default=0)
+
+
+def kill_run(tiny_data, runs: Path, name: str, kind: str, seed: int, env: dict) -> dict:
+    """Start a training process, SIGKILL it at the seeded point; what was reached."""
+    rng = random.Random(seed)
+    mark = runs.parent / f"{name}.mark"
+    # save #1 is the step-0 checkpoint written at start (see test_kill_in_the_first_checkpoint_write)
+    n = {"step": 0, "save": rng.randint(2, EPOCHS + 1), "eval": rng.randint(1, 3 * EPOCHS)}[kind]
+    cmd = [sys.executable, str(DRIVER), kind if kind != "step" else "none", str(n), str(mark), "--",
+           *train_args(tiny_data, runs, name, epochs=EPOCHS)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    target = rng.randint(1, 6 * EPOCHS - 2)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if kind == "step" and last_step(runs / name / "metrics.jsonl") >= target:
+                time.sleep(rng.uniform(0.0, 0.02))  # land anywhere inside the next step(s)
+                break
+            if kind != "step" and mark.exists():
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, f"{kind} trial {seed}: the run ended before the kill " \
+                                    f"({proc.stderr.read().decode()[-500:]})"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    return {"at": target if kind == "step" else n, "step_seen": last_step(runs / name / "metrics.jsonl")}
+
+
+@pytest.mark.parametrize("seed,kind", TRIALS, ids=[f"{k}-{s}" for s, k in TRIALS])
+def test_sigkill_then_resume_is_bitwise_identical(seed, kind, tiny_data, reference, cache_env, tmp_path,
+                                                   monkeypatch, ledger):
+    ref_root, ref_model = reference
+    env = dict(cache_env, ASL_CACHE=str(ref_root / "cache"))
+    monkeypatch.setenv("ASL_CACHE", str(ref_root / "cache"))
+    runs = tmp_path / "runs"
+    with ledger.case("kill", f"{kind} seed {seed}", kind=kind, seed=seed) as entry:
+        entry.update(kill_run(tiny_data, runs, "killed", kind, seed, env))
+        run = runs / "killed"
+        ckpt = load_checkpoint(run / "checkpoints" / "last.pt")  # loadable, whatever the moment
+        assert all_finite(ckpt["model"])
+        entry["checkpoint_step"] = ckpt["progress"]["step"]
+        out = runner.invoke(app, ["train", "--resume", str(run), "--plain"])
+        assert out.exit_code == 0, out.stderr
+        final = load_checkpoint(run / "checkpoints" / "last.pt")
+        assert final["progress"]["step"] == 6 * EPOCHS
+        diff = [k for k in ref_model if not torch.equal(ref_model[k], final["model"][k])]
+        assert not diff, f"resumed weights differ from the uninterrupted run in {diff[:3]}"
+        entry["lost_updates"] = entry["step_seen"] - entry["checkpoint_step"]
+        assert not list((run / "checkpoints").glob(".*tmp*")), "a resumed run leaves no temporary files"
