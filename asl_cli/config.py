@@ -145,6 +145,7 @@ class TrainConfig:
     log_every: int = _f(10, 1, None, help="gather metrics every N optimizer updates (one GPU sync)")
     eval_every: int = _f(1, 1, None, help="validate every N epochs")
     checkpoint_every: int = _f(1, 1, None, help="save `last` every N epochs")
+    sync_bn: bool = _f(False, help="torchrun: batch-norm statistics over all processes' batches")
 
 
 @dataclass
