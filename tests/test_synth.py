@@ -222,7 +222,8 @@ def test_face_points_sit_where_real_faces_have_them(sample_dir, many_sequences):
         unit = (face - lo) / (hi - lo)
         return np.array([unit[:, g].mean(axis=(0, 1)) for g in (LIP, NOSE, REYE, LEYE)])
 
-    real = np.concatenate([read_landmarks(f) for f in sorted((sample_dir / "train_landmark_files").rglob("*.parquet"))[:40]])
+    files = sorted((sample_dir / "train_landmark_files").rglob("*.parquet"))[:40]
+    real = np.concatenate([read_landmarks(f) for f in files])
     _, seqs = many_sequences
     assert np.abs(layout(np.concatenate(seqs[:40])) - layout(real)).max() < 0.08
 
@@ -239,7 +240,7 @@ def _features(num_signs=20, participants=8, reps=5, seed=0):
         for s in range(num_signs):
             for r in range(reps):
                 seq = synth.synth_sequence(recipes, s, person, np.random.default_rng([seed, 4, p_i, s, r]))
-                feats.append(preprocess(select_points(seq), 64)[:, :236])  # xy of the winner's 708
+                feats.append(preprocess(select_points(seq), synth.MAX_FRAMES)[:, :236])  # x, y of the 708
                 labels.append(s)
                 groups.append(p_i)
     return feats, np.array(labels), np.array(groups)
@@ -372,6 +373,24 @@ def test_a_half_written_set_is_never_used(tmp_path):
     from asl_cli.data.reader import read_index
 
     assert len(read_index(path)) == 9
+
+
+def test_a_set_finished_meanwhile_by_another_process_is_kept(tmp_path, monkeypatch):
+    """Two first runs at once: the later one must not delete the set the earlier one is using."""
+    cfg = SynthConfig(num_signs=3, num_participants=3, repetitions=1, seed=2)
+    target = synth.default_dataset_dir(cfg, tmp_path)
+    real_generate = synth.generate
+
+    def racing(out, **kwargs):
+        summary = real_generate(out, **kwargs)
+        real_generate(target, **kwargs)  # the other process completes first...
+        (target / synth.COMPLETE_FILE).write_text(json.dumps(synth._params(cfg)))
+        (target / "theirs").write_text("in use")
+        return summary
+
+    monkeypatch.setattr(synth, "generate", racing)
+    assert synth.ensure_default_dataset(cfg, cache_root=tmp_path) == target
+    assert (target / "theirs").is_file() and [p.name for p in tmp_path.iterdir()] == [target.name]
 
 
 def test_an_interrupted_generation_leaves_nothing_usable(tmp_path, monkeypatch):

@@ -14,14 +14,14 @@ start at a random offset (1-199), as in the real data.
 
 What makes it learnable but not trivial. Every sign is an ORDER of the same small pool of
 keyposes (a keypose = dominant-hand position, hand shape, palm roll and yaw): sign A may visit
-keyposes 2-0-3-1, sign B 1-3-0-2. All signs therefore show the same poses; only the order
-(and the direction of the moves between them) tells them apart. Hold and move durations,
-the number of frames, the lead-in from and lead-out to the rest position, per-keypose jitter and
-the curvature of each move are drawn per sequence, so a single frame carries (almost) no
-information about the sign: a model has to use the motion over time. About a third of the signs
-are two-handed: their second hand moves through a second pool of keyposes in a sign-specific
-order; in one-handed signs the second hand, when it is visible, holds one of those same poses
-(drawn per sequence), so its single-frame distribution is the same in both kinds.
+keyposes 2-0-3-1, sign B 1-3-0-2, each time returning to a neutral "hub" pose in between. All
+signs therefore show the same frames; only the order of the visits tells them apart. Hold and
+move durations, the number of frames, the lead-in from and lead-out to the rest position,
+per-keypose jitter and the curvature of each move are drawn per sequence, so a single frame
+carries (almost) no information about the sign: a model has to use the motion over time. About a
+third of the signs are two-handed: their second hand visits a second pool of keyposes in a
+sign-specific order; in one-handed signs it makes the same visits in a random order per sequence,
+so its single-frame distribution is the same in both kinds. docs/synthetic.md has the figures.
 
 Participants differ in body size and position in the image, hand size, signing speed (sequence
 length), landmark noise, how often the tracker loses a hand and small personal offsets of the
@@ -53,7 +53,7 @@ import numpy as np
 from asl_cli.data.landmarks import ROWS_PER_FRAME, TYPE_OFFSETS, TYPE_SIZES
 from asl_cli.errors import DataError
 
-GENERATOR_VERSION = 1  # bump when the output for a given seed changes (invalidates cached sets)
+GENERATOR_VERSION = 2  # bump when the output for a given seed changes (invalidates cached sets)
 FILES_DIR = "train_landmark_files"
 INFO_FILE = "synth.json"
 COMPLETE_FILE = ".complete"
@@ -378,7 +378,8 @@ def _chain_track(rng: np.random.Generator, chain: np.ndarray, holds: np.ndarray,
     return params
 
 
-def _via_hub(rng: np.random.Generator, keys: np.ndarray, hub: np.ndarray, jitter: float) -> tuple[np.ndarray, np.ndarray]:
+def _via_hub(rng: np.random.Generator, keys: np.ndarray, hub: np.ndarray,
+             jitter: float) -> tuple[np.ndarray, np.ndarray]:
     """hub, k0, hub, k1, ..., hub: the chain through `keys` with a (jittered) return to the hub between.
 
     Why: a move straight from keypose a to b would pass through places that only the signs with
@@ -438,7 +439,10 @@ def _elbow(shoulder: np.ndarray, wrist: np.ndarray, upper: float, fore: float) -
 def synth_sequence(recipes: Recipes, sign: int, person: Participant, rng: np.random.Generator) -> np.ndarray:
     """One sequence of sign `sign` by `person`: float32 (T, 543, 3), NaN where nothing was seen."""
     recipe = recipes.signs[sign]
-    t = int(np.clip(round(person.speed * math.exp(rng.normal(0.0, 0.45))), MIN_FRAMES, MAX_FRAMES))
+    # Log-normal around the signer's tempo, plus a few long takes (pauses, slow repeats): real
+    # sequences run from a few frames to a few hundred.
+    stretch = rng.uniform(1.5, 3.5) if rng.random() < 0.04 else 1.0
+    t = int(np.clip(round(person.speed * stretch * math.exp(rng.normal(0.0, 0.5))), MIN_FRAMES, MAX_FRAMES))
     # Frame times cover the whole sign, with sampling jitter (the camera does not wait for the signer).
     u = (np.arange(t) + rng.uniform(0.2, 0.8, t)) / t
     u = np.clip(u + rng.normal(0.0, 0.15 / t, t), 0.0, 1.0)
@@ -829,7 +833,10 @@ def ensure_default_dataset(synth_cfg: Any, *, progress: ProgressFn | None = None
         generate(tmp, num_signs=params["num_signs"], num_participants=params["num_participants"],
                  repetitions=params["repetitions"], seed=params["seed"], progress=progress)
         (tmp / COMPLETE_FILE).write_text(json.dumps(params), encoding="utf-8")
-        if target.exists():  # incomplete or stale: move it aside, then remove it
+        if _is_complete(target, params):  # another process finished first (and may be using it)
+            shutil.rmtree(tmp, ignore_errors=True)
+            return target
+        if target.exists():  # incomplete: move it aside, then remove it
             old = target.parent / f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             os.replace(target, old)
             shutil.rmtree(old, ignore_errors=True)
