@@ -301,7 +301,7 @@ def test_motion_over_time_separates_the_signs(held_out):
     x = np.stack([_resample(f, 16) for f in feats])
     pred = _conv_classifier(x[train], labels[train], x[~train], 20)
     accuracy = (pred == labels[~train]).mean()
-    assert accuracy >= 0.85, accuracy  # measured 0.99 (docs/synthetic.md)
+    assert accuracy >= 0.85, accuracy  # measured 0.98 (docs/synthetic.md)
 
 
 def test_a_single_frame_does_not(held_out):
@@ -313,7 +313,7 @@ def test_a_single_frame_does_not(held_out):
     y, tr = np.repeat(labels, 4), np.repeat(train, 4)
     pred = _conv_classifier(x[tr], y[tr], x[~tr], 20, epochs=15)
     accuracy = (pred == y[~tr]).mean()
-    assert accuracy < 0.10, accuracy  # < 2x chance; measured 0.06
+    assert accuracy < 0.10, accuracy  # < 2x chance; measured 0.07
 
 
 def test_shuffled_labels_stay_at_chance(held_out):
@@ -322,7 +322,7 @@ def test_shuffled_labels_stay_at_chance(held_out):
     shuffled = np.random.default_rng(1).permutation(labels[train])
     pred = _conv_classifier(x[train], shuffled, x[~train], 20)
     accuracy = (pred == labels[~train]).mean()
-    assert accuracy < 0.10, accuracy  # chance 0.05; measured 0.03
+    assert accuracy < 0.10, accuracy  # chance 0.05; measured 0.06
 
 
 # --- the cached default set -------------------------------------------------------------------------
