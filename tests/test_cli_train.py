@@ -193,6 +193,15 @@ def test_mode_choice():
     assert choose_mode(as_json=False, plain=True, stream=Stream(True)) == PLAIN
 
 
+def test_a_signal_before_any_trainer_exists_stops_at_once():
+    from asl_cli.cli.dashboard import StopBeforeStart
+
+    req = StopRequests()
+    with pytest.raises(StopBeforeStart) as info:
+        req.handle(signal.SIGTERM, None)
+    assert info.value.exit_code == 143 and isinstance(info.value, KeyboardInterrupt)
+
+
 def test_first_signal_asks_the_trainer_to_stop_and_a_second_ctrl_c_quits():
     class Trainer:
         stopped = None
@@ -211,7 +220,7 @@ def test_first_signal_asks_the_trainer_to_stop_and_a_second_ctrl_c_quits():
             req.handle(signal.SIGINT, None)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     late = Trainer()
-    req.attach(late)  # a trainer started after the signal (ablate) stops at once
+    req.attach(late)  # the next trainer after a signal (ablate's next variant) stops at once
     assert late.stopped == signal.SIGINT
 
 
@@ -346,3 +355,13 @@ def test_the_run_gpu_is_found_by_uuid_not_by_index():
     assert [g.name for g in dash._run_gpus()] == ["second"]
     dash.status = {"device": "cpu"}
     assert len(dash._run_gpus()) == 2
+
+
+def test_interrupt_lines():
+    from asl_cli.cli.cmd_train import interrupted_line
+    from asl_cli.errors import TrainingInterrupted
+
+    run = Path("runs/r1")
+    assert interrupted_line(TrainingInterrupted("x", signum=2), run) == (
+        "stopped by Ctrl-C: checkpoint saved to runs/r1/checkpoints/last.pt; resume with: asl train --resume runs/r1")
+    assert interrupted_line(TrainingInterrupted("x", signum=15), run).startswith("stopped by SIGTERM: checkpoint")

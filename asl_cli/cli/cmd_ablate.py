@@ -196,9 +196,10 @@ def _run(plan, *, as_json: bool, plain: bool, log_interval: float, fake_gpu: str
                    f" (the running one saved a checkpoint); continue with: asl ablate --resume {plan.out_dir}",
                    err=True)
         raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        typer.echo(f"stopped by a second Ctrl-C; continue with: asl ablate --resume {plan.out_dir}", err=True)
-        raise typer.Exit(EXIT_SIGINT) from None
+    except KeyboardInterrupt as exc:  # a second Ctrl-C, or a signal while no variant was training
+        code = getattr(exc, "exit_code", EXIT_SIGINT)
+        typer.echo(f"stopped without a new checkpoint; continue with: asl ablate --resume {plan.out_dir}", err=True)
+        raise typer.Exit(code) from None
     finally:
         dashboard.close()
 

@@ -28,6 +28,9 @@ LogIntervalOpt = Annotated[float, typer.Option(
 PlainOpt = Annotated[bool, typer.Option("--plain", help="Plain log lines even in a terminal.")]
 FakeGpuOpt = Annotated[Optional[str], typer.Option("--fake-gpu", hidden=True,
                                                    help="Scripted GPUs (JSON) instead of NVML.")]
+NprocOpt = Annotated[Optional[int], typer.Option(
+    "--nproc", min=1, help="Processes on this machine (one per GPU; gloo on the CPU): runs torchrun "
+                           "with the same arguments. See docs/distributed.md.")]
 
 
 def config_for_resume(run_dir: Path, sets: list[str] | None, flags: dict[str, Any]):
@@ -75,10 +78,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
 
 def interrupted_line(exc, run_dir: Path | None) -> str:
     """Where the checkpoint is and how to go on, in one line."""
+    name = "SIGTERM" if exc.exit_code == 143 else "Ctrl-C"
     path = getattr(exc, "path", None) or (run_dir / "checkpoints" / "last.pt" if run_dir else None)
     where = f"checkpoint saved to {path}" if path else "checkpoint saved"
     how = f"; resume with: asl train --resume {run_dir}" if run_dir else ""
-    name = "SIGTERM" if exc.exit_code == 143 else "Ctrl-C"
     return f"stopped by {name}: {where}{how}"
 
 
@@ -112,6 +115,7 @@ def train_cmd(
     plain: PlainOpt = False,
     log_interval: LogIntervalOpt = 10.0,
     fake_gpu: FakeGpuOpt = None,
+    nproc: NprocOpt = None,
 ) -> None:
     """Train a recogniser with a live dashboard (plain log lines without a terminal, --json: NDJSON).
 
@@ -123,6 +127,9 @@ def train_cmd(
                  runs_dir=runs_dir, no_aug=no_aug, no_amp=no_amp, compile=compile,
                  deterministic=deterministic, skip_bad=skip_bad)
     with user_errors():
+        if nproc is not None and nproc > 1:  # relaunch this command under torchrun, --nproc removed
+            from asl_cli.engine.distributed import launch, train_args_from_argv
+            raise typer.Exit(launch(nproc, train_args_from_argv(sys.argv)))
         if resume is not None:
             if preset is not None:
                 from asl_cli.errors import ConfigError
@@ -135,14 +142,24 @@ def train_cmd(
         if print_cfg:
             print_config(cfg, as_json=as_json)
             return
+        if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):  # under torchrun
+            from asl_cli.engine.distributed import cleanup, env_rank, run_worker
+            if env_rank() != 0:  # only rank 0 renders and writes
+                raise typer.Exit(run_worker(cfg, resume=resume))
+            try:
+                _train(cfg, resume=resume, as_json=as_json, plain=plain, log_interval=log_interval,
+                       fake_gpu=fake_gpu or os.environ.get("ASL_FAKE_GPU") or None)
+            finally:
+                cleanup()
+            return
         _train(cfg, resume=resume, as_json=as_json, plain=plain, log_interval=log_interval,
                fake_gpu=fake_gpu or os.environ.get("ASL_FAKE_GPU") or None)
 
 
 def _train(cfg, *, resume: Path | None, as_json: bool, plain: bool, log_interval: float,
            fake_gpu: str | None) -> None:
-    from asl_cli.cli.dashboard import (JSON, StopRequests, TrainDashboard, choose_mode, cuda_uuid,
-                                       open_sampler, stop_on_signals, tidy_warnings)
+    from asl_cli.cli.dashboard import (JSON, StopBeforeStart, StopRequests, TrainDashboard, choose_mode,
+                                       cuda_uuid, open_sampler, stop_on_signals, tidy_warnings)
     from asl_cli.engine.trainer import ASLTrainer
     from asl_cli.errors import EXIT_SIGINT, TrainingInterrupted
 
@@ -160,6 +177,10 @@ def _train(cfg, *, resume: Path | None, as_json: bool, plain: bool, log_interval
             summary = trainer.fit()
     except TrainingInterrupted as exc:
         typer.echo(interrupted_line(exc, run_dir), err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except StopBeforeStart as exc:
+        name = "SIGTERM" if exc.exit_code == 143 else "Ctrl-C"
+        typer.echo(f"stopped by {name} before training started (nothing to save)", err=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         last = run_dir / "checkpoints" / "last.pt" if run_dir else None

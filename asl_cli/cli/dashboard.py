@@ -274,9 +274,24 @@ class TrainDashboard:
 
 # --- signals ------------------------------------------------------------------------------------
 
+class StopBeforeStart(KeyboardInterrupt):
+    """A signal before any trainer exists (data preparation): nothing to save, stop at once.
+
+    A KeyboardInterrupt, so that it unwinds everything on its way (worker pools included) the way
+    Ctrl-C normally does.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__()
+        self.signum = signum
+        self.exit_code = 143 if signum == signal.SIGTERM else 130
+
+
 class StopRequests:
     """SIGINT/SIGTERM -> `trainer.request_stop(signum)` on the current trainer; a second SIGINT
-    quits at once (KeyboardInterrupt), without waiting for the checkpoint."""
+    quits at once (KeyboardInterrupt), without waiting for the checkpoint. Before a trainer is
+    attached a signal raises `StopBeforeStart` (a flag nobody reads would leave the process
+    waiting on a half-killed worker pool)."""
 
     def __init__(self, dashboard: TrainDashboard | None = None):
         self.trainer = None
@@ -289,6 +304,8 @@ class StopRequests:
             trainer.request_stop(self.signum)
 
     def handle(self, signum: int, _frame: Any) -> None:
+        if self.trainer is None:
+            raise StopBeforeStart(signum)
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # second Ctrl-C: the caller exits 130 without a new checkpoint
         self.signum = signum
