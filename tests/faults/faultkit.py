@@ -7,10 +7,11 @@ from pathlib import Path
 DRIVER = Path(__file__).resolve().parent / "driver.py"
 
 
-def train_args(data: Path, runs: Path, name: str, *extra: str, epochs: int = 4) -> list[str]:
+def train_args(data: Path, runs: Path, name: str, *extra: str, epochs: int = 4, plain: bool = True) -> list[str]:
     """`asl train` on the tiny set: a 32-wide model, batches of 8 (6 updates per epoch), deterministic."""
     return ["train", "--data", str(data), "--runs-dir", str(runs), "--name", name, "--device", "cpu",
-            "--epochs", str(epochs), "--batch-size", "8", "--deterministic", "--workers", "0", "--plain",
+            "--epochs", str(epochs), "--batch-size", "8", "--deterministic", "--workers", "0",
+            *(["--plain"] if plain else []),
             "--set", "model.dim=32", "--set", "data.n_folds=3", "--set", "data.max_len=32",
             "--set", "train.log_every=1", *extra]
 

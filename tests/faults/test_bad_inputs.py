@@ -126,7 +126,7 @@ def test_extreme_but_valid_sequences_prepare_to_finite_features(frames, nan, tmp
         a = frames_array(frames).astype(np.float32)
         if nan:
             a[:] = np.nan
-        root = dataset(tmp_path / "d", landmark_table(a))
+        root = dataset(tmp_path / "d", landmark_table(a, row_id=False, placed=frames < 1000))
         out = runner.invoke(app, ["prepare", str(root), "--cache-dir", str(tmp_path / "cache"), "--workers", "1"])
         assert out.exit_code == 0, out.stderr
         cache = open_cache(data_dir=root, cache_dir=tmp_path / "cache")

@@ -110,3 +110,72 @@ def test_sigkill_then_resume_is_bitwise_identical(seed, kind, tiny_data, referen
         assert not diff, f"resumed weights differ from the uninterrupted run in {diff[:3]}"
         entry["lost_updates"] = entry["step_seen"] - entry["checkpoint_step"]
         assert not list((run / "checkpoints").glob(".*tmp*")), "a resumed run leaves no temporary files"
+
+
+def run_in_pty(cmd: list[str], env: dict, stop_after_step: int, metrics: Path, signum: int) -> tuple[int, str]:
+    """Run `cmd` on a pseudo-terminal; send `signum` once `metrics` shows the step; (rc, output)."""
+    import os
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    chunks, sent, deadline = [], False, time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline:
+            if not sent and last_step(metrics) >= stop_after_step:
+                proc.send_signal(signum)
+                sent = True
+            ready, _, _ = select.select([master], [], [], 0.01)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
+                break
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    return proc.wait(timeout=30), b"".join(chunks).decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("signum,code,terminal", [(signal.SIGINT, 130, True), (signal.SIGTERM, 143, False)],
+                         ids=["SIGINT-terminal", "SIGTERM-pipe"])
+def test_signal_saves_the_last_update_and_resume_is_bitwise_identical(signum, code, terminal, tiny_data, reference,
+                                                                      cache_env, tmp_path, monkeypatch, ledger):
+    ref_root, ref_model = reference
+    env = dict(cache_env, ASL_CACHE=str(ref_root / "cache"), TERM="xterm-256color", COLUMNS="100", LINES="40")
+    monkeypatch.setenv("ASL_CACHE", str(ref_root / "cache"))
+    runs, name = tmp_path / "runs", "signalled"
+    at = random.Random(signum).randint(2, 6 * EPOCHS - 3)
+    cmd = [sys.executable, "-m", "asl_cli", *train_args(tiny_data, runs, name, epochs=EPOCHS, plain=not terminal)]
+    with ledger.case("signal", signal.Signals(signum).name, at=at) as entry:
+        if terminal:
+            rc, out = run_in_pty(cmd, env, at, runs / name / "metrics.jsonl", signum)
+            assert "\x1b[?25l" in out, "the live view hides the cursor"
+            assert out.rindex("\x1b[?25h") > out.rindex("\x1b[?25l"), "the cursor was not shown again"
+            err = out
+        else:
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            while last_step(runs / name / "metrics.jsonl") < at and proc.poll() is None:
+                time.sleep(0.005)
+            proc.send_signal(signum)
+            err = proc.communicate(timeout=60)[1]
+            rc = proc.returncode
+        assert rc == code, err[-1000:]
+        assert "Traceback" not in err and f"resume with: asl train --resume {runs / name}" in err
+        saved = load_checkpoint(runs / name / "checkpoints" / "last.pt")
+        entry["step_seen"] = last_step(runs / name / "metrics.jsonl")
+        entry["checkpoint_step"] = saved["progress"]["step"]
+        assert saved["progress"]["step"] >= entry["step_seen"] >= at  # nothing done is lost
+        entry["lost_updates"] = 0
+        out = runner.invoke(app, ["train", "--resume", str(runs / name), "--plain"])
+        assert out.exit_code == 0, out.stderr
+        final = load_checkpoint(runs / name / "checkpoints" / "last.pt")["model"]
+        assert all(torch.equal(ref_model[k], final[k]) for k in ref_model)
