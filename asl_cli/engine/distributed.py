@@ -357,7 +357,10 @@ class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         # broadcast_buffers=False: buffers are broadcast explicitly after each update (see above),
         # which also keeps evaluation (run on the plain module, no collectives) consistent.
-        self.ddp = DDP(model, device_ids=ids, output_device=ids[0] if ids else None, broadcast_buffers=False)
+        import inspect
+        no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters
+                          else {"broadcast_buffers": False})  # the name changed in newer torch
+        self.ddp = DDP(model, device_ids=ids, output_device=ids[0] if ids else None, **no_buffer_sync)
         self.train_forward: Callable = self.ddp
         if compile_mode is not None:
             from asl_cli.engine.trainer import _Compiled
@@ -416,6 +419,23 @@ class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
 
 # --- synchronised masked batch norm ---------------------------------------------------------------
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks; its gradient is the sum over ranks of the gradients (each rank's loss
+    depends on every rank's contribution)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        out = grad.contiguous().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+
 def _masked_sync_stats(xf: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(mean, biased var, count) over the valid frames of ALL ranks, differentiable.
 
@@ -423,8 +443,7 @@ def _masked_sync_stats(xf: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Ten
     backward of a summing all-reduce is a summing all-reduce of the gradients, which is exactly
     the gradient of statistics over the union of the ranks' frames.
     """
-    from torch.distributed.nn.functional import all_reduce
-
+    all_reduce = _AllReduceSum.apply
     zero = torch.zeros((), dtype=xf.dtype, device=xf.device)
     local_sum = torch.where(valid, xf, zero).sum(dim=(0, 1))
     local_count = valid.sum().float().reshape(1)
@@ -513,6 +532,15 @@ def strip_nproc(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def train_args_from_argv(argv: Sequence[str]) -> list[str]:
+    """The arguments after `train` in this process's command line, without --nproc."""
+    argv = list(argv)
+    if "train" not in argv[1:]:
+        raise ConfigError("--nproc: cannot find the `train` command in the command line; "
+                          "run torchrun --nproc-per-node N -m asl_cli train ... instead")
+    return strip_nproc(argv[argv.index("train", 1) + 1:])
+
+
 def torchrun_command(nproc: int, train_args: Sequence[str]) -> list[str]:
     """`python -m torch.distributed.run --nproc-per-node N -m asl_cli train <args>` (single node)."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={int(nproc)}",
@@ -530,4 +558,29 @@ def launch(nproc: int, train_args: Sequence[str]) -> int:
 
 __all__ = ["DistContext", "setup", "cleanup", "env_world_size", "env_rank", "ShardedBatchSampler",
            "DistributedTrainStep", "SyncMaskedBatchNorm", "convert_sync_masked_bn", "ReadOnlyRunDir",
-           "strip_nproc", "torchrun_command", "launch"]
+           "strip_nproc", "train_args_from_argv", "torchrun_command", "launch", "run_worker"]
+
+
+def run_worker(cfg, *, resume=None) -> int:
+    """Rank > 0 under `asl train`: train silently (rank 0 renders and writes); the exit code.
+
+    Ctrl-C / SIGTERM (torchrun forwards them to every rank) ask the trainer to stop at its next
+    safe point, as on rank 0.
+    """
+    import signal
+
+    from asl_cli.engine.trainer import ASLTrainer
+    from asl_cli.errors import TrainingInterrupted
+
+    trainer = ASLTrainer(cfg, run_dir=resume, resume=resume)
+    previous = {s: signal.signal(s, lambda signum, _frame: trainer.request_stop(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        trainer.fit()
+    except TrainingInterrupted as exc:
+        return exc.exit_code
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        cleanup()
+    return 0

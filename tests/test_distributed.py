@@ -1,0 +1,185 @@
+"""Distributed training: the sharded sampler (pure), the launcher's argument handling, and real
+2-process torchrun runs on the CPU (gloo) that must match one process with the global batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from asl_cli.config import SynthConfig, load_config
+from asl_cli.data.dataset import LengthBucketBatchSampler, RandomBatchSampler
+from asl_cli.engine.distributed import ShardedBatchSampler, strip_nproc, torchrun_command, train_args_from_argv
+from asl_cli.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- the sharded sampler -------------------------------------------------------------------------
+
+def shards(n, per_rank, world, *, train=True, epoch=0, bucket=True, seed=3):
+    lengths = np.random.default_rng(0).integers(5, 200, size=n)
+    out = []
+    for rank in range(world):
+        base = (LengthBucketBatchSampler(lengths, per_rank * world, shuffle=train, seed=seed, pool_batches=4)
+                if bucket else RandomBatchSampler(n, per_rank * world, shuffle=train, seed=seed))
+        s = ShardedBatchSampler(base, rank, world, train=train)
+        s.set_epoch(epoch)
+        out.append(s)
+    return out
+
+
+@pytest.mark.parametrize("n,per_rank,world", [(100, 8, 2), (101, 8, 2), (97, 5, 3), (33, 16, 2), (50, 4, 4)])
+def test_train_shares_are_disjoint_equal_and_are_the_global_batches(n, per_rank, world):
+    samplers = shards(n, per_rank, world)
+    per_rank_batches = [[[i for i, _ in b] for b in s] for s in samplers]
+    counts = {len(b) for b in per_rank_batches}
+    assert counts == {len(samplers[0])}  # every rank runs the same number of steps
+    flat = [i for b in per_rank_batches for batch in b for i in batch]
+    assert len(flat) == len(set(flat))  # disjoint
+    dropped = n - len(flat)
+    assert dropped == (n % (per_rank * world) if n % (per_rank * world) < world else 0)
+    # Step k of all ranks together is exactly the k-th batch of one process with the global batch.
+    one = [b for b in samplers[0].base.batches(0) if len(b) >= world]
+    for k, batch in enumerate(one):
+        together = sorted(i for r in range(world) for i in per_rank_batches[r][k])
+        assert together == sorted(batch.tolist())
+        assert max(len(per_rank_batches[r][k]) for r in range(world)) <= per_rank
+
+
+def test_validation_shares_cover_every_sample_once():
+    for n, per_rank, world in [(37, 8, 2), (5, 4, 3), (1, 4, 2)]:
+        samplers = shards(n, per_rank, world, train=False)
+        flat = sorted(i for s in samplers for b in s for i, _ in b)
+        assert flat == list(range(n))
+
+
+def test_epochs_differ_and_positions_resume():
+    a, _ = shards(100, 8, 2, epoch=0)
+    b, _ = shards(100, 8, 2, epoch=1)
+    assert [[i for i, _ in x] for x in a] != [[i for i, _ in x] for x in b]
+    full = list(a)
+    it = iter(a)
+    taken = [next(it) for _ in range(3)]
+    state = a.state_dict(3)
+    fresh, _ = shards(100, 8, 2, epoch=7)
+    fresh.load_state_dict(state)
+    assert taken + list(fresh) == full
+    other = ShardedBatchSampler(LengthBucketBatchSampler(np.ones(100), 24, seed=3), 0, 3, train=True)
+    with pytest.raises(ConfigError, match="2 process"):
+        other.load_state_dict(state)
+
+
+def test_rank_must_be_in_the_world():
+    with pytest.raises(ConfigError):
+        ShardedBatchSampler(RandomBatchSampler(10, 4), 2, 2, train=True)
+
+
+def test_launcher_arguments():
+    assert strip_nproc(["--nproc", "2", "--epochs", "3", "--nproc=4", "-p", "cpu"]) == ["--epochs", "3", "-p", "cpu"]
+    assert train_args_from_argv(["/bin/asl", "train", "--nproc", "2", "--name", "train"]) == ["--name", "train"]
+    with pytest.raises(ConfigError):
+        train_args_from_argv(["/bin/asl", "--nproc", "2"])
+    cmd = torchrun_command(2, ["--epochs", "1"])
+    assert cmd[1:3] == ["-m", "torch.distributed.run"] and "--nproc-per-node=2" in cmd
+    assert cmd[-4:] == ["asl_cli", "train", "--epochs", "1"]
+
+
+# --- real torchrun runs ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from asl_cli.data.cache import prepare
+    from asl_cli.data.synth import ensure_default_dataset
+
+    root = tmp_path_factory.mktemp("dist-synth")
+    path = ensure_default_dataset(SynthConfig(num_signs=5, num_participants=5, repetitions=5, seed=1),
+                                  cache_root=root)
+    cache = prepare(path, root / "prepared", progress=False)  # ready before the ranks start: no race
+    return path, root / "prepared", cache
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def common_sets(data_dir, cache_dir, runs_dir, per_rank_batch, val_fold):
+    # No dropout and no augmentation: the two runs may differ only in how the batches are split.
+    return [f"data.data_dir={data_dir}", f"data.cache_dir={cache_dir}", f"runs_dir={runs_dir}",
+            "model.dim=32", "model.blocks=1", "data.max_len=48", "train.device=cpu", "train.epochs=2",
+            "train.log_every=1", "train.gradient_accumulation_steps=3", "train.sync_bn=true",
+            "model.drop_rate=0", "model.late_dropout_start=100", "aug.use_augmentations=false",
+            "data.n_folds=3", f"data.val_fold={val_fold}", f"train.batch_size={per_rank_batch}"]
+
+
+def run_cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                              "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), MASTER_PORT_HINT=str(free_port()))
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def step_losses(run_dir: Path) -> dict[int, float]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if r["event"] == "step"]
+    assert len(steps) == len(set(steps)), "a step was logged twice: more than one rank wrote metrics"
+    return {r["step"]: r["loss"] for r in records if r["event"] == "step"}
+
+
+def test_two_processes_match_one_process_with_the_global_batch_and_resume(tiny_data, tmp_path):
+    data_dir, cache_dir, cache = tiny_data
+    from asl_cli.data.dataset import train_val_indices
+    from asl_cli.engine.checkpoint import load_checkpoint
+    from asl_cli.engine.trainer import ASLTrainer
+
+    # A per-rank batch whose last global batch is odd: the two ranks then see 1 sample apart in the
+    # last window, so the loss divisor must be the count over both ranks to match one process.
+    # (25 sequences a participant; 3 folds over 5 participants: some fold leaves an odd count.)
+    val_fold, n_train = next((f, len(train_val_indices(cache, 3, f)[0])) for f in range(3)
+                             if len(train_val_indices(cache, 3, f)[0]) % 2)
+    per_rank = next(b for b in range(5, 16) if (n_train % (2 * b)) % 2 == 1 and n_train % (2 * b) > 2)
+
+    # One process, batch 2B, in this process.
+    single = ASLTrainer(load_config("cpu", common_sets(data_dir, cache_dir, tmp_path / "one", 2 * per_rank, val_fold)
+                                    + ["name=one"]))
+    single.fit()
+    ref_losses = step_losses(single.run_dir)
+    ref_params = load_checkpoint(single.run.last_checkpoint)["model"]
+
+    # Two processes, batch B each: through the real torchrun entry point, stopped after 3 updates ...
+    runs = tmp_path / "two"
+    sets = common_sets(data_dir, cache_dir, runs, per_rank, val_fold)
+    cli_sets = [a for s in sets for a in ("--set", s)]
+    port = free_port()
+    run_cli([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
+             "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "-m", "asl_cli", "train",
+             *cli_sets, "--name", "two", "--max-steps", "3", "--plain"], tmp_path)
+    assert [p.name for p in runs.iterdir()] == ["two"]  # rank 0 made the one run folder
+    run = runs / "two"
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["sampler"]["world_size"] == 2
+    # ... then resumed to the end with `asl train --nproc 2` (the launcher; every rank loads last.pt).
+    proc = run_cli([sys.executable, "-m", "asl_cli", "train", "--nproc", "2", "--resume", str(run),
+                    "--set", "train.max_steps=0", "--plain"], tmp_path)
+    assert proc.stdout.count("done:") == 1  # only rank 0 reports
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json", "metrics.jsonl", "status.json"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+
+    losses = step_losses(run)
+    assert sorted(losses) == sorted(ref_losses) and len(losses) >= 6
+    for step, loss in ref_losses.items():
+        assert losses[step] == pytest.approx(loss, rel=1e-4, abs=1e-5), step
+    params = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+    worst = max((params[k].float() - ref_params[k].float()).abs().max().item() for k in ref_params)
+    assert worst < 2e-5, worst
