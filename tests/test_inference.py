@@ -250,3 +250,23 @@ def test_evaluate_without_matplotlib_skips_the_png(trained_run, tmp_path, monkey
     assert res.exit_code == 0, res.output
     assert "confusion.png skipped" in res.stderr and "pip install 'asl-cli[plot]'" in res.stderr
     assert json.loads(res.stdout)["confusion_png"] is None and not (tmp_path / "ev" / "confusion.png").exists()
+
+
+def test_evaluate_a_run_trained_on_the_synthetic_default(tmp_path, monkeypatch):
+    """No --data and no data.data_dir in the run: its own synthetic set (same synth.* settings)."""
+    from asl_cli.config import load_config
+    from asl_cli.data.synth import default_dataset_dir
+    from asl_cli.engine.trainer import ASLTrainer
+
+    monkeypatch.setenv("ASL_CACHE", str(tmp_path / "cache"))
+    cfg = load_config("cpu", [f"runs_dir={tmp_path / 'runs'}", "name=synth", "synth.num_signs=4",
+                              "synth.num_participants=5", "synth.repetitions=3", "model.dim=32", "model.blocks=1",
+                              "train.max_steps=2", "train.epochs=1", "data.max_len=16", "train.device=cpu",
+                              "aug.use_augmentations=false"])
+    ASLTrainer(cfg).fit()
+    res = invoke("evaluate", tmp_path / "runs" / "synth", "--json")
+    assert res.exit_code == 0, res.output
+    ev = json.loads(res.stdout)
+    assert Path(ev["data_dir"]) == default_dataset_dir(cfg.synth)
+    assert 0 < ev["n"] < 4 * 5 * 3 and np.asarray(ev["confusion"]["matrix"]).sum() == ev["n"]
+    assert len(json.loads(res.stdout)["sequence_ids"]) == ev["n"]
