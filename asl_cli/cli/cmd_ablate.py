@@ -106,10 +106,10 @@ def ablate_cmd(
     fake_gpu: Annotated[Optional[str], typer.Option("--fake-gpu", hidden=True,
                                                     help="Scripted GPUs (JSON) instead of NVML.")] = None,
 ) -> None:
-    """Compare the baseline with variants that switch one optimisation off each (same seed, data
-    and budget): val top-1/top-5, train loss, samples/s, peak memory and wall time, with deltas.
+    """Train the baseline and variants with one optimisation off each; compare them with deltas.
 
-    With no variant named, runs --no-aug and --no-amp (the seed's two comparisons).
+    Same seed, data and budget for every variant; the table shows val top-1/top-5, train loss,
+    samples/s, peak memory and wall time. With no variant named: --no-aug and --no-amp.
     """
     from asl_cli import ablation
 

@@ -50,9 +50,11 @@ def test_fix_cmd(
         "--compile-timeout", min=1.0, help="Seconds the inductor compile may take before it is SKIPped.")] = 45.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check each fix of the seed on the real code: augmentations on training batches only,
-    batch["features"], preprocessing once, config in checkpoints, AMP, clipping, accumulation,
-    cuDNN flags, torch.compile, DataLoader settings. Exit 1 if any check fails."""
+    """Check each fix of the seed on the real code: PASS/FAIL/SKIP with a reason (exit 1 on FAIL).
+
+    Augmentations on training batches only, batch["features"], preprocessing once, the config in
+    checkpoints, AMP, clipping, accumulation, cuDNN flags, torch.compile, DataLoader settings.
+    """
     from asl_cli.selfcheck import run_checks
 
     with user_errors():

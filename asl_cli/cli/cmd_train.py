@@ -119,8 +119,8 @@ def train_cmd(
 ) -> None:
     """Train a recogniser with a live dashboard (plain log lines without a terminal, --json: NDJSON).
 
-    With no --data the embedded synthetic data set is used. Ctrl-C saves a checkpoint and says how
-    to resume (exit 130).
+    With no --data the embedded synthetic data set is used. Ctrl-C saves a checkpoint and says how to
+    resume (exit 130).
     """
     flags = dict(epochs=epochs, batch_size=batch_size, accum=accum, lr=lr, max_steps=max_steps,
                  time_budget=time_budget, data=data, name=name, device=device, workers=workers, seed=seed,
