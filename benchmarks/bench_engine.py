@@ -139,12 +139,13 @@ def main() -> int:
     parser.add_argument("--set", dest="sets", action="append", default=[])
     args = parser.parse_args()
     results = []
+    args.sets = [f"train.device={args.device}", *args.sets]
     if args.which in ("efficiency", "all"):
         results.append(efficiency(args.sets))
     if args.which in ("bucketing", "all"):
         results.append(bucketing(args.sets))
     if args.which in ("gpu", "all"):
-        results.extend(gpu(args.device))
+        results.extend(gpu(args.device))  # its own device setting (the rtx4070 preset's shapes)
     for r in results:
         print(json.dumps(r))
     return 0
