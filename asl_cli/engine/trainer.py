@@ -35,8 +35,8 @@ from asl_cli.engine.checkpoint import (all_finite, load_checkpoint, model_finger
 from asl_cli.engine.metrics import SmoothedValue, Throughput, peak_memory_mb, topk_correct
 from asl_cli.engine.precision import Precision, choose_precision
 from asl_cli.engine.run_dir import RunDir, find_checkpoint
-from asl_cli.errors import (ConfigError, NoGPUError, NonFiniteLossError, OutOfMemoryError, RunIOError,
-                            TrainingInterrupted)
+from asl_cli.errors import (ConfigError, DataError, NoGPUError, NonFiniteLossError, OutOfMemoryError,
+                            RunIOError, TrainingInterrupted)
 
 log = logging.getLogger("asl.engine")
 
@@ -387,7 +387,10 @@ class ASLTrainer:
             if self.batch_in_epoch % self.accum == 0 and self.accum > 1:
                 snapshot = self._window_snapshot()  # a stop inside the window rewinds to here
             self.meter.wait_start()
-            batch = next(batches, None)
+            try:
+                batch = next(batches, None)
+            except RuntimeError as exc:
+                raise self._worker_crash(exc, self.train_loader, self.epoch, self.batch_in_epoch) from None
             self.meter.wait_end()
             if batch is None:
                 break
@@ -428,6 +431,25 @@ class ASLTrainer:
         self._grad_norm = grad_norm
         if self.step % self.cfg.train.log_every == 0:
             self._log_step()
+
+    def _worker_crash(self, exc: RuntimeError, loader: Any, epoch: int, batch_no: int) -> BaseException:
+        """A data-loader worker that died (os._exit, segfault, OOM killer) -> DataError naming the
+        sequences of the batch it was loading; any other RuntimeError is returned unchanged."""
+        text = str(exc)
+        if "DataLoader worker" not in text:
+            return exc
+        try:
+            ds = loader.dataset
+            positions = loader.batch_sampler.batches(epoch)[batch_no]
+            paths = [str(ds.cache.paths[int(ds.indices[int(p)])]) for p in positions]
+        except Exception:  # noqa: BLE001 - the message without the names is still useful
+            paths = []
+        shown = ", ".join(paths[:8]) + (f" (+{len(paths) - 8} more)" if len(paths) > 8 else "")
+        which = f"; the failing sample is one of: {shown}" if paths else ""
+        first = (text.strip().splitlines() or ["worker died"])[0]
+        return DataError(f"a data-loader worker died while loading batch {batch_no + 1} of epoch {epoch + 1} "
+                         f"({first}){which}. Rerun with --workers 0 to see that sample's own error",
+                         path=self.cache.data_dir or None)
 
     def _warn_nonfinite(self) -> None:
         log.warning("non-finite loss at step %d (epoch %d): update skipped (%d so far)",
@@ -471,7 +493,12 @@ class ASLTrainer:
         self.model.eval()
         totals = torch.zeros(3, device=dev, dtype=torch.float64)  # loss sum, top1, top5 (on device)
         n = 0
-        for batch in self.val_loader:
+        batches = iter(self.val_loader)
+        for batch_no in range(len(self.val_loader)):
+            try:
+                batch = next(batches)
+            except RuntimeError as exc:
+                raise self._worker_crash(exc, self.val_loader, 0, batch_no) from None
             features = batch["features"].to(dev, non_blocking=nb)
             mask = batch["mask"].to(dev, non_blocking=nb)
             labels = batch["labels"].to(dev, non_blocking=nb)
