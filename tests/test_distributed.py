@@ -183,3 +183,16 @@ def test_two_processes_match_one_process_with_the_global_batch_and_resume(tiny_d
     params = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
     worst = max((params[k].float() - ref_params[k].float()).abs().max().item() for k in ref_params)
     assert worst < 2e-5, worst
+
+
+def test_single_process_context_is_a_no_op_and_time_budget_is_refused_with_several():
+    from asl_cli.engine.distributed import DistContext
+
+    one = DistContext()
+    totals = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    assert one.reduce_eval(totals, 4) == (totals, 4) and one.broadcast_object("x") == "x"
+    assert one.main_first(lambda: 5) == 5 and one.is_main and not one.enabled
+    cfg = load_config("cpu", ["train.time_budget=60"])
+    one.check_config(cfg)
+    with pytest.raises(ConfigError, match="time_budget"):
+        DistContext(rank=1, world_size=2).check_config(cfg)
