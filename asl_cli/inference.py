@@ -27,7 +27,7 @@ from asl_cli.errors import CheckpointError, ConfigError, DataError
 
 @dataclass
 class LoadedModel:
-    model: torch.nn.Module  # eval mode, CPU
+    model: torch.nn.Module  # eval mode, on the requested device (CPU by default)
     config: Any  # asl_cli.config.RunConfig, as resolved when the run was trained
     sign_map: dict[str, int]
     checkpoint_path: Path
@@ -62,8 +62,11 @@ def resolve_checkpoint(run_or_checkpoint: str | Path) -> tuple[Path, Path | None
     return p, run
 
 
-def load_for_inference(run_or_checkpoint: str | Path) -> LoadedModel:
-    """The checkpoint's model (eval, CPU), its resolved config and sign map; CheckpointError if unusable."""
+def load_for_inference(run_or_checkpoint: str | Path, device: str = "cpu") -> LoadedModel:
+    """The checkpoint's model (eval mode, on `device`: cpu, cuda, auto), its resolved config and sign map.
+
+    CheckpointError if the file is unusable.
+    """
     from asl_cli.config import RunConfig
     from asl_cli.engine.checkpoint import load_checkpoint
     from asl_cli.model import build_model
@@ -86,6 +89,9 @@ def load_for_inference(run_or_checkpoint: str | Path) -> LoadedModel:
     except (KeyError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"weights do not fit the model in its own config ({first})", path=path) from None
+    if device != "cpu":
+        from asl_cli.engine.trainer import resolve_device
+        model.to(resolve_device(device))
     model.eval()
     return LoadedModel(model=model, config=cfg, sign_map=sign_map, checkpoint_path=path, run_dir=run,
                        metrics=dict(payload.get("metrics") or {}))
@@ -116,15 +122,16 @@ def predict_features(model: torch.nn.Module, features: Sequence[np.ndarray], *, 
     if n == 0:
         return np.zeros((0, 0), dtype=np.float32)
     order = np.argsort([f.shape[0] for f in features], kind="stable")
+    device = next(model.parameters()).device
     out: np.ndarray | None = None
     for start in range(0, n, batch_size):
         chunk = order[start:start + batch_size]
         batch = collate([{"features": features[i], "label": 0, "index": int(i)} for i in chunk])
-        logits = model(batch["features"], batch["mask"]).float()
+        logits = model(batch["features"].to(device), batch["mask"].to(device)).float()
         values = torch.softmax(logits, dim=-1) if probabilities else logits
         if out is None:
             out = np.empty((n, values.shape[1]), dtype=np.float32)
-        out[chunk] = values.numpy()
+        out[chunk] = values.cpu().numpy()
     return out
 
 
@@ -217,6 +224,7 @@ def evaluation_metrics(labels: np.ndarray, probabilities: np.ndarray, classes: S
 def _open_data(loaded: LoadedModel, data_dir: str | Path | None):
     """The prepared cache of `data_dir`, or of the run's own data (its data_dir or synthetic set)."""
     from asl_cli.data.cache import prepare
+    from asl_cli.data.reader import SIGN_MAP, read_sign_map
 
     d = loaded.config.data
     own = data_dir is None
@@ -225,9 +233,13 @@ def _open_data(loaded: LoadedModel, data_dir: str | Path | None):
         if data_dir is None:
             from asl_cli.data.synth import ensure_default_dataset
             data_dir = ensure_default_dataset(loaded.config.synth, progress=None)
+    root = Path(data_dir)
+    if (root / SIGN_MAP).is_file():  # refuse a foreign data set before preparing its cache
+        check_sign_map(read_sign_map(root / SIGN_MAP), loaded, root)
     # The run's own limit reproduces its split; another data set is used whole.
-    return prepare(data_dir, d.cache_dir, skip_bad=d.skip_bad, limit=d.limit if own else 0, progress=False,
-                   workers=1), Path(data_dir)
+    cache = prepare(root, d.cache_dir, skip_bad=d.skip_bad, limit=d.limit if own else 0, progress=False)
+    check_sign_map(cache.sign_map, loaded, root)
+    return cache, root
 
 
 def check_sign_map(data_map: dict[str, int], loaded: LoadedModel, data_dir: Path) -> None:
@@ -252,7 +264,6 @@ def evaluate_split(loaded: LoadedModel, data_dir: str | Path | None = None, *, s
     if split not in ("val", "all"):
         raise ConfigError(f"--split must be 'val' or 'all', got {split!r}")
     cache, root = _open_data(loaded, data_dir)
-    check_sign_map(cache.sign_map, loaded, root)
     d = loaded.config.data
     if split == "all":
         indices = np.arange(len(cache), dtype=np.int64)

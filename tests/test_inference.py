@@ -270,3 +270,13 @@ def test_evaluate_a_run_trained_on_the_synthetic_default(tmp_path, monkeypatch):
     assert Path(ev["data_dir"]) == default_dataset_dir(cfg.synth)
     assert 0 < ev["n"] < 4 * 5 * 3 and np.asarray(ev["confusion"]["matrix"]).sum() == ev["n"]
     assert len(json.loads(res.stdout)["sequence_ids"]) == ev["n"]
+
+
+def test_device_cuda_without_a_gpu_is_exit_5(trained_run, sample_dir):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    res = invoke("predict", trained_run, sample_files(sample_dir)[0], "--device", "cuda")
+    assert res.exit_code == 5
+    one_error_line(res, "no CUDA GPU")

@@ -58,6 +58,8 @@ def evaluate_command(
     out: Annotated[Optional[Path], typer.Option("--out", help="Folder for metrics.json and confusion.png "
                    "(default: <run>/eval-<split>, or next to the checkpoint).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per forward pass.")] = 64,
+    device: Annotated[str, typer.Option("--device", help="auto (a CUDA GPU if there is one), cpu, cuda, "
+                      "cuda:N.")] = "auto",
 ) -> None:
     """Top-1/top-5, per-sign accuracy, most confused pairs and a confusion matrix of a checkpoint."""
     with user_errors():
@@ -69,7 +71,7 @@ def evaluate_command(
         from asl_cli.errors import RunIOError
         from asl_cli.inference import evaluate_split, load_for_inference, plot_confusion
 
-        loaded = load_for_inference(run_or_checkpoint)
+        loaded = load_for_inference(run_or_checkpoint, device=device)
         result = evaluate_split(loaded, data, split=split, batch_size=batch_size)
         folder = out or ((loaded.run_dir or loaded.checkpoint_path.parent) / f"eval-{split}")
         try:

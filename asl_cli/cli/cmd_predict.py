@@ -30,13 +30,14 @@ def predict_command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per forward pass.")] = 64,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Report unreadable files and predict the rest "
                         "(default: stop at the first).")] = False,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")] = "cpu",
 ) -> None:
     """Top-k signs with probabilities for each landmark file."""
     with user_errors():
         from asl_cli.errors import DataError
         from asl_cli.inference import load_for_inference, predict_files, top_k as best_k
 
-        loaded = load_for_inference(checkpoint)
+        loaded = load_for_inference(checkpoint, device=device)
         result = predict_files(loaded, files, batch_size=batch_size, skip_bad=skip_bad)
         for line in result.skipped:
             typer.echo(f"skipped: {line}", err=True)
