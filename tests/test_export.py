@@ -98,6 +98,8 @@ def test_onnx_equals_batched_inference_and_handles_nan(loaded, tmp_path, sample_
     v = x.copy(); v[:, right] = np.nan; v[:, left] = np.nan; variants["no hands"] = v
     v = x.copy(); v[: len(x) // 2, left] = np.nan; variants["left hand half the time"] = v
     v = np.concatenate([np.full((2, 543, 3), np.nan, np.float32), x]); variants["all-NaN frames first"] = v
+    variants["nothing seen at all"] = np.full((5, 543, 3), np.nan, np.float32)
+    variants["one frame"] = x[:1].copy()
     feats = [features_from_landmarks(v, loaded.max_len) for v in variants.values()]
     ref = predict_features(loaded.model, feats, probabilities=False)
     for (name, v), r in zip(variants.items(), ref):
