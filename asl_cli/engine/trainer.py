@@ -383,9 +383,15 @@ class ASLTrainer:
         self.step_fn.awp_active = cfg.optim.awp_lambda > 0 and self.epoch >= cfg.optim.awp_start_epoch
         batches = iter(self.train_loader)
         snapshot = None
+        if not hasattr(self, "_stats"):  # floating buffers (BatchNorm statistics) move in the forward pass
+            self._stats = [b for b in self.model.buffers() if b.is_floating_point()]
+            self._stats_backup = [b.detach().clone() for b in self._stats]
         while True:
-            if self.batch_in_epoch % self.accum == 0 and self.accum > 1:
-                snapshot = self._window_snapshot()  # a stop inside the window rewinds to here
+            if self.batch_in_epoch % self.accum == 0:
+                if self.accum > 1:
+                    snapshot = self._window_snapshot()  # a stop inside the window rewinds to here
+                if self._stats:  # one fused copy per window: a skipped window rewinds BN statistics
+                    torch._foreach_copy_(self._stats_backup, self._stats)
             self.meter.wait_start()
             try:
                 batch = next(batches, None)
@@ -419,6 +425,8 @@ class ASLTrainer:
         applied, grad_norm, loss = self.step_fn.update()
         if not applied:
             self.nonfinite_skipped += 1
+            if self._stats:  # the bad forward pass also moved the running statistics: undo that
+                torch._foreach_copy_(self._stats, self._stats_backup)
             if self.cfg.train.nonfinite == "stop":
                 raise NonFiniteLossError(f"non-finite loss at step {self.step + 1} (epoch {self.epoch + 1}); "
                                          f"stopped. The last checkpoint holds the previous good weights")
