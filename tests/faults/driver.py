@@ -3,7 +3,8 @@
     python tests/faults/driver.py KIND N MARK -- asl arguments...
 
 KIND `save`: the N-th checkpoint write stops half-way through its temporary file; `eval`: the N-th
-validation batch stops after its forward pass; `none`: nothing. At that point the driver writes
+validation batch stops after its forward pass; `prepare`: `asl prepare` stops after reading
+its N-th sequence; `none`: nothing. At that point the driver writes
 the file MARK and sleeps, so the test can SIGKILL the process exactly there. The hooks are
 monkeypatches in this process only: the toolkit has no fault-injection code path.
 """
@@ -55,6 +56,18 @@ def arm(kind: str, n: int, mark: Path) -> None:
             return out
 
         trainer.topk_correct = topk_then_park
+    elif kind == "prepare":
+        import asl_cli.data.cache as cache
+
+        real_load = cache.load_sequence
+
+        def load_then_park(path):
+            out = real_load(path)
+            if reached():
+                park()
+            return out
+
+        cache.load_sequence = load_then_park
     elif kind != "none":
         raise SystemExit(f"unknown fault kind {kind!r}")
 
