@@ -342,7 +342,8 @@ class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
     W x B x accum / (global sample count) when the window was short, which makes it the exact mean
     over every sample of the window on every rank. The summed loss also makes the non-finite
     check agree on all ranks. After each update rank 0's buffers (BN running statistics) are
-    broadcast, so every rank evaluates and resumes with the same model.
+    broadcast, so every rank evaluates and resumes with the same model. A stop request (Ctrl-C,
+    SIGTERM) travels in the same all-reduce, so all ranks stop after the same update.
     """
 
     def __init__(self, model, optimizer, precision, *, ctx: DistContext, trainer, compile_mode: str | None = None,
@@ -366,6 +367,7 @@ class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
             from asl_cli.engine.trainer import _Compiled
             self.train_forward = _Compiled(self.ddp, compile_mode, trainer._warn)
         self._buffers = [b for b in model.buffers()]
+        self.stop_vote = 0  # a signal number set by trainer.request_stop; agreed on at the window end
 
     def _window_ends_now(self) -> bool:
         t = self.trainer
@@ -394,11 +396,16 @@ class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
 
     def _reduce_window(self) -> None:
         loss = self.window_loss if torch.is_tensor(self.window_loss) else torch.tensor(float(self.window_loss))
-        both = torch.stack([loss.detach().double().reshape(()).to(self.ctx.device),
-                            torch.tensor(float(self.window_samples), dtype=torch.float64, device=self.ctx.device)])
+        vote = self.stop_vote
+        extra = torch.tensor([float(self.window_samples), float(vote > 0), float(vote)], dtype=torch.float64,
+                             device=self.ctx.device)
+        both = torch.cat([loss.detach().double().reshape(1).to(self.ctx.device), extra])
         self.ctx.all_reduce_sum(both)
         self.window_loss = both[0]
-        self.window_samples = int(both[1].item())  # SYNC (one per window, with the all-reduce)
+        samples, votes, signums = both[1:].tolist()  # SYNC (one per window, with the all-reduce)
+        self.window_samples = int(samples)
+        if votes:  # some rank was asked to stop: every rank stops after this same update
+            self.trainer._stop_signum = int(round(signums / votes))
 
     def update(self):
         result = super().update()
@@ -548,12 +555,23 @@ def torchrun_command(nproc: int, train_args: Sequence[str]) -> list[str]:
 
 
 def launch(nproc: int, train_args: Sequence[str]) -> int:
-    """Run torchrun in the foreground and return its exit code (Ctrl-C reaches every rank)."""
+    """Run torchrun in the foreground and return its exit code (Ctrl-C reaches every rank).
+
+    On Ctrl-C the ranks save and stop together; torchrun itself then exits 1 (with its own
+    traceback), so the launcher reports 130 as a single-process `asl train` would.
+    """
+    from asl_cli.errors import EXIT_SIGINT
+
     proc = subprocess.Popen(torchrun_command(nproc, train_args))
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        return proc.wait()
+        while True:
+            try:
+                proc.wait()
+                return EXIT_SIGINT
+            except KeyboardInterrupt:  # more Ctrl-C: torchrun passes them on; keep waiting for it
+                continue
 
 
 __all__ = ["DistContext", "setup", "cleanup", "env_world_size", "env_rank", "ShardedBatchSampler",

@@ -322,6 +322,9 @@ class ASLTrainer:
 
         Only sets a flag (safe from a signal handler or another thread).
         """
+        if self.dist.enabled:  # several processes: all stop after the same update, agreed at a window end
+            self.step_fn.stop_vote = int(signum)
+            return
         self._stop_signum = int(signum)
 
     def fit(self) -> dict:
