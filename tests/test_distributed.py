@@ -196,3 +196,11 @@ def test_single_process_context_is_a_no_op_and_time_budget_is_refused_with_sever
     one.check_config(cfg)
     with pytest.raises(ConfigError, match="time_budget"):
         DistContext(rank=1, world_size=2).check_config(cfg)
+
+
+def test_nproc_inside_torchrun_is_refused(monkeypatch):
+    from asl_cli.engine.distributed import launch
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="inside a torchrun"):
+        launch(2, ["--epochs", "1"])

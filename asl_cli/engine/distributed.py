@@ -562,6 +562,8 @@ def launch(nproc: int, train_args: Sequence[str]) -> int:
     """
     from asl_cli.errors import EXIT_SIGINT
 
+    if env_world_size() > 1:
+        raise ConfigError("--nproc given inside a torchrun process: start either torchrun or asl train --nproc")
     proc = subprocess.Popen(torchrun_command(nproc, train_args))
     try:
         return proc.wait()
