@@ -138,7 +138,7 @@ def poison_batch(monkeypatch, at_call: int, value: float):
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=["NaN", "Inf"])
 def test_nonfinite_batch_is_skipped(value, tiny_data, tmp_path, cache_env, monkeypatch, ledger):
-    with ledger.case("fault", f"{value} in a batch, nonfinite=skip", lost="the poisoned update only"):
+    with ledger.case("fault", f"{'NaN' if value != value else 'Inf'} in a batch, nonfinite=skip", lost="the poisoned update only"):
         poison_batch(monkeypatch, 4, value)
         out = train(tiny_data, tmp_path, "--set", "train.nonfinite=skip", "--set", "aug.use_augmentations=false")
         assert out.exit_code == 0, out.stderr
