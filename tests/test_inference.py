@@ -22,14 +22,14 @@ runner = CliRunner()
 
 @pytest.fixture(scope="session")
 def trained_run(sample_dir, tmp_path_factory):
-    """A tiny model trained for a few steps on the real sample (few seconds): a real run folder."""
+    """A tiny model trained 3 steps on the real sample (a few seconds): a real run folder, not yet perfect."""
     from asl_cli.config import load_config
     from asl_cli.engine.trainer import ASLTrainer
 
     root = tmp_path_factory.mktemp("inference-run")
     cfg = load_config("cpu", [f"data.data_dir={sample_dir}", f"data.cache_dir={root / 'cache'}",
                               f"runs_dir={root / 'runs'}", "name=tiny", "model.dim=32", "model.blocks=1",
-                              "train.batch_size=32", "train.max_steps=6", "train.epochs=2", "data.max_len=32",
+                              "train.batch_size=32", "train.max_steps=3", "train.epochs=2", "data.max_len=32",
                               "train.device=cpu", "aug.use_augmentations=false", "optim.lr=3e-3"])
     ASLTrainer(cfg).fit()
     return root / "runs" / "tiny"
@@ -96,8 +96,13 @@ def test_evaluate_json_is_consistent_with_predict(trained_run, sample_dir, tmp_p
     assert sum(r["n"] for r in ev["per_sign"]) == ev["n"]
     assert sum(r["correct"] for r in ev["per_sign"]) == ev["correct"]
     off_diagonal = matrix.sum() - np.trace(matrix)
-    assert sum(p["count"] for p in ev["confused_pairs"]) == off_diagonal  # 2 signs: at most 2 pairs
+    assert sum(p["count"] for p in ev["confused_pairs"]) == off_diagonal  # fewer than 10 pairs here: all listed
     assert (tmp_path / "ev" / "metrics.json").is_file() and (tmp_path / "ev" / "confusion.png").is_file()
+    # The trainer's own validation of this checkpoint (stored in best.pt) saw the same fold.
+    from asl_cli.inference import load_for_inference
+
+    stored = load_for_inference(trained_run).metrics
+    assert stored["val_top1"] == pytest.approx(ev["top1"]) and stored["val_top5"] == pytest.approx(ev["top5"])
 
 
 def test_evaluate_all_and_table(trained_run):
