@@ -179,3 +179,30 @@ def test_signal_saves_the_last_update_and_resume_is_bitwise_identical(signum, co
         assert out.exit_code == 0, out.stderr
         final = load_checkpoint(runs / name / "checkpoints" / "last.pt")["model"]
         assert all(torch.equal(ref_model[k], final[k]) for k in ref_model)
+
+
+def test_kill_in_the_first_checkpoint_write(tiny_data, reference, cache_env, tmp_path, monkeypatch, ledger):
+    """The one window without a checkpoint: the step-0 write itself. Nothing was trained yet; the
+    folder holds no `last.pt`, only the killed writer's temp file, and --resume says so in one line."""
+    from asl_cli.errors import EXIT_CHECKPOINT
+    from faultkit import one_error_line
+
+    ref_root, _ = reference
+    env = dict(cache_env, ASL_CACHE=str(ref_root / "cache"))
+    monkeypatch.setenv("ASL_CACHE", str(ref_root / "cache"))
+    runs = tmp_path / "runs"
+    mark = tmp_path / "first.mark"
+    with ledger.case("fault", "SIGKILL in the step-0 checkpoint write", lost="nothing (no update yet)"):
+        proc = subprocess.Popen([sys.executable, str(DRIVER), "save", "1", str(mark), "--",
+                                 *train_args(tiny_data, runs, "first", epochs=EPOCHS)],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        proc.kill()
+        proc.wait(timeout=30)
+        assert not (runs / "first/checkpoints/last.pt").exists()
+        assert last_step(runs / "first" / "metrics.jsonl") == 0  # no update was made
+        out = runner.invoke(app, ["train", "--resume", str(runs / "first"), "--plain"])
+        assert out.exit_code == EXIT_CHECKPOINT
+        assert "no checkpoints/last.pt" in one_error_line(out.stderr)
