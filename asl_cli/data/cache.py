@@ -38,6 +38,7 @@ import numpy as np
 from asl_cli.data.landmarks import NUM_POINTS
 from asl_cli.data.preprocess import POINT_INDEX, valid_frames
 from asl_cli.data.reader import SIGN_MAP, TRAIN_CSV, SignIndex, read_index, read_landmarks
+from asl_cli.data.pool import imap_ordered
 from asl_cli.errors import DataError, RunIOError
 
 CACHE_FORMAT_VERSION = 1
@@ -214,11 +215,7 @@ def _iter_loaded(files: list[str], workers: int) -> Iterator[tuple[np.ndarray | 
         for f in files:
             yield _load_or_error(f)
         return
-    import multiprocessing as mp
-
-    # spawn: no fork of a process that may hold pyarrow/torch threads.
-    with mp.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap(_load_or_error, files, chunksize=32)
+    yield from imap_ordered(_load_or_error, files, workers, chunksize=32)
 
 
 @dataclass

@@ -51,6 +51,7 @@ from typing import Any, Callable
 import numpy as np
 
 from asl_cli.data.landmarks import ROWS_PER_FRAME, TYPE_OFFSETS, TYPE_SIZES
+from asl_cli.data.pool import imap_ordered
 from asl_cli.errors import DataError
 
 GENERATOR_VERSION = 2  # bump when the output for a given seed changes (invalidates cached sets)
@@ -770,14 +771,7 @@ def generate(out_dir: str | Path, *, num_signs: int = 20, num_participants: int 
 
 def _map(fn: Callable, tasks: list, workers: int):
     """`map(fn, tasks)` in order, in `workers` spawned processes when more than one."""
-    if workers <= 1:
-        yield from map(fn, tasks)
-        return
-    import multiprocessing as mp
-
-    # spawn: never fork a process that may hold torch/OpenMP threads (the trainer calls us).
-    with mp.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap(fn, tasks, chunksize=4)
+    return imap_ordered(fn, tasks, workers, chunksize=4)
 
 
 def _distinct_ids(rng: np.random.Generator, n: int) -> np.ndarray:
