@@ -57,7 +57,9 @@ def export_command(
                                  f">= {MAX_ABS_DIFF:.0e} (worst: {worst[0]}, {worst[1]} frames); file removed",
                                  path=path)
         typer.echo(f"onnx: {path}")
-        typer.echo(f"  inputs   {'features (batch, length, 708) float32 + mask (batch, length) bool' if features else f'landmarks (frames, 543, 3) float32, NaN allowed; max_len {loaded.max_len}'}")
+        inputs_line = ("features (batch, length, 708) float32 + mask (batch, length) bool" if features else
+                       f"landmarks (frames, 543, 3) float32, NaN allowed; max_len {loaded.max_len}")
+        typer.echo(f"  inputs   {inputs_line}")
         typer.echo(f"  output   {'probabilities' if probabilities else 'logits'} over {loaded.num_classes} signs")
         typer.echo(f"  size     {check.size_bytes / 1e6:.2f} MB")
         typer.echo(f"  verified {len(inputs)} {source}: max abs difference vs PyTorch {check.max_abs_diff:.2e} "
