@@ -158,17 +158,19 @@ def test_two_processes_match_one_process_with_the_global_batch_and_resume(tiny_d
     ref_losses = step_losses(single.run_dir)
     ref_params = load_checkpoint(single.run.last_checkpoint)["model"]
 
-    # Two processes, batch B each: through the real torchrun entry point, stopped after 3 updates ...
+    # Two processes, batch B each: through the real torchrun entry point, stopped mid-epoch ...
     runs = tmp_path / "two"
     sets = common_sets(data_dir, cache_dir, runs, per_rank, val_fold)
     cli_sets = [a for s in sets for a in ("--set", s)]
     port = free_port()
     run_cli([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
              "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "-m", "asl_cli", "train",
-             *cli_sets, "--name", "two", "--max-steps", "3", "--plain"], tmp_path)
+             *cli_sets, "--name", "two", "--max-steps", "2", "--plain"], tmp_path)
     assert [p.name for p in runs.iterdir()] == ["two"]  # rank 0 made the one run folder
     run = runs / "two"
-    assert load_checkpoint(run / "checkpoints" / "last.pt")["sampler"]["world_size"] == 2
+    stopped = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert stopped["sampler"]["world_size"] == 2 and stopped["progress"]["step"] == 2
+    assert stopped["progress"]["batch_in_epoch"] > 0  # mid-epoch: the sampler must continue there
     # ... then resumed to the end with `asl train --nproc 2` (the launcher; every rank loads last.pt).
     proc = run_cli([sys.executable, "-m", "asl_cli", "train", "--nproc", "2", "--resume", str(run),
                     "--set", "train.max_steps=0", "--plain"], tmp_path)
@@ -179,10 +181,10 @@ def test_two_processes_match_one_process_with_the_global_batch_and_resume(tiny_d
     losses = step_losses(run)
     assert sorted(losses) == sorted(ref_losses) and len(losses) >= 6
     for step, loss in ref_losses.items():
-        assert losses[step] == pytest.approx(loss, rel=1e-4, abs=1e-5), step
+        assert losses[step] == pytest.approx(loss, rel=1e-5), step  # measured: 1e-7
     params = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
     worst = max((params[k].float() - ref_params[k].float()).abs().max().item() for k in ref_params)
-    assert worst < 2e-5, worst
+    assert worst < 1e-5, worst  # measured: 1e-6; without train.sync_bn step 1 already differs by 2e-4
 
 
 def test_single_process_context_is_a_no_op_and_time_budget_is_refused_with_several():
