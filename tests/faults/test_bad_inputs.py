@@ -1,5 +1,5 @@
 """A corpus of malformed inputs, each through the CLI end to end (`asl prepare`, `asl train`,
-`asl train --resume`): one `error:` line on stderr, no traceback, the documented exit code.
+`asl train --resume`, `asl predict`, `asl evaluate`): one `error:` line on stderr, no traceback, the documented exit code.
 
 Extreme but valid sequences (1 frame, 10,000 frames, all-NaN frames) must instead prepare cleanly
 and give finite features. The library-level checks of each message live in tests/test_reader.py
@@ -143,6 +143,7 @@ def finished_run(tiny_data, tmp_path_factory):
     out = runner.invoke(app, train_args(tiny_data, root / "runs", "done", epochs=1))
     mp.undo()
     assert out.exit_code == 0, out.stderr
+    pq.write_table(pa.table(landmark_table(frames_array(8))), root / "seq.parquet")
     return root
 
 
@@ -186,6 +187,32 @@ def test_bad_checkpoints_through_resume(finished_run, tmp_path, monkeypatch, led
             assert out.exit_code == EXIT_CHECKPOINT, (name, out.exit_code, out.stderr)
             assert "last.pt" in one_error_line(out.stderr)
             assert not pwned.exists(), "the pickle's code ran"
+        if corrupt is None:
+            continue
+        for command in (["predict", str(run / "checkpoints/last.pt"), str(finished_run / "seq.parquet")],
+                        ["evaluate", str(run / "checkpoints/last.pt"), "--device", "cpu"]):
+            with ledger.case("bad input", name, command=command[0]):
+                out = runner.invoke(app, command)
+                assert out.exit_code == EXIT_CHECKPOINT, (name, command[0], out.exit_code, out.stderr)
+                assert "last.pt" in one_error_line(out.stderr)
+                assert not pwned.exists(), "the pickle's code ran"
+
+
+def test_bad_sequences_through_predict(finished_run, tmp_path, monkeypatch, ledger):
+    monkeypatch.setenv("ASL_CACHE", str(finished_run / "cache"))
+    ckpt = finished_run / "runs/done/checkpoints/last.pt"
+    good = runner.invoke(app, ["predict", str(ckpt), str(finished_run / "seq.parquet")])
+    assert good.exit_code == 0, good.stderr  # the refusals below are about the inputs only
+    for i, (name, spec) in enumerate(parquet_cases(tmp_path).items()):
+        with ledger.case("bad input", name, command="predict"):
+            path = tmp_path / f"bad{i}.parquet"
+            if "raw" in spec:
+                path.write_bytes(spec["raw"])
+            else:
+                pq.write_table(pa.table(spec["table"]), path)
+            out = runner.invoke(app, ["predict", str(ckpt), str(path)])
+            assert out.exit_code == EXIT_DATA, (name, out.exit_code, out.stderr)
+            assert path.name in one_error_line(out.stderr)
 
 
 PRESETS = {
