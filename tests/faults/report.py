@@ -29,8 +29,8 @@ def table(summary: dict) -> str:
                          f"mean {sum(lost) / len(lost):.1f} |" if lost else
                          f"| SIGKILL {label} | {sum(c['ok'] for c in group)} / {len(group)} | |")
     for c in by_cat.get("signal", []):
-        lines.append(f"| {c['name']} | {int(c['ok'])} / 1 | stopped after step {c.get('at')}, checkpoint at step "
-                     f"{c.get('checkpoint_step')}: nothing lost |")
+        lines.append(f"| {c['name']} | {int(c['ok'])} / 1 | sent once step {c.get('at')} was logged; saved at step "
+                     f"{c.get('checkpoint_step')}, the last update made: nothing lost |")
     faults = by_cat.get("fault", [])
     if faults:
         lines.append(f"| other faults injected | {sum(c['ok'] for c in faults)} / {len(faults)} | "
