@@ -70,12 +70,12 @@ def kill_run(tiny_data, runs: Path, name: str, kind: str, seed: int, env: dict) 
     cmd = [sys.executable, str(DRIVER), kind if kind != "step" else "none", str(n), str(mark), "--",
            *train_args(tiny_data, runs, name, epochs=EPOCHS)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    target = rng.randint(1, 6 * EPOCHS - 2)
+    target = rng.randint(1, 6 * EPOCHS - 4)  # leaves a few updates, so the run is still going
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             if kind == "step" and last_step(runs / name / "metrics.jsonl") >= target:
-                time.sleep(rng.uniform(0.0, 0.02))  # land anywhere inside the next step(s)
+                time.sleep(rng.uniform(0.0, 0.01))  # land anywhere inside the next step(s)
                 break
             if kind != "step" and mark.exists():
                 break
@@ -153,7 +153,7 @@ def test_signal_saves_the_last_update_and_resume_is_bitwise_identical(signum, co
     env = dict(cache_env, ASL_CACHE=str(ref_root / "cache"), TERM="xterm-256color", COLUMNS="100", LINES="40")
     monkeypatch.setenv("ASL_CACHE", str(ref_root / "cache"))
     runs, name = tmp_path / "runs", "signalled"
-    at = random.Random(signum).randint(2, 6 * EPOCHS - 3)
+    at = random.Random(signum).randint(2, 6 * EPOCHS - 5)
     cmd = [sys.executable, "-m", "asl_cli", *train_args(tiny_data, runs, name, epochs=EPOCHS, plain=not terminal)]
     with ledger.case("signal", signal.Signals(signum).name, at=at) as entry:
         if terminal:
