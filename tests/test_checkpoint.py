@@ -84,6 +84,14 @@ def test_not_a_checkpoint(tmp_path, content):
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
+def test_a_text_file_is_not_called_a_malicious_pickle(tmp_path):
+    path = tmp_path / "notes.pt"
+    path.write_text("just some notes\n")
+    with pytest.raises(CheckpointError, match="not a torch file") as info:
+        load_checkpoint(path)
+    assert "malicious" not in str(info.value)
+
+
 def test_other_torch_file_is_not_a_checkpoint(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(2)}}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="no asl checkpoint header"):

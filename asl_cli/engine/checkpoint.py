@@ -139,12 +139,25 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _looks_like_torch_file(path: Path) -> bool:
+    """torch.save writes a zip archive (PK..); legacy files start with a pickle protocol opcode."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return True  # let torch.load report the read error
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
 def load_checkpoint(path: str | Path, *, expect_fingerprint: dict | None = None,
                     map_location: str | torch.device = "cpu") -> dict:
     """Read and check a checkpoint; every refusal is one CheckpointError line naming the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError("no such checkpoint file", path=path)
+    if not _looks_like_torch_file(path):
+        raise CheckpointError("not an asl checkpoint (not a torch file: neither a zip archive nor a pickle)",
+                              path=path)
     try:
         with warnings.catch_warnings():  # a foreign pickle protocol warns before it is refused
             warnings.simplefilter("ignore", UserWarning)
