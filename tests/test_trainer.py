@@ -176,6 +176,8 @@ def test_resume_continues_bitwise_exactly(tiny_data, tmp_path):
 def test_stop_inside_a_window_then_resume_is_bitwise_exact(tiny_data, tmp_path):
     straight, resumed = _straight_and_resumed(tiny_data, tmp_path, stop_mid_window=True)
     assert all(torch.equal(a, b) for a, b in zip(params_of(straight), params_of(resumed)))
+    # BatchNorm running statistics too: the dropped half window's forward must not leak into them.
+    assert all(torch.equal(a, b) for a, b in zip(straight.model.buffers(), resumed.model.buffers()))
 
 
 def test_resume_with_persistent_workers_is_bitwise_exact(tiny_data, tmp_path):
