@@ -340,6 +340,16 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(tiny_data, tmp_pat
     assert any("torch.compile" in w for w in trainer.status["warnings"])
 
 
+def test_cuda_only_settings_are_inert_on_cpu(tiny_data, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append(1))
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.empty_cache_every=1", "loader.pin_memory=true",
+                                  "train.cudnn_benchmark=true", "train.max_steps=3"))
+    assert not trainer.train_loader.pin_memory and not torch.backends.cudnn.benchmark
+    trainer.fit()
+    assert calls == []
+
+
 # --- GPU only -----------------------------------------------------------------------------------
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -347,7 +357,10 @@ gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU
 
 @pytest.mark.gpu
 @gpu
-def test_gpu_fp16_uses_grad_scaler_and_cudnn_flags(tiny_data, tmp_path):
+def test_gpu_fp16_uses_grad_scaler_and_cudnn_flags(tiny_data, tmp_path, monkeypatch):
+    calls = []
+    real_empty_cache = torch.cuda.empty_cache
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: (calls.append(1), real_empty_cache()))
     trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.device=cuda", "train.precision=fp16",
                                   "train.max_steps=4", "train.cudnn_benchmark=true", "loader.pin_memory=true",
                                   "train.empty_cache_every=2"), use_mixed_precision=True)
@@ -356,6 +369,7 @@ def test_gpu_fp16_uses_grad_scaler_and_cudnn_flags(tiny_data, tmp_path):
     assert trainer.train_loader.pin_memory
     summary = trainer.fit()
     assert summary["steps"] == 4 and trainer.status["amp_scale"] > 0
+    assert len(calls) >= 2  # every 2 batches (4 updates x 1 batch each)
     assert trainer.status["peak_mem_source"] == "cuda_max_allocated"
 
 
