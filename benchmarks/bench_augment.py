@@ -87,7 +87,7 @@ def main() -> None:
     from asl_cli.augment import ASLAugmentations
     from asl_cli.config import AugConfig
     from asl_cli.data.dataset import LengthBucketBatchSampler, SignDataset, collate, sample_rng
-    from asl_cli.data.dataset import LengthBucketBatchSampler, SignDataset, collate
+    from asl_cli.data.cache import prepare
 
     with tempfile.TemporaryDirectory() as tmp:
         cache = prepare(args.data, tmp, workers=1)

@@ -576,6 +576,8 @@ class ASLTrainer:
             callback({**record, **extra})
 
     def _finish(self, state: str) -> dict:
+        if state in ("finished", "interrupted") and getattr(self, "_log_samples", 0):
+            self._log_step()  # the updates since the last log point: the final train loss includes them
         self.status["state"] = state
         try:
             self._emit("end")
