@@ -125,31 +125,59 @@ def collate(samples: list[dict[str, Any]], *, bucket_step: int = 1, pad_to: int 
 
 # --- batch samplers ---------------------------------------------------------------------------
 
-class _EpochBatchSampler:
-    """Yields lists of `(position, epoch)`; deterministic per (seed, epoch); resumable mid-epoch.
+class ResumableBatchSampler:
+    """Yields this epoch's `batches()` as lists of `(position, epoch)`, resumable mid-epoch.
 
+    Subclasses define `batches(epoch)` (deterministic per epoch) and their state's other fields.
     `state_dict(batches_done)` records the epoch and how many of its batches were consumed; pass
     the consumed count yourself when a DataLoader prefetches (num_workers > 0), since the sampler
-    only knows how many batches it has handed out. `load_state_dict` makes the next iteration
-    continue at that batch of that epoch.
+    only knows how many batches it has handed out. After `load_state_dict` the next iteration
+    continues at that batch of that epoch.
     """
 
-    def __init__(self, n: int, batch_size: int, *, shuffle: bool, seed: int, drop_last: bool):
-        if batch_size < 1:
-            raise ConfigError(f"batch size must be >= 1, got {batch_size}")
-        self.n = int(n)
-        self.batch_size = int(batch_size)
-        self.shuffle = bool(shuffle)
-        self.seed = int(seed)
-        self.drop_last = bool(drop_last)
+    def __init__(self) -> None:
         self.epoch = 0
         self._skip = 0  # batches to skip at the start of the next iteration (resume)
         self._handed_out = 0
+
+    def batches(self, epoch: int | None = None) -> list[np.ndarray]:
+        raise NotImplementedError
 
     def set_epoch(self, epoch: int) -> None:
         if int(epoch) != self.epoch:
             self._skip = 0  # a resume position belongs to the epoch it was saved in
         self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, skip = self.epoch, self._skip
+        self._skip = 0
+        self._handed_out = skip
+        for batch in self.batches(epoch)[skip:]:
+            self._handed_out += 1
+            yield [(int(i), epoch) for i in batch]
+
+    def _position(self, batches_done: int | None) -> dict[str, int]:
+        done = self._handed_out if batches_done is None else int(batches_done)
+        return {"epoch": self.epoch, "batches_done": done}
+
+    def _restore_position(self, state: dict[str, int]) -> None:
+        self.epoch = int(state["epoch"])
+        self._skip = int(state["batches_done"])
+        self._handed_out = self._skip
+
+
+class _EpochBatchSampler(ResumableBatchSampler):
+    """Batches of one split, deterministic per (seed, epoch); subclasses choose the order."""
+
+    def __init__(self, n: int, batch_size: int, *, shuffle: bool, seed: int, drop_last: bool):
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+        super().__init__()
+        self.n = int(n)
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self.drop_last = bool(drop_last)
 
     def _order(self, rng: np.random.Generator | None) -> np.ndarray:
         raise NotImplementedError
@@ -165,30 +193,18 @@ class _EpochBatchSampler:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        epoch, skip = self.epoch, self._skip
-        self._skip = 0
-        self._handed_out = skip
-        for batch in self.batches(epoch)[skip:]:
-            self._handed_out += 1
-            yield [(int(i), epoch) for i in batch]
-
     def __len__(self) -> int:
         return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
 
     def state_dict(self, batches_done: int | None = None) -> dict[str, int]:
-        done = self._handed_out if batches_done is None else int(batches_done)
-        return {"epoch": self.epoch, "batches_done": done, "seed": self.seed, "n": self.n,
-                "batch_size": self.batch_size}
+        return self._position(batches_done) | {"seed": self.seed, "n": self.n, "batch_size": self.batch_size}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if int(state.get("n", self.n)) != self.n or int(state.get("batch_size", self.batch_size)) != self.batch_size:
             raise ConfigError(f"sampler state is for {state.get('n')} samples in batches of "
                               f"{state.get('batch_size')}, not {self.n} in batches of {self.batch_size}")
         self.seed = int(state.get("seed", self.seed))
-        self.epoch = int(state["epoch"])
-        self._skip = int(state["batches_done"])
-        self._handed_out = self._skip
+        self._restore_position(state)
 
 
 class LengthBucketBatchSampler(_EpochBatchSampler):

@@ -27,13 +27,14 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from asl_cli.data.dataset import ResumableBatchSampler
 from asl_cli.errors import ConfigError
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -240,7 +241,7 @@ class ReadOnlyRunDir:
 
 # --- the sharded batch sampler --------------------------------------------------------------------
 
-class ShardedBatchSampler:
+class ShardedBatchSampler(ResumableBatchSampler):
     """This rank's share of the global batches of `base` (a batch sampler built with the GLOBAL batch).
 
     Every rank builds the same global batch list (same seed, same epoch: same shuffle and length
@@ -259,23 +260,16 @@ class ShardedBatchSampler:
     def __init__(self, base, rank: int, world_size: int, *, train: bool):
         if not 0 <= rank < world_size:
             raise ConfigError(f"rank {rank} is not in 0..{world_size - 1}")
+        super().__init__()
         self.base = base
         self.rank = int(rank)
         self.world_size = int(world_size)
         self.train = bool(train)
-        self.epoch = 0
-        self._skip = 0
-        self._handed_out = 0
 
     @property
     def batch_size(self) -> int:
         """The per-rank batch size (the global one over world_size)."""
         return -(-self.base.batch_size // self.world_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        if int(epoch) != self.epoch:
-            self._skip = 0
-        self.epoch = int(epoch)
 
     def batches(self, epoch: int | None = None) -> list[np.ndarray]:
         epoch = self.epoch if epoch is None else int(epoch)
@@ -288,14 +282,6 @@ class ShardedBatchSampler:
                 shares.append(part)
         return shares
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        epoch, skip = self.epoch, self._skip
-        self._skip = 0
-        self._handed_out = skip
-        for batch in self.batches(epoch)[skip:]:
-            self._handed_out += 1
-            yield [(int(i), epoch) for i in batch]
-
     def __len__(self) -> int:
         if self.train:  # the same for every rank and epoch
             n, g = self.base.n, self.base.batch_size
@@ -306,9 +292,8 @@ class ShardedBatchSampler:
         return len(self.batches(0))
 
     def state_dict(self, batches_done: int | None = None) -> dict[str, int]:
-        done = self._handed_out if batches_done is None else int(batches_done)
-        return {"epoch": self.epoch, "batches_done": done, "seed": self.base.seed, "n": self.base.n,
-                "batch_size": self.base.batch_size, "world_size": self.world_size}
+        return self._position(batches_done) | {"seed": self.base.seed, "n": self.base.n,
+                                               "batch_size": self.base.batch_size, "world_size": self.world_size}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         world = int(state.get("world_size", 1))
@@ -320,9 +305,7 @@ class ShardedBatchSampler:
             raise ConfigError(f"sampler state is for {state.get('n')} samples in global batches of "
                               f"{state.get('batch_size')}, not {self.base.n} in {self.base.batch_size}")
         self.base.seed = int(state.get("seed", self.base.seed))
-        self.epoch = int(state["epoch"])
-        self._skip = int(state["batches_done"])
-        self._handed_out = self._skip
+        self._restore_position(state)
 
 
 # --- the DDP train step ---------------------------------------------------------------------------
