@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any, Callable, Iterable
 
 from asl_cli.config import RunConfig, set_value, validate
 from asl_cli.errors import ConfigError, RunIOError
+from asl_cli.tempfiles import atomic_write_text
 
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
@@ -196,9 +196,7 @@ def write_results(plan: Plan, results: dict[str, dict], *, device: str = "") -> 
     }
     try:
         plan.out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = plan.out_dir / (RESULTS_JSON + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=2))
-        os.replace(tmp, plan.out_dir / RESULTS_JSON)
+        atomic_write_text(plan.out_dir / RESULTS_JSON, json.dumps(doc, indent=2))
         with open(plan.out_dir / RESULTS_CSV, "w", newline="") as fh:
             rows = comparison_rows(results, plan.names)
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["variant"])

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from asl_cli.errors import ASLError, DataError
+from asl_cli.tempfiles import temp_sibling
 
 OPSET = 17
 MAX_ABS_DIFF = 1e-4  # fp32 agreement required between onnxruntime and PyTorch
@@ -110,7 +111,7 @@ def export_onnx(loaded, out: str | Path, *, features: bool = False, probabilitie
         names = ["landmarks"]
         dynamic = {"landmarks": {0: "frames"}}
     out = Path(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    tmp = temp_sibling(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings(), torch.no_grad():

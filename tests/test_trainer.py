@@ -13,7 +13,7 @@ import torch
 
 from asl_cli.config import SynthConfig, load_config
 from asl_cli.engine.checkpoint import load_checkpoint
-from asl_cli.engine.trainer import ASLTrainer, TrainStep
+from asl_cli.engine.trainer import ASLTrainer
 from asl_cli.errors import (CheckpointError, NonFiniteLossError, OutOfMemoryError, RunIOError,
                             TrainingInterrupted)
 

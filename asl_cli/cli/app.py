@@ -8,7 +8,6 @@ only typer/rich at module level; torch and the engine are imported inside the co
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 import typer
 

@@ -67,7 +67,7 @@ def evaluate_command(
 
         if split not in ("val", "all"):
             raise ConfigError(f"--split must be 'val' or 'all', got {split!r}")
-        from asl_cli.engine.run_dir import atomic_write_text
+        from asl_cli.tempfiles import atomic_write_text
         from asl_cli.errors import RunIOError
         from asl_cli.inference import evaluate_split, load_for_inference, plot_confusion
 

@@ -40,6 +40,7 @@ from asl_cli.data.preprocess import POINT_INDEX, valid_frames
 from asl_cli.data.reader import SIGN_MAP, TRAIN_CSV, SignIndex, read_index, read_landmarks
 from asl_cli.data.pool import imap_ordered
 from asl_cli.errors import DataError, RunIOError
+from asl_cli.tempfiles import abandoned, temp_sibling
 
 CACHE_FORMAT_VERSION = 1
 POINTS_FILE, INDEX_FILE, META_FILE, COMPLETE_FILE = "points.npy", "index.npz", "meta.json", "complete"
@@ -264,16 +265,7 @@ def _is_current(path: Path, fp: str, skip_bad: bool) -> bool:
 def _remove_leftovers(target: Path) -> None:
     """Delete temporary build (and swapped-out) folders of `target` whose process is gone."""
     leftovers = [*target.parent.glob(f".{target.name}.tmp-*"), *target.parent.glob(f".{target.name}.old-*")]
-    for tmp in leftovers:
-        try:
-            pid = int(tmp.name.rsplit("-", 2)[-2])
-            os.kill(pid, 0)
-            if pid != os.getpid():
-                continue  # another prepare is running right now
-        except ProcessLookupError:
-            pass
-        except (ValueError, PermissionError, IndexError):
-            continue
+    for tmp in abandoned(leftovers):  # another prepare may be running right now: keep its folder
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -306,7 +298,7 @@ def prepare(data_dir: str | Path, cache_dir: str | Path | None = None, *, skip_b
         cache = PreparedCache(target)
         cache.reused = True
         return cache
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = temp_sibling(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_leftovers(target)
@@ -319,7 +311,7 @@ def prepare(data_dir: str | Path, cache_dir: str | Path | None = None, *, skip_b
         # Swap into place: the old cache (if any) is moved aside first, then removed.
         old = None
         if target.exists():
-            old = target.parent / f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            old = temp_sibling(target, "old")
             os.replace(target, old)
         os.replace(tmp, target)
         if old is not None:

@@ -42,7 +42,6 @@ import math
 import os
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -53,6 +52,7 @@ import numpy as np
 from asl_cli.data.landmarks import ROWS_PER_FRAME, TYPE_OFFSETS, TYPE_SIZES
 from asl_cli.data.pool import imap_ordered
 from asl_cli.errors import DataError
+from asl_cli.tempfiles import abandoned, temp_sibling
 
 GENERATOR_VERSION = 2  # bump when the output for a given seed changes (invalidates cached sets)
 FILES_DIR = "train_landmark_files"
@@ -822,7 +822,7 @@ def ensure_default_dataset(synth_cfg: Any, *, progress: ProgressFn | None = None
     except OSError as exc:
         raise DataError(f"cannot create the cache folder ({exc.strerror})", path=target.parent) from None
     _remove_leftovers(target)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = temp_sibling(target)
     try:
         generate(tmp, num_signs=params["num_signs"], num_participants=params["num_participants"],
                  repetitions=params["repetitions"], seed=params["seed"], progress=progress)
@@ -831,7 +831,7 @@ def ensure_default_dataset(synth_cfg: Any, *, progress: ProgressFn | None = None
             shutil.rmtree(tmp, ignore_errors=True)
             return target
         if target.exists():  # incomplete: move it aside, then remove it
-            old = target.parent / f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            old = temp_sibling(target, "old")
             os.replace(target, old)
             shutil.rmtree(old, ignore_errors=True)
         try:
@@ -851,14 +851,6 @@ def ensure_default_dataset(synth_cfg: Any, *, progress: ProgressFn | None = None
 
 def _remove_leftovers(target: Path) -> None:
     """Delete temporary/swapped-out folders of `target` whose generating process is gone."""
-    for tmp in [*target.parent.glob(f".{target.name}.tmp-*"), *target.parent.glob(f".{target.name}.old-*")]:
-        try:
-            pid = int(tmp.name.rsplit("-", 2)[-2])
-            if pid != os.getpid():
-                os.kill(pid, 0)
-                continue  # that process is still generating
-        except ProcessLookupError:
-            pass
-        except (ValueError, PermissionError, IndexError):
-            continue
+    leftovers = [*target.parent.glob(f".{target.name}.tmp-*"), *target.parent.glob(f".{target.name}.old-*")]
+    for tmp in abandoned(leftovers):
         shutil.rmtree(tmp, ignore_errors=True)

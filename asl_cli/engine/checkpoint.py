@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import uuid
 import warnings
 import zipfile
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 
 from asl_cli import __version__
 from asl_cli.errors import CheckpointError, RunIOError
+from asl_cli.tempfiles import abandoned, temp_sibling
 
 FORMAT = "asl-checkpoint"
 FORMAT_VERSION = 1
@@ -91,7 +91,7 @@ def save_checkpoint(payload: dict, path: str | Path) -> Path:
     """
     path = Path(path)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "toolkit_version": __version__, **payload}
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = temp_sibling(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_dead_temps(path)
@@ -112,16 +112,7 @@ def save_checkpoint(payload: dict, path: str | Path) -> Path:
 
 def _remove_dead_temps(path: Path) -> None:
     """Delete half-written temp files beside `path` left by a killed process (SIGKILL skips cleanup)."""
-    for tmp in path.parent.glob(".*.tmp-*"):
-        try:
-            pid = int(tmp.name.rsplit("-", 2)[-2])
-            if pid != os.getpid():
-                os.kill(pid, 0)
-                continue  # its writer is still running
-        except ProcessLookupError:
-            pass
-        except (ValueError, IndexError, PermissionError):
-            continue
+    for tmp in abandoned(path.parent.glob(".*.tmp-*")):
         tmp.unlink(missing_ok=True)
 
 

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from asl_cli import __version__
 from asl_cli.config import RunConfig, validate
 from asl_cli.engine.checkpoint import (all_finite, load_checkpoint, model_fingerprint, rng_state,
                                        save_checkpoint, set_rng_state, unwrap_model)
@@ -36,7 +35,7 @@ from asl_cli.engine.metrics import SmoothedValue, Throughput, peak_memory_mb, to
 from asl_cli.engine.precision import Precision, choose_precision
 from asl_cli.engine.run_dir import RunDir, find_checkpoint
 from asl_cli.errors import (ConfigError, DataError, NoGPUError, NonFiniteLossError, OutOfMemoryError,
-                            RunIOError, TrainingInterrupted)
+                            TrainingInterrupted)
 
 log = logging.getLogger("asl.engine")
 

@@ -8,7 +8,6 @@ and tests/test_checkpoint.py; this file proves the whole path from the command l
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import shutil
