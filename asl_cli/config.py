@@ -245,7 +245,6 @@ def apply_mapping(cfg: RunConfig, mapping: dict, *, source: str) -> None:
         if key in SECTIONS:
             if not isinstance(value, dict):
                 raise ConfigError(f"[{key}] must be a table", path=source)
-            section = getattr(cfg, key)
             for sub, v in value.items():
                 set_value(cfg, f"{key}.{sub}", v, source=source)
         else:

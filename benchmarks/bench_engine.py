@@ -5,10 +5,12 @@
     python benchmarks/bench_engine.py gpu --device cuda   # fp32/fp16/bf16 x eager/compile, rtx4070 shapes
     python benchmarks/bench_engine.py all
 
-1. efficiency: samples/s of `ASLTrainer.fit()` (data pipeline with augmentations, the loop, logging,
-   status/metrics files) measured between its log points inside one epoch, divided by samples/s of
-   a bare forward/backward/clip/step loop over pre-built tensors of exactly the batch shapes the
-   trainer saw, same model config, same optimizer, same machine. Goal >= 0.9 on CPU.
+1. efficiency: samples/s of `ASLTrainer.fit()` (data pipeline with augmentations, the loop, log
+   points writing metrics.jsonl/status.json, the per-epoch checkpoint) divided by samples/s of a
+   bare forward/backward/clip/step loop over pre-built tensors of exactly the batch shapes the
+   trainer saw, same model config, same optimizer, same process. The two alternate: after every
+   log point of the trainer the bare loop replays that segment's shapes (see `efficiency`).
+   Goal >= 0.9 on CPU. `--threads N` sets torch's intra-op threads for both.
 2. bucketing: trainer samples/s with length-bucketed dynamic padding vs every batch padded to
    max_len 384 (`data.length_bucketing=false`), on the real asl-signs sample's lengths. Goal >= 10x.
 3. gpu: the rtx4070 preset's shapes (batch 12 x 4 accumulation, max_len 384, dim 192) in fp32,
@@ -37,91 +39,112 @@ def _trainer(preset: str, sets: list[str], callbacks=()):
                       callbacks=callbacks)
 
 
-def _efficiency_round(sets: list[str], steps: int, warmup: int) -> dict:
+def efficiency(sets: list[str], epochs: int = 4, warmup_segments: int = 3, loop_only: bool = False) -> dict:
+    """Full trainer vs bare loop, measured in alternating segments of one process.
+
+    The trainer runs `epochs` whole epochs of the preset (no validation split, so no evaluation
+    pass, which a bare loop does not have; log points and the per-epoch `last` checkpoint are
+    kept: they are part of the trainer). At each log point a callback runs the bare loop over
+    exactly the batch shapes the trainer saw since the previous log point, on its own copy of the
+    model and optimizer; the trainer's segment is the time between two callbacks. Pairing
+    segments a fraction of a second apart cancels the slow drifts of a shared machine, which
+    moved whole-run figures here by 30 % from one minute to the next.
+
+    `loop_only`: the trainer replays batches its data pipeline built before `fit()` (the first
+    epoch's, every epoch), so the ratio measures the engine alone: loop, accumulation, finiteness
+    check, clipping, schedule, log points, checkpoints.
+    """
+    import statistics
+
     import torch
     import torch.nn.functional as F
 
     from asl_cli.engine.optim import build_optimizer
     from asl_cli.model import build_model
 
-    marks: dict[int, tuple[float, float]] = {}
     shapes: list[tuple[int, int]] = []
+    segments: list[tuple[float, float, int]] = []  # (trainer s, bare s, samples)
+    clock = {"since": None}
 
-    def mark(e):
-        if e["event"] == "step":
-            marks.setdefault(e["step"], (time.perf_counter(), time.process_time()))
+    def at_log_point(event: dict) -> None:
+        if event["event"] != "step":
+            return
+        now = time.perf_counter()
+        if clock["since"] is not None:
+            window = list(shapes)
+            t0 = time.perf_counter()
+            bare(window)
+            segments.append((now - clock["since"], time.perf_counter() - t0, sum(b for b, _ in window)))
+        shapes.clear()
+        clock["since"] = time.perf_counter()
 
-    trainer = _trainer("cpu", [f"train.max_steps={steps}", f"train.log_every={warmup}", *sets], callbacks=[mark])
-    if steps >= trainer.updates_per_epoch:
-        raise SystemExit(f"steps must stay inside one epoch ({trainer.updates_per_epoch} updates)")
-    original = trainer.step_fn.micro_step
+    trainer = _trainer("cpu", [f"train.epochs={epochs}", "data.val_fold=-1", *sets], callbacks=[at_log_point])
+    micro_step = trainer.step_fn.micro_step
 
     def record(features, mask, labels):
         shapes.append(tuple(features.shape[:2]))
-        original(features, mask, labels)
+        micro_step(features, mask, labels)
 
     trainer.step_fn.micro_step = record
-    trainer.fit()
-    accum = trainer.accum
-    timed = shapes[warmup * accum: steps * accum]
-    samples = sum(b for b, _ in timed)
-    trainer_wall = marks[steps][0] - marks[warmup][0]
-    trainer_cpu = marks[steps][1] - marks[warmup][1]
 
-    # The bare loop: same model config, same optimizer, same batch shapes, tensors built beforehand.
-    cfg = trainer.cfg
+    # The bare loop: same model config, same optimizer, tensors built beforehand (one per shape).
+    cfg, dev, accum = trainer.cfg, trainer.device, trainer.accum
     torch.manual_seed(0)
-    model = build_model(cfg.model, trainer.num_classes).to(trainer.device)
+    model = build_model(cfg.model, trainer.num_classes).to(dev)
     model.train()
     opt = build_optimizer(model, cfg.optim)
     gen = torch.Generator().manual_seed(0)
-    batches = []
-    for b, length in shapes:
-        lengths = torch.randint(1, length + 1, (b,), generator=gen)
-        batches.append((torch.randn(b, length, 708, generator=gen).to(trainer.device),
-                        (torch.arange(length) < lengths[:, None]).to(trainer.device),
-                        torch.randint(0, trainer.num_classes, (b,), generator=gen).to(trainer.device)))
-    clip = cfg.train.gradient_clip_val
+    prebuilt: dict[tuple[int, int], tuple] = {}
 
-    def bare(window):
-        for i, (x, m, y) in enumerate(window):
+    def tensors(b: int, length: int) -> tuple:
+        if (b, length) not in prebuilt:
+            lengths = torch.randint(1, length + 1, (b,), generator=gen)
+            prebuilt[(b, length)] = (torch.randn(b, length, 708, generator=gen).to(dev),
+                                     (torch.arange(length) < lengths[:, None]).to(dev),
+                                     torch.randint(0, trainer.num_classes, (b,), generator=gen).to(dev))
+        return prebuilt[(b, length)]
+
+    def bare(window: list[tuple[int, int]]) -> None:
+        for i, (b, length) in enumerate(window):
+            x, m, y = tensors(b, length)
             loss = F.cross_entropy(model(x, m), y, label_smoothing=cfg.optim.label_smoothing) / accum
             loss.backward()
-            if (i + 1) % accum == 0:
-                if clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            if (i + 1) % accum == 0 or i + 1 == len(window):
+                if cfg.train.gradient_clip_val > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.gradient_clip_val)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
-        if trainer.device.type == "cuda":
+        if dev.type == "cuda":
             torch.cuda.synchronize()
 
-    bare(batches[: warmup * accum])  # the same warm-up as the trainer's
-    window = batches[warmup * accum: steps * accum]
-    t0, c0 = time.perf_counter(), time.process_time()
-    bare(window)
-    bare_wall, bare_cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"trainer_sps": samples / trainer_wall, "bare_sps": samples / bare_wall,
-            "ratio_wall": bare_wall / trainer_wall, "ratio_cpu": bare_cpu / trainer_cpu,
+    if loop_only:
+        built = list(trainer.train_loader)
+
+        class Replay:  # what the loop needs of a DataLoader: iteration and length
+            def __iter__(self):
+                return iter(built)
+
+            def __len__(self):
+                return len(built)
+
+        trainer.train_loader = Replay()
+    trainer.fit()
+    timed = segments[warmup_segments:]
+    if len(timed) < 5:
+        raise SystemExit(f"only {len(timed)} timed segments: raise --epochs or lower train.log_every")
+    ratios = [b / t for t, b, _ in timed]
+    quart = statistics.quantiles(ratios, n=4)
+    samples = sum(n for *_, n in timed)
+    trainer_s, bare_s = sum(t for t, _, _ in timed), sum(b for _, b, _ in timed)
+    return {"bench": "efficiency", "trainer_samples_per_s": round(samples / trainer_s, 1),
+            "bare_samples_per_s": round(samples / bare_s, 1), "ratio": round(bare_s / trainer_s, 3),
+            "ratio_median": round(statistics.median(ratios), 3),
+            "ratio_quartiles": [round(quart[0], 3), round(quart[2], 3)],
+            "segments": len(timed), "updates_per_segment": cfg.train.log_every, "samples_timed": samples,
             "batch": cfg.train.batch_size, "accum": accum, "num_workers": cfg.loader.num_workers,
-            "augmentations": cfg.aug.use_augmentations}
-
-
-def efficiency(sets: list[str], steps: int = 50, warmup: int = 10, rounds: int = 3) -> dict:
-    """Median over `rounds` of (trainer, bare) pairs; the CPU-time ratio (this process's CPU seconds
-    per sample) is robust to other programs on a shared machine, the wall ratio is what a user sees
-    on a quiet one. With data-loader workers, only the CPU-time ratio leaves out the workers' work."""
-    import statistics
-
-    import torch
-
-    runs = [_efficiency_round(sets, steps, warmup) for _ in range(rounds)]
-    med = {k: statistics.median(r[k] for r in runs) for k in ("trainer_sps", "bare_sps", "ratio_wall", "ratio_cpu")}
-    return {"bench": "efficiency", "trainer_samples_per_s": round(med["trainer_sps"], 1),
-            "bare_samples_per_s": round(med["bare_sps"], 1), "ratio_wall": round(med["ratio_wall"], 3),
-            "ratio_cpu": round(med["ratio_cpu"], 3), "ratios_wall": [round(r["ratio_wall"], 3) for r in runs],
-            "updates_timed": steps - warmup, "rounds": rounds,
-            **{k: runs[0][k] for k in ("batch", "accum", "num_workers", "augmentations")},
-            "torch_threads": torch.get_num_threads(), "load_avg_1m": round(os.getloadavg()[0], 2)}
+            "augmentations": cfg.aug.use_augmentations, "data_pipeline": "replayed" if loop_only else "live",
+            "torch_threads": torch.get_num_threads(),
+            "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
 def bucketing(sets: list[str], epochs: int = 3) -> dict:
@@ -164,11 +187,18 @@ def main() -> int:
     parser.add_argument("which", choices=["efficiency", "bucketing", "gpu", "all"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--set", dest="sets", action="append", default=[])
+    parser.add_argument("--loop-only", action="store_true",
+                        help="efficiency: replay pre-built batches (the engine's own overhead, no data pipeline)")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     results = []
     args.sets = [f"train.device={args.device}", *args.sets]
     if args.which in ("efficiency", "all"):
-        results.append(efficiency(args.sets))
+        results.append(efficiency(args.sets, loop_only=args.loop_only))
     if args.which in ("bucketing", "all"):
         results.append(bucketing(args.sets))
     if args.which in ("gpu", "all"):

@@ -3,19 +3,13 @@ signals), on a tiny synthetic set with a 32-wide model so every run takes a few 
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
 import os
-import pty
 import re
-import select
 import signal
-import struct
 import subprocess
 import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +17,7 @@ from typer.testing import CliRunner
 
 from asl_cli.cli.app import app
 from asl_cli.cli.dashboard import JSON, LIVE, PLAIN, StopRequests, TrainDashboard, choose_mode, stop_on_signals
+from terminal import run_on_terminal
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_GPUS = ROOT / "tests" / "fixtures" / "fake_gpus.json"
@@ -226,37 +221,11 @@ def test_first_signal_asks_the_trainer_to_stop_and_a_second_ctrl_c_quits():
 
 # --- real processes --------------------------------------------------------------------------------
 
-def run_in_pty(cmd: list[str], env: dict, timeout: float = 120.0) -> tuple[int, str]:
-    """Run `cmd` with a pseudo-terminal (100x45) as stdin/stdout/stderr; return (rc, output)."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 45, 100, 0, 0))
-    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True, cwd=ROOT)
-    os.close(slave)
-    chunks, deadline = [], time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            elif proc.poll() is not None:
-                break
-        else:
-            proc.kill()
-    finally:
-        os.close(master)
-    return proc.wait(timeout=10), b"".join(chunks).decode("utf-8", "replace")
-
-
 def test_live_dashboard_in_a_pseudo_terminal(tiny, env):
     penv = dict(env, ASL_FAKE_GPU=str(FAKE_GPUS), TERM="xterm-256color", COLUMNS="100", LINES="45")
     penv.pop("NO_COLOR", None)
-    rc, out = run_in_pty(asl(*tiny_args(tiny, "pty-run", "--epochs", "6")), penv)
+    rc, raw = run_on_terminal(asl(*tiny_args(tiny, "pty-run", "--epochs", "6")), env=penv, cwd=ROOT)
+    out = raw.decode("utf-8", "replace")
     assert rc == 0, out[-2000:]
     text = ANSI.sub("", out)
     assert "\x1b[" in out  # drawn as a terminal UI (cursor movement, colour)
@@ -269,7 +238,8 @@ def test_live_dashboard_in_a_pseudo_terminal(tiny, env):
 
 def test_no_color_in_a_terminal_has_no_colour_codes(tiny, env):
     penv = dict(env, TERM="xterm-256color", NO_COLOR="1", COLUMNS="100", LINES="45")
-    rc, out = run_in_pty(asl(*tiny_args(tiny, "nocolor-run", "--max-steps", "2")), penv)
+    rc, raw = run_on_terminal(asl(*tiny_args(tiny, "nocolor-run", "--max-steps", "2")), env=penv, cwd=ROOT)
+    out = raw.decode("utf-8", "replace")
     assert rc == 0, out[-2000:]
     assert "samples/s" in ANSI.sub("", out)
     assert not re.search(r"\x1b\[[0-9;]*(3[0-7]|38;[0-9;]+|9[0-7])m", out), "colour codes despite NO_COLOR"

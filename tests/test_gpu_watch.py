@@ -212,46 +212,19 @@ def test_pipe_output_arrives_line_by_line_before_the_end(tmp_path):
 
 def run_in_pty(args: list[str], *, interrupt_after: bytes | None = None, timeout: float = 25,
                rows: int = 60, cwd: Path | None = None) -> tuple[int, bytes]:
-    """Run `python -m asl_cli ...` on a pseudo-terminal; optionally Ctrl-C it once `interrupt_after` shows."""
-    import fcntl
-    import pty
-    import struct
-    import termios
+    """`python -m asl_cli ...` on a pseudo-terminal; Ctrl-C (SIGINT) once `interrupt_after` shows."""
+    from terminal import run_on_terminal
 
-    pid, fd = pty.fork()
-    if pid == 0:  # child
-        try:
-            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, 110, 0, 0))
-            os.environ.update(sub_env(TERM="xterm-256color", LINES=str(rows)))
-            if cwd is not None:
-                os.chdir(cwd)
-            os.environ.pop("NO_COLOR", None)
-            os.execv(sys.executable, [sys.executable, "-m", "asl_cli", *args])
-        finally:
-            os._exit(127)
-    out = b""
-    sent = False
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            if ready:
-                try:
-                    chunk = os.read(fd, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            if interrupt_after is not None and not sent and interrupt_after in out:
-                os.kill(pid, signal.SIGINT)
-                sent = True
-        else:
-            os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-    finally:
-        os.close(fd)
-    return os.waitstatus_to_exitcode(status), out
+    def interrupt(out: bytes, proc: subprocess.Popen) -> None:
+        if interrupt_after is not None and interrupt_after in out and not sent:
+            proc.send_signal(signal.SIGINT)
+            sent.append(True)
+
+    sent: list[bool] = []
+    env = sub_env(TERM="xterm-256color", LINES=str(rows))
+    env.pop("NO_COLOR", None)
+    return run_on_terminal([sys.executable, "-m", "asl_cli", *args], env=env, cwd=cwd, rows=rows, columns=110,
+                           timeout=timeout, poll=0.5, watch=interrupt)
 
 
 @posix_only

@@ -114,35 +114,17 @@ def test_sigkill_then_resume_is_bitwise_identical(seed, kind, tiny_data, referen
 
 def run_in_pty(cmd: list[str], env: dict, stop_after_step: int, metrics: Path, signum: int) -> tuple[int, str]:
     """Run `cmd` on a pseudo-terminal; send `signum` once `metrics` shows the step; (rc, output)."""
-    import os
-    import pty
-    import select
+    from terminal import run_on_terminal
 
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
-    os.close(slave)
-    chunks, sent, deadline = [], False, time.monotonic() + 90
-    try:
-        while time.monotonic() < deadline:
-            if not sent and last_step(metrics) >= stop_after_step:
-                proc.send_signal(signum)
-                sent = True
-            ready, _, _ = select.select([master], [], [], 0.01)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            elif proc.poll() is not None:
-                break
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-    return proc.wait(timeout=30), b"".join(chunks).decode("utf-8", "replace")
+    sent: list[bool] = []
+
+    def signal_at_step(out: bytes, proc: subprocess.Popen) -> None:
+        if not sent and last_step(metrics) >= stop_after_step:
+            proc.send_signal(signum)
+            sent.append(True)
+
+    rc, out = run_on_terminal(cmd, env=env, rows=40, columns=100, timeout=90, poll=0.01, watch=signal_at_step)
+    return rc, out.decode("utf-8", "replace")
 
 
 @pytest.mark.parametrize("signum,code,terminal", [(signal.SIGINT, 130, True), (signal.SIGTERM, 143, False)],
