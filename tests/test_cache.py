@@ -209,3 +209,20 @@ def test_unwritable_cache_location(sample_dir, tmp_path):
     with pytest.raises(RunIOError) as info:
         prepare(data, blocker, workers=1)
     assert info.value.exit_code == EXIT_IO and "cannot create the cache folder" in info.value.message
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped bytes"])
+def test_damaged_index_is_a_data_error(sample_dir, tmp_path, damage):
+    data = small_copy(sample_dir, tmp_path / "data", n=3)
+    good = prepare(data, tmp_path / "cache", workers=1)
+    index = good.path / "index.npz"
+    blob = bytearray(index.read_bytes())
+    if damage == "truncated":
+        blob = blob[:300]  # the zip's central directory is gone
+    else:
+        blob[200:400] = bytes(b ^ 0x55 for b in blob[200:400])  # a member's CRC no longer matches
+    index.write_bytes(bytes(blob))
+    for opener in (lambda: open_cache(good.path), lambda: prepare(data, tmp_path / "cache", workers=1)):
+        with pytest.raises(DataError, match="damaged prepared cache") as info:
+            opener()
+        assert info.value.path == str(good.path) and "\n" not in str(info.value)

@@ -337,3 +337,29 @@ def test_non_text_type_column_is_ignored(tmp_path):
     cols = landmark_table(a)
     cols["type"] = pa.array(np.zeros(2 * ROWS_PER_FRAME, dtype=np.int8))  # not names: rows keep their order
     np.testing.assert_array_equal(read_landmarks(write(tmp_path / "t.parquet", cols)), a.astype(np.float32))
+
+
+def test_float64_beyond_float32_is_one_clean_error(tmp_path, recwarn):
+    a = frames_array(3)
+    a[1, 7, 0] = 1e300  # finite in the file, infinite as float32
+    err = expect_error(write(tmp_path / "big.parquet", landmark_table(a, first_frame=10)), "out-of-range")
+    assert "'x'" in err.message and "frame 11" in err.message
+    # One error, nothing else: no numpy RuntimeWarning printed beside it on stderr.
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in recwarn]
+
+
+def test_index_with_utf8_bom(tmp_path):
+    # Spreadsheet programs save "CSV UTF-8" (and JSON editors on Windows) with a byte-order mark.
+    root = make_data_dir(tmp_path / "d")
+    for name in ("train.csv", "sign_to_prediction_index_map.json"):
+        p = root / name
+        p.write_bytes(b"\xef\xbb\xbf" + p.read_bytes())
+    index = read_index(root)
+    assert index.paths == ["train_landmark_files/1/10.parquet", "train_landmark_files/2/20.parquet"]
+    assert index.sign_map == {"hello": 0, "bye": 1} and index.labels.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "-9223372036854775809"])
+def test_index_id_outside_int64(tmp_path, value):
+    root = make_data_dir(tmp_path / "d", rows=[f"a.parquet,1,{value},hello"])
+    expect_index_error(root, "train.csv", f"line 2: sequence_id '{value}' is out of range")

@@ -29,6 +29,7 @@ import os
 import shutil
 import time
 import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -83,8 +84,8 @@ class PreparedCache:
                 self.participants = z["participants"]
                 self.sequence_ids = z["sequence_ids"]
                 self.paths = z["paths"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise DataError(f"damaged prepared cache ({exc}); run `asl prepare --force`",
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(f"damaged prepared cache ({_first_line(exc)}); run `asl prepare --force`",
                             path=self.path) from None
         if self.meta.get("format") != CACHE_FORMAT_VERSION:
             raise DataError(f"cache format {self.meta.get('format')} is not {CACHE_FORMAT_VERSION}; "
@@ -378,6 +379,11 @@ def _build(index: SignIndex, out: Path, fp: str, *, skip_bad: bool, progress: An
         _fsync(out / name)
     (out / COMPLETE_FILE).write_text(fp + "\n")  # last: marks the folder usable
     _fsync(out / COMPLETE_FILE)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _fsync(path: Path) -> None:

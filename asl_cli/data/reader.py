@@ -70,7 +70,7 @@ def read_sign_map(path: str | Path) -> dict[str, int]:
     """`{sign: index}` whose indices are exactly 0..n-1, one per sign."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark (Windows editors) is dropped
     except FileNotFoundError:
         raise DataError("sign map not found", path=path) from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -111,7 +111,9 @@ def read_index(data_dir: str | Path) -> SignIndex:
     sign_map = read_sign_map(root / SIGN_MAP)
     csv_path = root / TRAIN_CSV
     try:
-        fh = open(csv_path, newline="", encoding="utf-8")
+        # utf-8-sig: spreadsheet programs save "CSV UTF-8" with a byte-order mark, which would
+        # otherwise stick to the first column's name.
+        fh = open(csv_path, newline="", encoding="utf-8-sig")
     except FileNotFoundError:
         raise DataError("train.csv not found", path=csv_path) from None
     except OSError as exc:
@@ -182,9 +184,12 @@ def read_index(data_dir: str | Path) -> SignIndex:
 
 def _int_field(text: str, name: str, line_no: int, path: Path) -> int:
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise DataError(f"line {line_no}: {name} {text!r} is not an integer", path=path) from None
+    if not -2 ** 63 <= value < 2 ** 63:  # stored as int64
+        raise DataError(f"line {line_no}: {name} {text!r} is out of range (a 64-bit integer)", path=path)
+    return value
 
 
 # --- one landmark parquet ---------------------------------------------------------------------
@@ -241,8 +246,9 @@ def read_landmarks(path: str | Path, columns: Sequence[str] = ("x", "y", "z")) -
         raise DataError(f"column 'frame' has {frame_col.null_count} missing values", path=path)
     frame = np.asarray(frame_col.to_numpy(), dtype=np.int64)
     coords = np.empty((n, len(columns)), dtype=np.float32)
-    for j, c in enumerate(columns):
-        coords[:, j] = table.column(c).to_numpy()  # nulls arrive as NaN
+    with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf, reported below
+        for j, c in enumerate(columns):
+            coords[:, j] = table.column(c).to_numpy()  # nulls arrive as NaN
 
     flat = _flat_landmark_index(table, path) if placed else None
     # Fast path: frames already ascending and (when known) landmarks in the standard order.

@@ -85,6 +85,7 @@ CSV_CASES = {
     "train.csv path escaping with ..": dict(csv=f"{HEADER}../../etc/passwd,1,100,a\n"),
     "train.csv absolute path": dict(csv=f"{HEADER}/etc/passwd,1,100,a\n"),
     "train.csv non-integer id": dict(csv=f"{HEADER}{REL},one,100,a\n"),
+    "train.csv id beyond 64 bits": dict(csv=f"{HEADER}{REL},1,99999999999999999999,a\n"),
     "train.csv lists nothing": dict(csv=HEADER),
     "sign map not JSON": dict(sign_map="{a: 0,"),
     "sign map not a bijection": dict(sign_map='{"a": 0, "b": 0}'),
