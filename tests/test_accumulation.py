@@ -155,3 +155,32 @@ def test_schedule_steps_once_per_update():
         step.update()
     assert sched.last_epoch == 3
     assert opt.param_groups[0]["lr"] == pytest.approx(1 / 4)
+
+
+def test_nonfinite_awp_pass_is_not_applied():
+    """With AWP, the gradient applied is the second (perturbed) pass's: a NaN there must drop the
+    update like a NaN in the first pass (fp32 has no GradScaler to catch it)."""
+    from asl_cli.engine.awp import AWP
+
+    torch.manual_seed(0)
+    model = TinyNet().eval()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    step = TrainStep(model, opt, Precision("cpu", "fp32"), nominal_window=8, clip_val=1.0, awp=AWP(model, 0.2))
+    step.awp_active = True
+    clean_loss_sum = step.loss_sum
+    calls = {"n": 0}
+
+    def loss_sum(*args):
+        calls["n"] += 1
+        loss = clean_loss_sum(*args)
+        return loss * float("nan") if calls["n"] == 3 else loss  # the second pass's first micro-batch
+
+    step.loss_sum = loss_sum
+    x, mask, y = make_data(8)
+    step.micro_step(x[:4], mask[:4], y[:4])
+    step.micro_step(x[4:], mask[4:], y[4:])
+    applied, grad_norm, loss = step.update()
+    assert calls["n"] == 4 and not applied
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))

@@ -217,6 +217,46 @@ def test_max_steps_and_time_budget_stop(tiny_data, tmp_path):
     assert summary["steps"] >= 1 and summary["epochs_done"] < 1000 and summary["wall_s"] < 60
 
 
+def test_throughput_counts_training_time_only(tiny_data, tmp_path, monkeypatch):
+    """samples_per_s / data_wait are the training loop's: evaluation and checkpoint time (here a
+    fake 1000 s per evaluation) must not dilute them, also at the final flush."""
+    import time
+
+    skew = {"s": 0.0}
+    real_clock = time.perf_counter
+    monkeypatch.setattr(time, "perf_counter", lambda: real_clock() + skew["s"])
+    events = []
+    probe = ASLTrainer(make_cfg(tiny_data, tmp_path, "name=probe"))
+    # log points that span the epoch end (evaluation) and a last flush after the final evaluation
+    cfg = make_cfg(tiny_data, tmp_path, "train.epochs=2", f"train.log_every={probe.updates_per_epoch + 1}")
+    trainer = ASLTrainer(cfg, callbacks=[events.append])
+    evaluate = trainer.evaluate
+
+    def slow_evaluate():
+        skew["s"] += 1000.0
+        return evaluate()
+
+    trainer.evaluate = slow_evaluate
+    trainer.fit()
+    steps = [e for e in events if e["event"] == "step"]
+    assert len(steps) == 2
+    assert all(e["samples_per_s"] > 1.0 for e in steps), [e["samples_per_s"] for e in steps]
+
+
+def test_max_steps_at_an_epoch_end_between_checkpoints_still_evaluates_and_saves(tiny_data, tmp_path):
+    """max_steps reached exactly at the end of epoch 1 of 6, with eval/checkpoint every 3 epochs:
+    the final weights must still be evaluated and saved (last.pt was left at step 0)."""
+    probe = ASLTrainer(make_cfg(tiny_data, tmp_path, "name=probe"))
+    per_epoch = probe.updates_per_epoch
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, f"train.max_steps={per_epoch}", "train.epochs=6",
+                                  "train.checkpoint_every=3", "train.eval_every=3", "name=boundary"))
+    summary = trainer.fit()
+    assert summary["steps"] == per_epoch and summary["epochs_done"] == 1
+    assert load_checkpoint(trainer.run.last_checkpoint)["progress"]["step"] == per_epoch
+    assert summary["best_top1"] is not None and trainer.status["val_top1"] is not None
+    assert sum(m["event"] == "eval" for m in trainer.run.read_metrics()) == 1
+
+
 def _poison(trainer, at_call: int):
     """Make the loss of micro-step `at_call` (1-based) NaN."""
     original = trainer.step_fn.loss_sum
@@ -313,6 +353,23 @@ def test_bf16_autocast_on_cpu(tiny_data, tmp_path):
     assert summary["precision"] == "bf16" and math.isfinite(summary["final_train_loss"])
 
 
+def test_auto_precision_is_fp16_on_a_gpu_that_only_emulates_bf16(monkeypatch):
+    """A T4 / V100 (compute capability < 8): torch's is_bf16_supported() says True by default
+    (bf16 is emulated there, far slower than fp16 tensor cores); auto must pick fp16."""
+    from asl_cli.engine.precision import choose_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert choose_precision("cuda", mixed=True, requested="auto").name == "fp16"
+    forced = choose_precision("cuda", mixed=True, requested="bf16")
+    assert forced.name == "fp16" and "no bf16" in forced.note
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert choose_precision("cuda", mixed=True, requested="auto").name == "bf16"
+
+
 def test_cpu_defaults_to_fp32_even_with_mixed_precision(tiny_data, tmp_path):
     trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.use_mixed_precision=true"))
     assert trainer.precision.name == "fp32" and trainer.status["precision"] == "fp32"
@@ -380,7 +437,23 @@ def test_gpu_fp16_uses_grad_scaler_and_cudnn_flags(tiny_data, tmp_path, monkeypa
 def test_gpu_auto_precision_and_deterministic_flags(tiny_data, tmp_path):
     trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.device=cuda", "train.deterministic=true",
                                   "train.max_steps=2"), use_mixed_precision=True)
-    expected = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    from asl_cli.engine.precision import cuda_has_native_bf16
+
+    expected = "bf16" if cuda_has_native_bf16() else "fp16"
     assert trainer.precision.name == expected
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
     assert trainer.fit()["steps"] == 2
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_resume_restores_rng_and_continues(tiny_data, tmp_path):
+    """A resume on CUDA: the checkpoint's RNG states must reach torch.set_rng_state as CPU tensors."""
+    sets = ("train.device=cuda", "train.gradient_accumulation_steps=2")
+    first = ASLTrainer(make_cfg(tiny_data, tmp_path, *sets, "train.max_steps=2", "name=gpu-resume"))
+    first.fit()
+    second = ASLTrainer(make_cfg(tiny_data, tmp_path, *sets, "train.max_steps=4"), resume=first.run_dir)
+    assert second.step == 2 and second.fit()["steps"] == 4
+    state = second.optimizer.state_dict()["state"]
+    assert all(p.is_cuda for p in second.model.parameters())
+    assert all(v.is_cuda for s in state.values() for k, v in s.items() if torch.is_tensor(v) and k != "step")

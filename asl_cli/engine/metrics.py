@@ -60,6 +60,7 @@ class Throughput:
     The trainer calls `wait_start()` before asking the loader for a batch and `wait_end()` after it,
     and `add(samples)` once a batch is processed. On CUDA the compute side is asynchronous, so the
     wait share is only exact at the log point's sync; it is a good indicator between them.
+    `pause()` / `resume()` leave out time spent outside the training loop (evaluation, checkpoints).
     """
 
     def __init__(self):
@@ -71,6 +72,16 @@ class Throughput:
         self._wait = 0.0
         self._samples = 0
         self._mark = now
+        self._paused_at: float | None = None
+
+    def pause(self) -> None:
+        if self._paused_at is None:
+            self._paused_at = time.perf_counter()
+
+    def resume(self) -> None:
+        if self._paused_at is not None:
+            self._t0 += time.perf_counter() - self._paused_at  # the paused time does not count
+            self._paused_at = None
 
     def wait_start(self) -> None:
         self._mark = time.perf_counter()
@@ -83,7 +94,8 @@ class Throughput:
 
     def read(self) -> tuple[float, float, float]:
         """(samples per second, data-wait share 0..1, elapsed seconds) since the last reset."""
-        elapsed = max(time.perf_counter() - self._t0, 1e-9)
+        now = time.perf_counter() if self._paused_at is None else self._paused_at
+        elapsed = max(now - self._t0, 1e-9)
         return self._samples / elapsed, min(1.0, self._wait / elapsed), elapsed
 
 

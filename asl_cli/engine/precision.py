@@ -22,6 +22,18 @@ class PrecisionChoice:
     note: str = ""  # why the choice differs from what was asked ("" when it does not)
 
 
+def cuda_has_native_bf16() -> bool:
+    """bf16 in hardware (compute capability >= 8, or ROCm).
+
+    `torch.cuda.is_bf16_supported()` also says True where bf16 is only emulated (T4, V100), which
+    is far slower than fp16 there.
+    """
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # older torch: no such argument (and no emulation counted)
+        return torch.cuda.is_bf16_supported()
+
+
 def choose_precision(device_type: str, *, mixed: bool, requested: str = "auto",
                      bf16_supported: bool | None = None) -> PrecisionChoice:
     """Pick the autocast dtype.
@@ -34,7 +46,7 @@ def choose_precision(device_type: str, *, mixed: bool, requested: str = "auto",
         return PrecisionChoice("fp32")
     if device_type == "cuda":
         if bf16_supported is None:
-            bf16_supported = torch.cuda.is_bf16_supported()
+            bf16_supported = cuda_has_native_bf16()
         if requested == "auto":
             return PrecisionChoice("bf16" if bf16_supported else "fp16")
         if requested == "bf16" and not bf16_supported:

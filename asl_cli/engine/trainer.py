@@ -136,13 +136,18 @@ class TrainStep:
         if n == 0:
             return False, None, torch.zeros(())
         loss = loss if torch.is_tensor(loss) else torch.tensor(float(loss))
+        checked = loss
+        if self.awp_active and self.awp is not None:
+            # The update applies the AWP pass's gradient, so its loss is checked too (same sync). A NaN
+            # first-pass gradient does not move the weights (AWP skips non-finite norms).
+            adversarial = self._awp_second_pass()
+            if adversarial is not None:
+                checked = loss + adversarial
         # SYNC (one per optimizer update): a NaN/Inf loss must stop this update before it lands.
-        if not bool(torch.isfinite(loss)):
+        if not bool(torch.isfinite(checked)):
             self.optimizer.zero_grad(set_to_none=True)
             self.reset_window()
             return False, None, loss
-        if self.awp_active and self.awp is not None:
-            self._awp_second_pass()
         if n != self.nominal:  # short window: mean over the samples actually seen
             grads = [p.grad for p in self.params if p.grad is not None]
             torch._foreach_mul_(grads, self.nominal / n)
@@ -153,13 +158,20 @@ class TrainStep:
         self.reset_window()
         return True, grad_norm, loss
 
-    def _awp_second_pass(self) -> None:
-        """AWP: move the weights along the window's gradient, take the gradient there, move back."""
+    def _awp_second_pass(self) -> torch.Tensor:
+        """AWP: move the weights along the window's gradient, take the gradient there, move back.
+
+        Returns the summed loss at the moved weights (a device tensor, no sync).
+        """
         self.awp.perturb()
         self.optimizer.zero_grad(set_to_none=True)
+        total: torch.Tensor | float = 0.0
         for features, mask, labels in self.window_batches:
-            self.precision.backward(self.loss_sum(features, mask, labels) / self.nominal)
+            loss = self.loss_sum(features, mask, labels)
+            self.precision.backward(loss / self.nominal)
+            total = total + loss.detach()
         self.awp.restore()
+        return total if torch.is_tensor(total) else torch.tensor(float(total))
 
 
 # --- the trainer ----------------------------------------------------------------------------------
@@ -278,6 +290,8 @@ class ASLTrainer:
         self.final_train_loss: float | None = None
         self.loss_smooth = SmoothedValue(0.9)
         self._pending_rng: dict | None = None
+        self._evaluated_at: tuple | None = None  # the _position() of the latest evaluation / last.pt
+        self._saved_at: tuple | None = None
         self.val_metrics: dict[str, float | None] = {"val_loss": None, "val_top1": None, "val_top5": None}
         self._measured: dict[str, Any] = dict.fromkeys(("loss", "lr", "grad_norm", "samples_per_s", "data_wait",
                                                         "amp_scale"))
@@ -292,7 +306,9 @@ class ASLTrainer:
         self.run = self.dist.run_view(self.run)  # only rank 0 writes the run folder
         self.run_dir = self.run.path
         if ckpt_path is not None:
-            self._restore(load_checkpoint(ckpt_path, expect_fingerprint=self.fingerprint, map_location=self.device))
+            # Loaded to the CPU: RNG states must stay CPU tensors (torch.set_rng_state refuses CUDA ones), and
+            # load_state_dict moves weights and optimizer moments to the model's device (but not `step`).
+            self._restore(load_checkpoint(ckpt_path, expect_fingerprint=self.fingerprint, map_location="cpu"))
         self.run.write_config(cfg.to_dict())
         self.status: dict[str, Any] = {"state": "running"}
         self.status = self._status("running")
@@ -330,6 +346,7 @@ class ASLTrainer:
         t = self.cfg.train
         self._t_start = time.perf_counter()
         self.meter = Throughput()
+        self.meter.pause()  # it runs inside _train_epoch only: evaluation and checkpoints are not training
         self._steps_at_start = self.step
         self._samples_at_start = self.samples_seen
         self._log_loss: torch.Tensor | float = 0.0  # summed per-sample losses since the last log point
@@ -343,7 +360,9 @@ class ASLTrainer:
             if not self.run.last_checkpoint.is_file():  # a run killed in its first epoch can still resume
                 self._save("last")
             while self.epoch < t.epochs and not self._budget_reached():
+                self.meter.resume()
                 self._train_epoch()
+                self.meter.pause()
                 if self.batch_in_epoch < self.batches_per_epoch:
                     break  # stopped mid-epoch (max_steps / time budget)
                 self.epoch += 1
@@ -352,9 +371,13 @@ class ASLTrainer:
                     self._evaluate()
                 if self.epoch % t.checkpoint_every == 0 or self.epoch == t.epochs:
                     self._save("last")
-            if self.batch_in_epoch:  # stopped mid-epoch: evaluate the final weights, save them
-                self._evaluate()
-                self._save("last")
+            # Stopped early (max_steps / time budget), mid-epoch or at an epoch end that skipped eval or
+            # checkpoint (eval_every / checkpoint_every > 1): evaluate the final weights, save them.
+            if self.batch_in_epoch or self.epoch < t.epochs:
+                if self._evaluated_at != self._position():
+                    self._evaluate()
+                if self._saved_at != self._position():
+                    self._save("last")
         except TrainingInterrupted:
             self._finish("interrupted")
             raise
@@ -523,8 +546,12 @@ class ASLTrainer:
         loss_sum, top1, top5 = totals.tolist()  # SYNC (one per evaluation)
         return {"val_loss": loss_sum / max(1, n), "val_top1": top1 / max(1, n), "val_top5": top5 / max(1, n)}
 
+    def _position(self) -> tuple[int, int, int]:
+        return self.step, self.epoch, self.batch_in_epoch
+
     def _evaluate(self) -> None:
         self.val_metrics = self.evaluate()
+        self._evaluated_at = self._position()
         top1 = self.val_metrics["val_top1"]
         improved = top1 is not None and (self.best_top1 is None or top1 > self.best_top1)
         if improved:
@@ -645,6 +672,8 @@ class ASLTrainer:
         path = self.run.best_checkpoint if kind == "best" else self.run.last_checkpoint
         if self.dist.is_main:
             save_checkpoint(payload, path)
+        if kind == "last":
+            self._saved_at = self._position()
         self._emit("checkpoint", path=str(path), kind=kind)
         return path
 
