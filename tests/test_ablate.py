@@ -91,6 +91,19 @@ def test_resuming_with_another_configuration_is_refused(tmp_path):
                         ablation.load_results(tmp_path))
 
 
+@pytest.mark.parametrize("extra", [["--max-steps", "50"], ["--set", "model.dim=32"], ["--no-clip"],
+                                   ["--preset", "rtx4070"], ["--all"]])
+def test_resume_refuses_options_that_would_change_the_ablation(tmp_path, extra):
+    # docs/ablate.md: resuming with a different configuration is refused (exit 2), not silently ignored
+    plan = plan_ablation(load_config("cpu"), ["no-aug"], device_type="cpu", out_dir=tmp_path)
+    ablation.write_results(plan, {BASELINE: {"status": "done", "best_top1": 0.5}})
+    r = runner.invoke(app, ["ablate", "--resume", str(tmp_path), *extra])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.startswith("error: --resume") and extra[0] in r.stderr
+    ok = runner.invoke(app, ["ablate", "--resume", str(tmp_path), "--print-config", "--plain"])
+    assert ok.exit_code == 0 and 'preset = "cpu"' in ok.stdout
+
+
 def test_chart_is_skipped_without_matplotlib(tmp_path, monkeypatch):
     results = {BASELINE: {"best_top1": 0.5, "samples_per_s": 10.0}, "no-aug": {"best_top1": 0.4}}
     png = write_chart(results, [BASELINE, "no-aug"], tmp_path / "a.png")

@@ -327,6 +327,24 @@ def test_the_run_gpu_is_found_by_uuid_not_by_index():
     assert len(dash._run_gpus()) == 2
 
 
+def test_plain_line_of_a_cpu_run_shows_no_gpu_values():
+    # a CPU run on a machine with a GPU: the line's `gpu mem` / `util` must not be another GPU's values
+    from asl_cli.monitor.base import MIB, GPUSnapshot
+
+    class Sampler:
+        def latest(self):
+            return [GPUSnapshot(index=0, uuid="GPU-aaaa", name="busy", memory_used=1000 * MIB,
+                                memory_total=2000 * MIB, util_gpu=97)]
+
+    out = io.StringIO()
+    dash = TrainDashboard(PLAIN, sampler=Sampler(), out=out)
+    dash({"event": "eval", "device": "cpu", "step": 5, "total_steps": 10})
+    assert out.getvalue().rstrip().endswith("gpu mem —  util —")
+    out.truncate(0)
+    dash({"event": "eval", "device": "cuda:0", "step": 6, "total_steps": 10})
+    assert out.getvalue().rstrip().endswith("gpu mem 1000/2000M  util 97%")
+
+
 def test_interrupt_lines():
     from asl_cli.cli.cmd_train import interrupted_line
     from asl_cli.errors import TrainingInterrupted

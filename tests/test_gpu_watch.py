@@ -138,6 +138,29 @@ def test_run_status_in_frame_plain_line_and_json(tmp_path):
     assert obj["status"]["step"] == 340 and "config" not in obj["status"] and obj["run"] == str(run)
 
 
+def test_run_configuration_comes_from_config_json(tmp_path):
+    # the trainer's status.json has no "config" (it is in config.json beside it): the configuration
+    # panel of `gpu-watch --run` (docs/gpu-watch.md) must still show the run's settings
+    run = tmp_path / "runs" / "real"
+    write_status(run)
+    status = json.loads((run / "status.json").read_text())
+    del status["config"]
+    (run / "status.json").write_text(json.dumps(status))
+    (run / "config.json").write_text(json.dumps({"preset": "rtx4070", "train": {
+        "batch_size": 12, "gradient_accumulation_steps": 4, "epochs": 100}}))
+    frame = invoke("--fake-gpu", FAKE, "--once", "--run", str(run)).stdout
+    assert "configuration" in frame and "12 × 4 accum = 48" in frame and "rtx4070" in frame
+    obj = json.loads(invoke("--fake-gpu", FAKE, "--once", "--json", "--run", str(run)).stdout)
+    assert obj["status"]["step"] == 340 and "config" not in obj["status"]
+
+
+def test_plain_line_of_a_cpu_run_shows_no_gpu_values(tmp_path):
+    run = tmp_path / "runs" / "cpurun"
+    write_status(run, device="cpu")
+    plain = invoke("--fake-gpu", FAKE, "--count", "1", "--run", str(run)).stdout.splitlines()
+    assert plain[-1].startswith("[") and "cpurun: eta" in plain[-1] and plain[-1].endswith("gpu mem —  util —")
+
+
 def test_latest_run_picks_the_newest_status(tmp_path):
     runs = tmp_path / "runs"
     write_status(runs / "old", step=1)
@@ -225,6 +248,18 @@ def run_in_pty(args: list[str], *, interrupt_after: bytes | None = None, timeout
     env.pop("NO_COLOR", None)
     return run_on_terminal([sys.executable, "-m", "asl_cli", *args], env=env, cwd=cwd, rows=rows, columns=110,
                            timeout=timeout, poll=0.5, watch=interrupt)
+
+
+@posix_only
+def test_dumb_terminal_gets_plain_lines_not_an_empty_screen():
+    # TERM=dumb (Emacs shell, some CI consoles) cannot draw a full-screen view: Rich draws nothing there
+    from terminal import run_on_terminal
+
+    code, out = run_on_terminal([sys.executable, "-m", "asl_cli", "gpu-watch", "--fake-gpu", FAKE,
+                                 "--interval", "0.1", "--count", "2"], env=sub_env(TERM="dumb"), timeout=25)
+    text = out.decode("utf-8", "replace")
+    assert code == 0 and b"\x1b[?1049h" not in out
+    assert text.count("gpu0 NVIDIA GeForce RTX 4070 (fake): mem") == 2, text[-2000:]
 
 
 @posix_only

@@ -72,8 +72,26 @@ def notes_lines(rows: list[dict]) -> list[str]:
     return out
 
 
+# Options that define the ablation (its baseline, budget, variants, folder): `--resume` takes them from
+# results.json, so giving one with it would be silently ignored. Display options stay allowed.
+RESUME_FIXED = ("preset", "sets", "epochs", "max_steps", "time_budget", "data", "name", "device", "workers", "seed",
+                "runs_dir", "no_aug", "no_amp", "no_compile", "no_accum", "no_clip", "no_bucketing",
+                "no_cudnn_benchmark", "empty_cache", "no_workers", "no_pin", "all_variants")
+
+
+def _given_with_resume(ctx: typer.Context) -> list[str]:
+    """The ablation-defining options given on the command line (their first flag, e.g. --max-steps)."""
+    given = []
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name) if param.name in RESUME_FIXED else None
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):  # command line or env
+            given.append(param.opts[0])
+    return given
+
+
 @app.command("ablate")
 def ablate_cmd(
+    ctx: typer.Context,
     preset: PresetOpt = "cpu",
     sets: SetOpt = None,
     epochs: EpochsOpt = None,
@@ -120,6 +138,13 @@ def ablate_cmd(
                  device=device, workers=workers, seed=seed, runs_dir=runs_dir)
     with user_errors():
         if resume is not None:
+            given = _given_with_resume(ctx)
+            if given:
+                from asl_cli.errors import ConfigError
+
+                raise ConfigError(f"--resume continues the ablation with its own configuration and variants "
+                                  f"(results.json); leave out {', '.join(given)} (to change them, use another "
+                                  f"--name)")
             base, variants, out_dir = _from_results(resume)
         else:
             variants = list(ablation.VARIANTS) if all_variants else [v for v, on in chosen.items() if on]

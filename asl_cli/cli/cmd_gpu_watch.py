@@ -111,7 +111,8 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
                 else:
                     console.print(frame())
                 return
-            live_view = console.is_terminal and not json_out
+            # a dumb terminal (TERM=dumb) cannot draw a full-screen view: Rich would show nothing there
+            live_view = console.is_terminal and not console.is_dumb_terminal and not json_out
             with sampler:
                 if live_view:
                     from rich.live import Live

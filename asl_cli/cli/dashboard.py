@@ -176,7 +176,8 @@ class TrainDashboard:
                 self._write(f"new best checkpoint: {event.get('path', '')}")
         elif kind in ("eval", "end") or now - self._last_line >= self.log_interval:
             snaps = self._run_gpus()
-            line = plain_line(self.status, snaps[0] if snaps else None)
+            on_gpu = str(self.status.get("device") or "").startswith("cuda")  # a CPU run has no GPU values
+            line = plain_line(self.status, snaps[0] if snaps and on_gpu else None)
             if line != self._last_text:  # the end event repeats the last eval's numbers
                 self._write(line)
                 self._last_text = line

@@ -15,6 +15,7 @@ from asl_cli.errors import ConfigError
 from asl_cli.monitor.base import GPUSnapshot
 
 STATUS_FILE = "status.json"
+CONFIG_FILE = "config.json"
 
 
 def find_latest_run(runs_dir: str | Path = "runs") -> Path:
@@ -36,7 +37,8 @@ def check_run_dir(run_dir: str | Path) -> Path:
 
 
 class StatusReader:
-    """`read()` returns the run's latest good status dict (or None before the first one)."""
+    """`read()` returns the run's latest good status dict (or None before the first one), with the
+    run's `config.json` as its "config" when status.json has none (the trainer does not repeat it)."""
 
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / STATUS_FILE
@@ -57,16 +59,30 @@ class StatusReader:
             return self._last
         if isinstance(obj, dict):
             obj.setdefault("run", self.run_dir.name)
+            if "config" not in obj:  # the trainer keeps the resolved configuration in config.json
+                config = self._config()
+                if config is not None:
+                    obj["config"] = config
             self._last, self._mtime = obj, mtime
         return self._last
+
+    def _config(self) -> dict | None:
+        try:
+            obj = json.loads((self.run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return obj if isinstance(obj, dict) else None
 
 
 def pick_gpu(status: dict | None, snapshots: Sequence[GPUSnapshot]) -> GPUSnapshot | None:
     """The GPU a run uses: by `gpu_uuid` when the trainer wrote one (NVML order is PCI order,
-    not CUDA order), else the index in `device` ("cuda:1"), else the first GPU."""
+    not CUDA order), else the index in `device` ("cuda:1"), else the first GPU; None for a run
+    whose device is not CUDA (a CPU run uses no GPU)."""
     if not snapshots:
         return None
     st = status or {}
+    if st.get("device") and not str(st["device"]).startswith("cuda"):
+        return None
     uuid = st.get("gpu_uuid")
     if uuid:
         for s in snapshots:
