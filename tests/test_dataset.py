@@ -39,6 +39,15 @@ def test_collate_shapes_mask_and_padding():
         collate(samples, bucket_step=1, pad_to=10)
 
 
+def test_collate_builds_one_block_a_worker_hands_over_as_one_segment():
+    b = collate([fake_sample(3, 1, 10), fake_sample(9, 2, 11)], bucket_step=4)
+    blocks = {t.untyped_storage().data_ptr() for t in b.values()}
+    assert len(blocks) == 1  # one shared-memory segment per batch, not five
+    b["labels"].add_(100)  # views of disjoint parts: writing one field leaves the others alone
+    assert b["labels"].tolist() == [101, 102] and b["index"].tolist() == [10, 11]
+    assert b["lengths"].tolist() == [3, 9] and b["mask"].sum().item() == 12
+
+
 def test_padded_length():
     assert [padded_length(n, bucket_step=16) for n in (1, 16, 17, 33)] == [16, 16, 32, 48]
     assert padded_length(380, bucket_step=16, max_len=384) == 384
@@ -238,6 +247,14 @@ def test_loader_with_workers(sample_cache):
     # Persistent workers still see the epoch (it travels with each index).
     assert all(torch.equal(a, b) for a, b in zip(e0, e0_again))
     assert not all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(e0, e1))
+    # A batch from a worker (one shared-memory block) equals the one built in this process.
+    cfg.loader.num_workers = 0
+    local, _ = build_loaders(cfg, sample_cache, augment=RecordingAugment(), device_type="cpu")
+    local.batch_sampler.set_epoch(0)
+    train.batch_sampler.set_epoch(0)
+    for mine, theirs in zip(local, train):
+        assert mine.keys() == theirs.keys()
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine)
 
 
 def test_sample_rng_is_keyed_by_seed_epoch_index_and_forgets_earlier_use():

@@ -102,25 +102,33 @@ def collate(samples: list[dict[str, Any]], *, bucket_step: int = 1, pad_to: int 
     Returns features (B, L, 708) float32, mask (B, L) bool (True = valid frame), lengths (B,),
     labels (B,), index (B,) (int64). L is the longest sample rounded up to `bucket_step` and capped
     at `max_len`, or exactly `pad_to` when given.
+
+    The five tensors are views of ONE block of memory: a DataLoader worker hands a batch to the
+    training process through one shared-memory segment instead of five, and each segment costs a
+    socket round trip to the worker (benchmarks/bench_loader.py).
     """
     import torch
 
-    lengths = np.fromiter((s["features"].shape[0] for s in samples), dtype=np.int64, count=len(samples))
+    b = len(samples)
+    lengths = np.fromiter((s["features"].shape[0] for s in samples), dtype=np.int64, count=b)
     longest = int(lengths.max())
     L = int(pad_to) if pad_to else padded_length(longest, bucket_step=bucket_step, max_len=max_len)
     if longest > L:
         raise ValueError(f"a sample has {longest} frames, more than the padded length {L}")
-    features = np.zeros((len(samples), L, NUM_FEATURES), dtype=np.float32)
-    for b, s in enumerate(samples):
-        features[b, : lengths[b]] = s["features"]
-    mask = np.arange(L) < lengths[:, None]
-    return {
-        "features": torch.from_numpy(features),
-        "mask": torch.from_numpy(mask),
-        "lengths": torch.from_numpy(lengths),
-        "labels": torch.tensor([s["label"] for s in samples], dtype=torch.int64),
-        "index": torch.tensor([s["index"] for s in samples], dtype=torch.int64),
-    }
+    # Layout: int64 lengths, labels, index | float32 features | bool mask (each part stays aligned).
+    meta_bytes, feature_bytes = 3 * b * 8, b * L * NUM_FEATURES * 4
+    block = torch.zeros(meta_bytes + feature_bytes + b * L, dtype=torch.uint8)
+    meta = block[:meta_bytes].view(torch.int64).view(3, b)
+    features = block[meta_bytes: meta_bytes + feature_bytes].view(torch.float32).view(b, L, NUM_FEATURES)
+    mask = block[meta_bytes + feature_bytes:].view(torch.bool).view(b, L)
+    meta_np, features_np = meta.numpy(), features.numpy()
+    meta_np[0] = lengths
+    meta_np[1] = [s["label"] for s in samples]
+    meta_np[2] = [s["index"] for s in samples]
+    for i, s in enumerate(samples):
+        features_np[i, : lengths[i]] = s["features"]
+    mask.numpy()[:] = np.arange(L) < lengths[:, None]
+    return {"features": features, "mask": mask, "lengths": meta[0], "labels": meta[1], "index": meta[2]}
 
 
 # --- batch samplers ---------------------------------------------------------------------------
