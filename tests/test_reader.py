@@ -119,6 +119,20 @@ def test_shuffled_rows_are_placed(tmp_path):
     np.testing.assert_array_equal(read_landmarks(tmp_path / "f.parquet"), a.astype(np.float32))
 
 
+def test_float_landmark_index_still_places_shuffled_rows(tmp_path):
+    # pandas stores an integer column that had gaps as float64: the rows must still be placed by it.
+    a = frames_array(2, seed=3)
+    cols = landmark_table(a)
+    cols["landmark_index"] = pa.array(np.asarray(cols["landmark_index"].to_numpy(), dtype=np.float64))
+    perm = np.random.default_rng(1).permutation(2 * ROWS_PER_FRAME)
+    write(tmp_path / "s.parquet", {k: v.take(pa.array(perm)) for k, v in cols.items()})
+    np.testing.assert_array_equal(read_landmarks(tmp_path / "s.parquet"), a.astype(np.float32))
+    li = np.asarray(cols["landmark_index"].to_numpy()).copy()
+    li[5] = 4.5
+    cols["landmark_index"] = pa.array(li)
+    expect_error(write(tmp_path / "h.parquet", cols), "landmark_index 4.5 (row 6) is not a whole number")
+
+
 def test_null_coordinates_become_nan(tmp_path):
     a = frames_array(2)
     cols = landmark_table(a)

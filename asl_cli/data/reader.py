@@ -227,8 +227,10 @@ def read_landmarks(path: str | Path, columns: Sequence[str] = ("x", "y", "z")) -
         t = schema.field(c).type
         if not (pa.types.is_floating(t) or pa.types.is_integer(t)):
             raise DataError(f"column {c!r} has type {t}, expected numeric coordinates", path=path)
+    # landmark_index may be float (pandas stores an int column with gaps as float64): whole numbers only
     placed = ("type" in names and "landmark_index" in names
-              and pa.types.is_integer(schema.field("landmark_index").type)
+              and (pa.types.is_integer(schema.field("landmark_index").type)
+                   or pa.types.is_floating(schema.field("landmark_index").type))
               and _is_text(schema.field("type").type, pa))
     read_cols = ["frame", *columns] + (["type", "landmark_index"] if placed else [])
     try:
@@ -314,7 +316,13 @@ def _flat_landmark_index(table, path: Path) -> np.ndarray:
         name = names[int(codes[np.flatnonzero(offsets < 0)[0]])]
         raise DataError(f"unknown landmark type {name!r} (expected one of {', '.join(TYPE_OFFSETS)})",
                         path=path)
-    idx = np.asarray(lidx.to_numpy(), dtype=np.int64)
+    raw = np.asarray(lidx.to_numpy())
+    if raw.dtype.kind == "f":
+        whole = np.isfinite(raw) & (raw == np.round(raw))
+        if not whole.all():
+            r = int(np.flatnonzero(~whole)[0])
+            raise DataError(f"landmark_index {float(raw[r])!r} (row {r + 1}) is not a whole number", path=path)
+    idx = raw.astype(np.int64)
     size = size_of[codes]
     if ((idx < 0) | (idx >= size)).any():
         r = int(np.flatnonzero((idx < 0) | (idx >= size))[0])
