@@ -321,7 +321,8 @@ def test_the_run_gpu_is_found_by_uuid_not_by_index():
     dash = TrainDashboard(PLAIN, sampler=Sampler(), out=io.StringIO())
     dash.status = {"device": "cuda:0"}
     assert [g.name for g in dash._run_gpus()] == ["first"]  # no UUID known: the index
-    dash.gpu_uuid = "bbbb"  # CUDA's device 0 is NVML's GPU 1 (e.g. CUDA_VISIBLE_DEVICES=1)
+    # CUDA's device 0 is NVML's GPU 1 (e.g. CUDA_VISIBLE_DEVICES=1); torch's UUID has no "GPU-" prefix
+    dash.status = {"device": "cuda:0", "gpu_uuid": "BBBB"}
     assert [g.name for g in dash._run_gpus()] == ["second"]
     dash.status = {"device": "cpu"}
     assert len(dash._run_gpus()) == 2

@@ -305,3 +305,17 @@ def test_live_view_with_a_run_drops_static_panels_on_a_short_terminal(tmp_path, 
     text = plain_text(out)
     assert code == 0 and "run demo" in text and "340 / 1,700" in text  # the training panel always fits
     assert ("configuration" in text) is config_shown
+
+
+def test_a_run_gpu_is_picked_by_torch_uuid_without_nvml_prefix():
+    from asl_cli.monitor.base import GPUSnapshot, same_gpu
+    from asl_cli.monitor.status import pick_gpu
+
+    snaps = [GPUSnapshot(index=0, uuid="GPU-aaaa-1", name="first"), GPUSnapshot(index=1, uuid="GPU-bbbb-2", name="second")]
+    # CUDA_VISIBLE_DEVICES=1: the run's cuda:0 is NVML's GPU 1; torch reports the UUID without "GPU-"
+    assert pick_gpu({"device": "cuda:0", "gpu_uuid": "bbbb-2"}, snaps).name == "second"
+    assert pick_gpu({"device": "cuda:0", "gpu_uuid": "GPU-BBBB-2"}, snaps).name == "second"
+    assert pick_gpu({"device": "cuda:1"}, snaps).name == "second"  # no UUID: the index
+    assert pick_gpu({"device": "cuda:0", "gpu_uuid": "cccc"}, snaps).name == "first"  # unknown UUID: the index
+    assert pick_gpu({"device": "cpu", "gpu_uuid": None}, snaps) is None
+    assert not same_gpu(None, None) and not same_gpu("GPU-", "") and same_gpu("GPU-ab", "ab")

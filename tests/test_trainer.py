@@ -90,6 +90,7 @@ def test_short_run_learns_and_writes_its_run_folder(tiny_data, tmp_path):
     status = run.read_status()
     assert status["state"] == "finished" and status["best_top1"] == summary["best_top1"]
     assert status["precision"] == "fp32" and status["peak_mem_source"] == "cpu_peak_rss"
+    assert status["device"] == "cpu" and status["gpu_uuid"] is None  # monitors match a CUDA run's GPU by it
     metrics = run.read_metrics()
     assert {m["event"] for m in metrics} == {"step", "eval"}
     assert sum(m["event"] == "eval" for m in metrics) == 20
@@ -457,3 +458,21 @@ def test_gpu_resume_restores_rng_and_continues(tiny_data, tmp_path):
     state = second.optimizer.state_dict()["state"]
     assert all(p.is_cuda for p in second.model.parameters())
     assert all(v.is_cuda for s in state.values() for k, v in s.items() if torch.is_tensor(v) and k != "step")
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_status_names_the_device_by_uuid_as_nvml_does(tiny_data, tmp_path):
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.device=cuda", "train.max_steps=1"))
+    uuid = trainer.status["gpu_uuid"]
+    assert uuid and uuid == str(torch.cuda.get_device_properties(trainer.device).uuid)
+    from asl_cli.monitor.base import same_gpu
+    from asl_cli.monitor.nvml import NVMLBackend
+
+    backend = NVMLBackend()
+    try:
+        backend.init()
+    except Exception as exc:  # noqa: BLE001 - a GPU without NVML still ran the rest of the test
+        pytest.skip(f"NVML unavailable: {exc}")
+    snaps = backend.snapshots()
+    assert sum(same_gpu(s.uuid, uuid) for s in snaps) == 1

@@ -174,7 +174,7 @@ def _from_results(folder: Path):
 
 def _run(plan, *, as_json: bool, plain: bool, log_interval: float, fake_gpu: str | None) -> None:
     from asl_cli import ablation
-    from asl_cli.cli.dashboard import (JSON, PLAIN, StopRequests, TrainDashboard, choose_mode, cuda_uuid,
+    from asl_cli.cli.dashboard import (JSON, PLAIN, StopRequests, TrainDashboard, choose_mode,
                                        open_sampler, stop_on_signals, tidy_warnings)
     from asl_cli.errors import EXIT_SIGINT, TrainingInterrupted
     from asl_cli.monitor.render import ndjson_line
@@ -206,7 +206,6 @@ def _run(plan, *, as_json: bool, plain: bool, log_interval: float, fake_gpu: str
             typer.echo(text)
 
     def on_trainer(trainer) -> None:
-        dashboard.gpu_uuid = cuda_uuid(trainer.device)
         requests.attach(trainer)
 
     def on_result(name: str, result: dict) -> None:

@@ -159,7 +159,7 @@ def train_cmd(
 def _train(cfg, *, resume: Path | None, as_json: bool, plain: bool, log_interval: float,
            fake_gpu: str | None) -> None:
     from asl_cli.cli.dashboard import (JSON, StopBeforeStart, StopRequests, TrainDashboard, choose_mode,
-                                       cuda_uuid, open_sampler, stop_on_signals, tidy_warnings)
+                                       open_sampler, stop_on_signals, tidy_warnings)
     from asl_cli.engine.trainer import ASLTrainer
     from asl_cli.errors import EXIT_SIGINT, TrainingInterrupted
 
@@ -172,7 +172,6 @@ def _train(cfg, *, resume: Path | None, as_json: bool, plain: bool, log_interval
             dashboard.set_note("preparing the data and the model …", live_only=True)
             trainer = ASLTrainer(cfg, run_dir=resume, resume=resume, callbacks=(dashboard,))
             run_dir = Path(str(trainer.run_dir))
-            dashboard.gpu_uuid = cuda_uuid(trainer.device)
             requests.attach(trainer)
             summary = trainer.fit()
     except TrainingInterrupted as exc:

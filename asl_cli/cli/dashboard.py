@@ -26,6 +26,8 @@ import threading
 import time
 from typing import Any, Callable, Iterator, TextIO
 
+from asl_cli.monitor.base import same_gpu
+
 LIVE, PLAIN, JSON = "live", "plain", "json"
 
 
@@ -37,18 +39,6 @@ def choose_mode(*, as_json: bool, plain: bool = False, stream: TextIO | None = N
     if plain or not stream.isatty() or os.environ.get("TERM") == "dumb":
         return PLAIN
     return LIVE
-
-
-def cuda_uuid(device) -> str:
-    """The UUID of a torch CUDA device as text ("" when unknown or not CUDA)."""
-    try:
-        import torch
-
-        if getattr(device, "type", "") != "cuda":
-            return ""
-        return str(torch.cuda.get_device_properties(device).uuid)
-    except Exception:  # noqa: BLE001 - an older torch or a driver hiccup: fall back to the index
-        return ""
 
 
 def open_sampler(fake_gpu: str | None = None, interval: float = 1.0):
@@ -88,7 +78,6 @@ class TrainDashboard:
         self.aug: dict[str, Any] = {}
         self.config: dict[str, Any] = {}
         self.note = ""
-        self.gpu_uuid = ""  # the CUDA device's UUID (without NVML's "GPU-" prefix), when known
         self._last_line = float("-inf")
         self._last_gpu = float("-inf")
         self._last_text = ""
@@ -216,13 +205,14 @@ class TrainDashboard:
         """The GPU the run uses, else every GPU, at most two (the frame must stay short).
 
         NVML numbers GPUs in PCI bus order, CUDA in its own (and after CUDA_VISIBLE_DEVICES), so
-        the run's GPU is found by UUID (`gpu_uuid`, set by the command), by index only as a fallback.
+        the run's GPU is found by the UUID the trainer reports (`gpu_uuid`), by index only as a fallback.
         """
         snaps = self._gpu_snapshots()
         device = str(self.status.get("device") or "")
         if device.startswith("cuda"):
-            if self.gpu_uuid:
-                mine = [s for s in snaps if s.uuid and s.uuid.lower().endswith(self.gpu_uuid.lower())]
+            uuid = self.status.get("gpu_uuid")
+            if uuid:
+                mine = [s for s in snaps if same_gpu(s.uuid, uuid)]
                 if mine:
                     return mine
             index = int(device.split(":", 1)[1]) if ":" in device else 0

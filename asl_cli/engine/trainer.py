@@ -62,6 +62,20 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
+def cuda_device_uuid(device: torch.device) -> str:
+    """The CUDA device's UUID as torch reports it (no NVML "GPU-" prefix); "" when not CUDA or unknown.
+
+    Monitors need it: NVML numbers GPUs in PCI bus order, CUDA in its own (and after
+    CUDA_VISIBLE_DEVICES), so the index in `device` may name another GPU for NVML.
+    """
+    if device.type != "cuda":
+        return ""
+    try:
+        return str(torch.cuda.get_device_properties(device).uuid)
+    except Exception:  # noqa: BLE001 - an older torch or a driver hiccup: monitors fall back to the index
+        return ""
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -231,6 +245,7 @@ class ASLTrainer:
         self.dist = distributed.setup(t.device)  # torchrun: process group, cuda:LOCAL_RANK; else one process
         self.dist.check_config(cfg)
         self.device = self.dist.device
+        self.gpu_uuid = cuda_device_uuid(self.device)
         configure_backends(t, self.device)
         seed_everything(t.seed)
 
@@ -579,7 +594,7 @@ class ASLTrainer:
             **self._measured, "loss_smooth": self.loss_smooth.value,
             **self.val_metrics, "best_top1": self.best_top1,
             "peak_mem_mb": peak, "peak_mem_source": source, "precision": self.precision.name,
-            "device": str(self.device), "aug": dict(self.cfg.aug.__dict__), "compile": self._compile_state(),
+            "device": str(self.device), "gpu_uuid": self.gpu_uuid or None, "aug": dict(self.cfg.aug.__dict__), "compile": self._compile_state(),
             "batch_size": self.cfg.train.batch_size, "accumulation": self.accum,
             "nonfinite_skipped": self.nonfinite_skipped, "warnings": list(self.warnings),
         }

@@ -96,3 +96,12 @@ class GPUBackend(Protocol):
         """Never raises: failed fields are None, a lost GPU gives `lost=True`."""
 
     def shutdown(self) -> None: ...
+
+
+def same_gpu(nvml_uuid: str | None, cuda_uuid: str | None) -> bool:
+    """Whether NVML's UUID ("GPU-8f3c...") and torch's (the same digits, no prefix) name one GPU."""
+    def bare(uuid: str | None) -> str:
+        text = (uuid or "").strip().lower()
+        return text[4:] if text.startswith("gpu-") else text
+
+    return bool(bare(nvml_uuid)) and bare(nvml_uuid) == bare(cuda_uuid)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from asl_cli.errors import ConfigError
-from asl_cli.monitor.base import GPUSnapshot
+from asl_cli.monitor.base import GPUSnapshot, same_gpu
 
 STATUS_FILE = "status.json"
 CONFIG_FILE = "config.json"
@@ -86,7 +86,7 @@ def pick_gpu(status: dict | None, snapshots: Sequence[GPUSnapshot]) -> GPUSnapsh
     uuid = st.get("gpu_uuid")
     if uuid:
         for s in snapshots:
-            if s.uuid == uuid:
+            if same_gpu(s.uuid, uuid):
                 return s
     m = re.fullmatch(r"cuda:(\d+)", str(st.get("device", "")))
     if m and int(m.group(1)) < len(snapshots):
