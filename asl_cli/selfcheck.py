@@ -373,8 +373,10 @@ def check_amp_bf16(ws: Workspace) -> tuple[str, str]:
     import torch
 
     if ws.cuda:
-        if not torch.cuda.is_bf16_supported():
-            return SKIP, "this GPU has no bf16 (fp16 + GradScaler is the AMP path here)"
+        from asl_cli.engine.precision import cuda_has_native_bf16
+
+        if not cuda_has_native_bf16():  # emulated bf16 (T4, V100) is not what `auto` would use
+            return SKIP, "this GPU has no bf16 in hardware (fp16 + GradScaler is the AMP path here)"
         ok, detail = _amp_step(ws, "cuda", "bf16")
         return (PASS if ok else FAIL), "CUDA bf16: " + detail
     ok, detail = _amp_step(ws, "cpu", "bf16")

@@ -184,3 +184,29 @@ def test_nonfinite_awp_pass_is_not_applied():
     assert calls["n"] == 4 and not applied
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_a_failing_awp_pass_leaves_the_weights_where_they_were():
+    """An error inside AWP's second pass (an OOM on a GPU) must not leave the weights perturbed."""
+    from asl_cli.engine.awp import AWP
+
+    torch.manual_seed(0)
+    model = TinyNet().eval()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    step = TrainStep(model, opt, Precision("cpu", "fp32"), nominal_window=8, awp=AWP(model, 0.2))
+    step.awp_active = True
+    x, mask, y = make_data(8)
+    step.micro_step(x, mask, y)
+    clean_loss_sum = step.loss_sum
+
+    def failing(*args):
+        assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # perturbed now
+        raise RuntimeError("out of memory (simulated)")
+
+    step.loss_sum = failing
+    with pytest.raises(RuntimeError, match="simulated"):
+        step.update()
+    step.loss_sum = clean_loss_sum
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert not step.awp.is_perturbed

@@ -398,13 +398,12 @@ class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
         return result
 
     def _awp_second_pass(self) -> None:
-        self.awp.perturb()
-        self.optimizer.zero_grad(set_to_none=True)
-        last = len(self.window_batches) - 1
-        for i, (features, mask, labels) in enumerate(self.window_batches):
-            with self._sync_context(i == last):
-                self.precision.backward(self.loss_sum(features, mask, labels) / self.local_nominal)
-        self.awp.restore()
+        with self.awp.perturbed():  # restored even when the pass fails
+            self.optimizer.zero_grad(set_to_none=True)
+            last = len(self.window_batches) - 1
+            for i, (features, mask, labels) in enumerate(self.window_batches):
+                with self._sync_context(i == last):
+                    self.precision.backward(self.loss_sum(features, mask, labels) / self.local_nominal)
 
 
 # --- synchronised masked batch norm ---------------------------------------------------------------

@@ -177,14 +177,13 @@ class TrainStep:
 
         Returns the summed loss at the moved weights (a device tensor, no sync).
         """
-        self.awp.perturb()
-        self.optimizer.zero_grad(set_to_none=True)
         total: torch.Tensor | float = 0.0
-        for features, mask, labels in self.window_batches:
-            loss = self.loss_sum(features, mask, labels)
-            self.precision.backward(loss / self.nominal)
-            total = total + loss.detach()
-        self.awp.restore()
+        with self.awp.perturbed():  # restored even when the pass fails (an OOM must not leave moved weights)
+            self.optimizer.zero_grad(set_to_none=True)
+            for features, mask, labels in self.window_batches:
+                loss = self.loss_sum(features, mask, labels)
+                self.precision.backward(loss / self.nominal)
+                total = total + loss.detach()
         return total if torch.is_tensor(total) else torch.tensor(float(total))
 
 
