@@ -400,6 +400,50 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(tiny_data, tmp_pat
     assert any("torch.compile" in w for w in trainer.status["warnings"])
 
 
+def test_compiled_backward_failure_retries_the_batch_eagerly(tiny_data, tmp_path, monkeypatch):
+    """Inductor compiles the backward graph at the first backward pass; a failure there falls back
+    to eager like a forward failure, and the update equals a plain eager run's."""
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    class CompiledBackwardFails(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            raise BackendCompilerFailed(lambda *a: None, RuntimeError("backward codegen failed"), None)
+
+    def compile_with_broken_backward(model, **kwargs):
+        return lambda features, mask: CompiledBackwardFails.apply(model(features, mask))
+
+    sets = ("train.max_steps=2", "train.deterministic=true", "data.max_len=16", "model.drop_rate=0")  # no RNG draws
+    reference = ASLTrainer(make_cfg(tiny_data, tmp_path, *sets, "name=eager"))
+    reference.fit()
+    monkeypatch.setattr(torch, "compile", compile_with_broken_backward)
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, *sets, "train.compile=true", "name=compiled"))
+    with pytest.warns(RuntimeWarning, match="torch.compile unavailable.*BackendCompilerFailed"):
+        assert trainer.fit()["steps"] == 2
+    assert trainer.status["compile"] == "fallback (eager)"
+    ref = reference.model.state_dict()
+    got = trainer.model.state_dict()
+    # Only the BN statistics of the retried batch saw it twice; every weight matches the eager run.
+    weights = [k for k in ref if "running" not in k and "num_batches" not in k]
+    assert weights and all(torch.allclose(ref[k], got[k], atol=1e-6) for k in weights)
+
+    def oom(model, **kwargs):  # anything that is not a compiler error still stops the run
+        class Fails(CompiledBackwardFails):
+            @staticmethod
+            def backward(ctx, grad):
+                raise RuntimeError("a real error in backward")
+        return lambda features, mask: Fails.apply(model(features, mask))
+
+    monkeypatch.setattr(torch, "compile", oom)
+    broken = ASLTrainer(make_cfg(tiny_data, tmp_path, *sets, "train.compile=true", "name=real-error"))
+    with pytest.raises(RuntimeError, match="a real error in backward"):
+        broken.fit()
+
+
 def test_cuda_only_settings_are_inert_on_cpu(tiny_data, tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append(1))

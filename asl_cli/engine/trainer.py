@@ -134,7 +134,16 @@ class TrainStep:
 
     def micro_step(self, features: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> None:
         loss = self.loss_sum(features, mask, labels)
-        self.precision.backward(loss / self.nominal)
+        try:
+            self.precision.backward(loss / self.nominal)
+        except Exception as exc:
+            # torch.compile builds the backward graph at the first backward pass: if that fails, this
+            # micro-batch runs again eagerly (no gradient reached the weights: they all sit behind the
+            # compiled graph). Once per run, that batch's BN statistics and dropout draws happen twice.
+            if not (isinstance(self.forward, _Compiled) and self.forward.backward_failed(exc)):
+                raise
+            loss = self.loss_sum(features, mask, labels)
+            self.precision.backward(loss / self.nominal)
         self.window_loss = self.window_loss + loss.detach()
         self.window_samples += int(labels.shape[0])
         if self.awp_active:
@@ -189,6 +198,13 @@ class TrainStep:
 
 # --- the trainer ----------------------------------------------------------------------------------
 
+def _is_compiler_error(exc: BaseException) -> bool:
+    """An error of torch.compile's machinery (Dynamo, AOTAutograd backends, Inductor codegen)."""
+    from torch._dynamo.exc import TorchDynamoException
+
+    return isinstance(exc, TorchDynamoException) or type(exc).__module__.startswith("torch._inductor")
+
+
 class _Compiled:
     """`torch.compile`d forward with a clean fallback to eager: one warning, remembered."""
 
@@ -205,6 +221,14 @@ class _Compiled:
         self.compiled = None
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         self.on_fallback(f"torch.compile unavailable, running eagerly ({type(exc).__name__}: {first})")
+
+    def backward_failed(self, exc: BaseException) -> bool:
+        """True (after falling back to eager, one warning) when `exc` is a compiler failure raised
+        by the compiled backward pass; False for anything else (an OOM, a real error)."""
+        if self.compiled is None or not _is_compiler_error(exc):
+            return False
+        self._fallback(exc)
+        return True
 
     def __call__(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.compiled is not None:
