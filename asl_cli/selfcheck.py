@@ -370,7 +370,6 @@ def _amp_step(ws: Workspace, device_type: str, name: str) -> tuple[bool, str]:
 
 def check_amp_bf16(ws: Workspace) -> tuple[str, str]:
     """A bf16 autocast training step works (CUDA with bf16, or the CPU's bf16 autocast)."""
-
     if ws.cuda:
         from asl_cli.engine.precision import cuda_has_native_bf16
 
