@@ -204,3 +204,28 @@ def test_find_checkpoint(tmp_path):
     assert found is not None and found.path == run.path
     with pytest.raises(CheckpointError):
         find_checkpoint(tmp_path / "missing")
+
+
+def test_rng_state_of_a_cpu_run_never_touches_cuda(monkeypatch):
+    # get_rng_state_all() would create a CUDA context on every GPU of the machine (hundreds of MB each)
+    def touched(*args, **kwargs):
+        raise AssertionError("a CPU run's RNG state touched CUDA")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for name in ("get_rng_state_all", "get_rng_state", "set_rng_state_all", "set_rng_state", "current_device"):
+        monkeypatch.setattr(torch.cuda, name, touched)
+    state = rng_state(torch.device("cpu"))
+    assert state["cuda"] is None
+    set_rng_state(state, torch.device("cpu"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_rng_state_keeps_the_training_gpus_stream():
+    device = torch.device("cuda", torch.cuda.device_count() - 1)
+    state = rng_state(device)
+    expected = torch.rand(4, device=device)
+    torch.rand(100, device=device)
+    set_rng_state(state, device)
+    assert torch.equal(torch.rand(4, device=device), expected)
+    assert state["cuda"]["index"] == device.index

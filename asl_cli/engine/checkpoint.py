@@ -56,20 +56,34 @@ def model_fingerprint(model_cfg: Any, num_classes: int, model: torch.nn.Module |
 
 # --- RNG state as plain values (loadable with weights_only=True) -------------------------------
 
-def rng_state() -> dict:
+def rng_state(device: torch.device | None = None) -> dict:
+    """Every random stream a resume must continue: torch CPU, the training CUDA device, numpy, random.
+
+    Only the run's own CUDA device: `torch.cuda.get_rng_state_all()` would create a CUDA context
+    (hundreds of MB) on every GPU of the machine, from every process of a multi-GPU run, and from
+    a `--device cpu` run on a GPU machine.
+    """
     np_state = np.random.get_state()
+    cuda = None
+    if device is not None and device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        cuda = {"index": index, "state": torch.cuda.get_rng_state(index)}
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": cuda,
         "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
         "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
     }
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device | None = None) -> None:
+    """Restore `rng_state(device)`; the CUDA stream goes to `device` (the run may resume on another GPU)."""
     torch.set_rng_state(state["torch"])
-    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if isinstance(cuda, dict) and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(cuda["state"], device.index if device.index is not None else torch.cuda.current_device())
+    elif isinstance(cuda, list) and cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)  # older checkpoints: one state per GPU
     n = state["numpy"]
     np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
     p = state["python"]

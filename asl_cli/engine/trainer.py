@@ -391,7 +391,7 @@ class ASLTrainer:
         self._log_samples = 0
         self._grad_norm: torch.Tensor | None = None
         if self._pending_rng is not None:  # a resume continues the saved random streams
-            set_rng_state(self._pending_rng)
+            set_rng_state(self._pending_rng, self.device)
             self._pending_rng = None
         self._emit("start", config=self.cfg.to_dict())
         try:
@@ -668,7 +668,7 @@ class ASLTrainer:
 
         (Weights and optimizer do not change inside a window; gradients are simply dropped.)
         """
-        return {"rng": rng_state(), "batch_in_epoch": self.batch_in_epoch,
+        return {"rng": rng_state(self.device), "batch_in_epoch": self.batch_in_epoch,
                 "buffers": [b.detach().clone() for b in self.model.buffers()]}
 
     def _interrupt(self, snapshot: dict | None) -> None:
@@ -704,7 +704,7 @@ class ASLTrainer:
                          "best_top5": self.best_top5, "nonfinite_skipped": self.nonfinite_skipped,
                          "loss_smooth": self.loss_smooth.state_dict(), "kind": kind},
             "sampler": self.sampler.state_dict(self.batch_in_epoch) | {"epoch": self.epoch},
-            "rng": rng if rng is not None else rng_state(),
+            "rng": rng if rng is not None else rng_state(self.device),
             "sign_map": dict(self.cache.sign_map), "metrics": dict(self.val_metrics),
         }
         path = self.run.best_checkpoint if kind == "best" else self.run.last_checkpoint
