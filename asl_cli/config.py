@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -140,7 +141,7 @@ class TrainConfig:
     cudnn_benchmark: bool = _f(True)
     empty_cache_every: int = _f(0, 0, None, help="torch.cuda.empty_cache() every N batches (0: never)")
     device: str = _f("auto", help="auto, cpu, cuda, cuda:N")
-    seed: int = _f(42, 0, None)
+    seed: int = _f(42, 0, 2**64 - 1, help="torch.manual_seed takes at most 2**64 - 1")
     nonfinite: str = _f("skip", choices=("skip", "stop"), help="on a NaN/Inf loss: skip the step or stop")
     log_every: int = _f(10, 1, None, help="gather metrics every N optimizer updates (one GPU sync)")
     eval_every: int = _f(1, 1, None, help="validate every N epochs")
@@ -231,12 +232,24 @@ def _coerce(value: Any, typ: Any, key: str, source: str) -> Any:
         if isinstance(value, str):
             try:
                 parsed = json.loads(value)
-            except json.JSONDecodeError:
-                parsed = [v.strip() for v in value.split(",") if v.strip()]
+            except json.JSONDecodeError:  # a,b or [a, b] without JSON's quotes
+                text = value.strip()
+                if text.startswith("[") and text.endswith("]"):
+                    text = text[1:-1]
+                parsed = [_list_item(v.strip().strip("'\"")) for v in text.split(",") if v.strip()]
             if isinstance(parsed, list):
                 return parsed
     tname = getattr(typ, "__name__", str(typ))
     raise ConfigError(f"{key}: expected {tname}, got {value!r}", path=source)
+
+
+def _list_item(text: str) -> Any:
+    """One unquoted list item from `--set`: a number where it reads as one, else the text."""
+    try:
+        item = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return item if isinstance(item, (int, float)) and not isinstance(item, bool) else text
 
 
 def apply_mapping(cfg: RunConfig, mapping: dict, *, source: str) -> None:
@@ -287,18 +300,19 @@ def set_value(cfg: RunConfig, key: str, value: Any, *, source: str = "--set") ->
     setattr(owner, name, _coerce(value, _field_type(owner, name), key, source))
 
 
-def apply_overrides(cfg: RunConfig, overrides: list[str], *, source: str = "--set") -> None:
-    """Apply `key=value` strings (from `--set`)."""
+def apply_overrides(cfg: RunConfig, overrides: list[str], *, source: str = "--set", cross: bool = True) -> None:
+    """Apply `key=value` strings (from `--set`); `cross=False` leaves the cross-field rules to a
+    later `validate` (when more overrides follow that may complete the configuration)."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"expected key=value, got {item!r}", path=source)
         key, value = item.split("=", 1)
         set_value(cfg, key.strip(), value.strip(), source=source)
-    validate(cfg, source=source)
+    validate(cfg, source=source, cross=cross)
 
 
-def validate(cfg: RunConfig, *, source: str = "config") -> None:
-    """Range/choice checks from field metadata, plus cross-field rules."""
+def validate(cfg: RunConfig, *, source: str = "config", cross: bool = True) -> None:
+    """Range/choice checks from field metadata, plus (with `cross`) cross-field rules."""
     owners = [("", cfg)] + [(s + ".", getattr(cfg, s)) for s in SECTIONS]
     for prefix, owner in owners:
         for f in fields(owner):
@@ -309,6 +323,8 @@ def validate(cfg: RunConfig, *, source: str = "config") -> None:
             key = prefix + f.name
             if choices and v not in choices:
                 raise ConfigError(f"{key}: {v!r} is not one of {', '.join(map(str, choices))}", path=source)
+            if isinstance(v, float) and not math.isfinite(v):  # NaN passes every comparison
+                raise ConfigError(f"{key}: {v} is not a finite number", path=source)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 if lo is not None and v < lo:
                     raise ConfigError(f"{key}: {v} is below the minimum {lo}", path=source)
@@ -317,18 +333,24 @@ def validate(cfg: RunConfig, *, source: str = "config") -> None:
     a = cfg.aug
     for key in ("resample_rate", "temporal_mask_frac", "scale_range", "spatial_mask_size"):
         v = getattr(a, key)
-        if len(v) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v) \
+        if len(v) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                                  for x in v) \
                 or v[0] > v[1] or v[0] < 0:
             raise ConfigError(f"aug.{key}: expected [low, high] with 0 <= low <= high, got {v!r}", path=source)
     bad = [m for m in a.resample_modes if m not in ("linear", "cubic", "nearest")]
     if bad or not a.resample_modes:
         raise ConfigError(f"aug.resample_modes: expected some of linear, cubic, nearest, got {a.resample_modes!r}",
                           path=source)
+    if not cross:
+        return
     if cfg.model.dim % cfg.model.num_heads:
         raise ConfigError(f"model.dim ({cfg.model.dim}) must be divisible by model.num_heads "
                           f"({cfg.model.num_heads})", path=source)
     if cfg.optim.min_lr > cfg.optim.lr:
         raise ConfigError(f"optim.min_lr ({cfg.optim.min_lr}) is above optim.lr ({cfg.optim.lr})", path=source)
+    if cfg.data.val_fold >= cfg.data.n_folds:
+        raise ConfigError(f"data.val_fold ({cfg.data.val_fold}) must be below data.n_folds ({cfg.data.n_folds}) "
+                          "(-1: no validation)", path=source)
 
 
 # --- presets -----------------------------------------------------------------------------------

@@ -91,3 +91,46 @@ def test_round_trip_through_dict():
     cfg = load_config("rtx4070", ["aug.flip=false"])
     again = RunConfig.from_dict(cfg.to_dict())
     assert again == cfg
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lr=nan", "optim.lr: nan is not a finite number"),          # passed every range check
+    ("optim.warmup_epochs=inf", "optim.warmup_epochs: inf is not a finite number"),  # no upper bound
+    ("train.time_budget=inf", "train.time_budget: inf is not a finite number"),
+    ("aug.scale_range=[NaN, 1.0]", "aug.scale_range: expected [low, high]"),
+])
+def test_non_finite_values_are_config_errors(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config("cpu", [override])
+    assert message in str(info.value)
+
+
+def test_non_finite_value_in_a_preset_file(tmp_path):
+    path = tmp_path / "nan.toml"
+    path.write_text("[optim]\nlr = nan\n")
+    with pytest.raises(ConfigError, match=r"nan\.toml: optim\.lr: nan is not a finite number"):
+        load_config(str(path))
+
+
+def test_seed_beyond_what_torch_accepts_is_a_config_error():
+    # torch.manual_seed takes at most 2**64 - 1; more raised a traceback at the start of training
+    assert load_config("cpu", [f"train.seed={2**64 - 1}"]).train.seed == 2**64 - 1
+    with pytest.raises(ConfigError, match="train.seed: 18446744073709551616 is above the maximum"):
+        load_config("cpu", [f"train.seed={2**64}"])
+
+
+def test_validation_fold_must_exist():
+    assert load_config("cpu", ["data.n_folds=8", "data.val_fold=7"]).data.val_fold == 7
+    with pytest.raises(ConfigError, match=r"data.val_fold \(5\) must be below data.n_folds \(5\)"):
+        load_config("cpu", ["data.val_fold=5"])
+
+
+@pytest.mark.parametrize("override, key, expected", [
+    ("aug.scale_range=0.9,1.1", "scale_range", [0.9, 1.1]),
+    ("aug.resample_rate=[0.6,1.4]", "resample_rate", [0.6, 1.4]),
+    ("aug.resample_modes=linear,cubic", "resample_modes", ["linear", "cubic"]),
+    ("aug.resample_modes=[linear, cubic]", "resample_modes", ["linear", "cubic"]),
+    ("aug.resample_modes=['nearest']", "resample_modes", ["nearest"]),
+])
+def test_list_values_without_json_quoting(override, key, expected):
+    assert getattr(load_config("cpu", [override]).aug, key) == expected

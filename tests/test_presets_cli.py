@@ -155,3 +155,14 @@ def test_as_subprocess_exit_codes_and_no_torch_import():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert 'preset = "rtx4070"' in out.stdout
+
+
+def test_cross_field_rules_are_checked_on_the_final_config_not_between_flags_and_set():
+    # --lr 1e-7 alone is below the preset's min_lr (1e-6); the --set that follows makes it valid
+    out = invoke("train", "--lr", "1e-7", "--set", "optim.min_lr=1e-8", "--print-config", "--json")
+    assert out.exit_code == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert d["optim"]["lr"] == 1e-7 and d["optim"]["min_lr"] == 1e-8
+    bad = invoke("train", "--lr", "1e-7", "--print-config")
+    assert bad.exit_code == 2
+    assert bad.stderr.strip() == "error: --lr: optim.min_lr (1e-06) is above optim.lr (1e-07)"

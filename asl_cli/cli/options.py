@@ -84,13 +84,20 @@ def flag_overrides(flags: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def apply_cli(cfg, sets: list[str] | None, flags: dict[str, Any] | None = None):
-    """Named flags, then --set, onto `cfg` (in place); errors name the option that caused them."""
-    from asl_cli.config import apply_overrides
+    """Named flags, then --set, onto `cfg` (in place); errors name the option that caused them.
 
-    for option, assignment in flag_overrides(flags or {}):
-        apply_overrides(cfg, [assignment], source=option)
+    Each value is checked as it is applied; the rules between fields (min_lr <= lr, ...) only once
+    all are applied, so that a later --set may complete what a named flag started.
+    """
+    from asl_cli.config import apply_overrides, validate
+
+    steps = [(option, [assignment]) for option, assignment in flag_overrides(flags or {})]
     if sets:
-        apply_overrides(cfg, list(sets), source="--set")
+        steps.append(("--set", list(sets)))
+    for option, assignments in steps:
+        apply_overrides(cfg, assignments, source=option, cross=False)
+    if steps:
+        validate(cfg, source=steps[-1][0])
     return cfg
 
 
