@@ -221,7 +221,8 @@ def recommend_preset(gpus: list[dict], *, cuda_usable: bool, available: list[str
     """The preset for this machine, from its first usable GPU.
 
     cpu without a usable CUDA GPU; t4 below compute capability 8.0 (no bf16: fp16 + scaler);
-    rtx4070 up to 16 GB; gpu24gb up to 32 GB; dc80gb above.
+    rtx4070 up to 16 GB; gpu24gb up to 64 GB; dc80gb above (batch 512 of up to 384 frames at dim
+    384 x4 needs an estimated 35 GiB of activations by itself: too close to a 40/48 GB card's limit).
     """
     usable = [g for g in gpus if not g.get("lost")]
     if not usable:
@@ -235,6 +236,8 @@ def recommend_preset(gpus: list[dict], *, cuda_usable: bool, available: list[str
         name, why = "rtx4070", f"{mem_gib:.0f} GB card: small batch with gradient accumulation"
     elif mem_gib <= 33:
         name, why = "gpu24gb", f"{mem_gib:.0f} GB card"
+    elif mem_gib <= 64:
+        name, why = "gpu24gb", f"{mem_gib:.0f} GB card: dc80gb's batch 512 needs an 80 GB card"
     else:
         name, why = "dc80gb", f"{mem_gib:.0f} GB card: the winner's batch on one GPU"
     if available is not None and name not in available:

@@ -37,7 +37,8 @@ def gpu(cc: str, mib: int, **kw) -> dict:
     ("8.9", 16376, "rtx4070"),  # a 16 GB card reports a little under 16 GiB
     ("8.6", 24576, "gpu24gb"),
     ("9.0", 32607, "gpu24gb"),
-    ("8.0", 40960, "dc80gb"),
+    ("8.0", 40960, "gpu24gb"),  # A100 40GB: dc80gb's batch 512 at 384 frames would not fit safely
+    ("8.9", 49140, "gpu24gb"),  # L40S / RTX 6000 Ada 48 GB
     ("9.0", 81559, "dc80gb"),
 ])
 def test_recommended_preset_by_capability_and_memory(cc, mib, preset):
