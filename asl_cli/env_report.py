@@ -284,6 +284,8 @@ def collect_report(*, data_dir: str | Path | None = None, fake_gpu: str | Path |
             problems.append(f"GPU {g['index']} is lost (fell off the bus): reset it or reboot")
     if fake:
         warnings.append("GPU facts come from a fake GPU file (--fake-gpu / ASL_FAKE_GPU)")
+        if report["nvml"]["status"] != "ok":  # the user's own file: not "no GPU", a mistake to fix
+            problems.append(f"fake GPU file: {report['nvml']['message']}")
     if data_dir is not None:
         data = data_facts(data_dir, progress=progress)
         report["data"] = data

@@ -213,3 +213,12 @@ def test_subprocess_check_env(tmp_path):
     if not report["torch"]["cuda_available"] and report["nvml"]["status"] != "ok":
         assert report["recommendation"]["preset"] == "cpu"
         assert report["nvml"]["message"].startswith("no NVIDIA driver found")
+
+
+def test_an_unreadable_fake_gpu_file_is_a_problem_not_a_machine_without_gpus(tmp_path):
+    bad = tmp_path / "fake.json"
+    bad.write_text("{not json")
+    report = collect_report(fake_gpu=bad)
+    assert report["problems"] and str(bad) in report["problems"][0] and "not valid JSON" in report["problems"][0]
+    r = check_env("--json", "--fake-gpu", str(bad))
+    assert r.exit_code == 1 and json.loads(r.stdout)["problems"] == report["problems"]

@@ -3,7 +3,8 @@ torch.compile, packages, optionally a data folder) and the preset it recommends.
 
 The report is a dict (`asl_cli.env_report.collect_report`); this command only renders it as
 tables or as JSON (`--json`) and chooses the exit code: 0 fine, 1 a problem was found (bad
-data, a lost GPU, torch not importable), 5 no usable GPU under `--require-gpu`.
+data, a lost GPU, torch not importable, an unreadable --fake-gpu file), 5 no usable GPU under
+`--require-gpu`.
 """
 
 from __future__ import annotations
