@@ -342,8 +342,12 @@ def run_ablation(plan: Plan, *, callbacks: Iterable[Callable[[dict], None]] = ()
     """
     from asl_cli.engine.trainer import ASLTrainer
 
-    results = check_resumable(plan, load_results(plan.out_dir))
+    previous = load_results(plan.out_dir)
+    results = check_resumable(plan, previous)
     device = ""
+    # results.json (the plan and its configuration) exists before the first variant trains, so an
+    # ablation stopped in its first variant can be resumed, and a different configuration is refused.
+    write_results(plan, results, device=(previous or {}).get("device", ""))
     if warmup_steps and any(name not in results for name in plan.names):
         warm_up(plan, warmup_steps)
     for n, (name, description, cfg, note) in enumerate(plan.entries):

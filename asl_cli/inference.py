@@ -227,8 +227,10 @@ def _open_data(loaded: LoadedModel, data_dir: str | Path | None):
     from asl_cli.data.reader import SIGN_MAP, read_sign_map
 
     d = loaded.config.data
-    own = data_dir is None
-    if own:
+    # `--data` naming the folder the run trained on is still the run's own data (its limit applies).
+    own = data_dir is None or _same_folder(data_dir, d.data_dir if d.data_dir is not None else
+                                           _default_synth_dir(loaded.config.synth))
+    if own and data_dir is None:
         data_dir = d.data_dir
         if data_dir is None:
             from asl_cli.data.synth import ensure_default_dataset
@@ -240,6 +242,19 @@ def _open_data(loaded: LoadedModel, data_dir: str | Path | None):
     cache = prepare(root, d.cache_dir, skip_bad=d.skip_bad, limit=d.limit if own else 0, progress=False)
     check_sign_map(cache.sign_map, loaded, root)
     return cache, root
+
+
+def _default_synth_dir(synth_cfg) -> Path:
+    from asl_cli.data.synth import default_dataset_dir
+
+    return default_dataset_dir(synth_cfg)
+
+
+def _same_folder(a: str | Path, b: str | Path) -> bool:
+    try:
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    except (OSError, RuntimeError):
+        return False
 
 
 def check_sign_map(data_map: dict[str, int], loaded: LoadedModel, data_dir: Path) -> None:

@@ -470,8 +470,13 @@ def check_cudnn_flags(ws: Workspace) -> tuple[str, str]:
     if not ws.cuda:
         return SKIP, "no CUDA: cuDNN is not used on the CPU"
     t = ws.base.train
-    ws.trainer(ws.cfg({"train.cudnn_benchmark": t.cudnn_benchmark, "train.deterministic": t.deterministic}))
     want_bench = bool(t.cudnn_benchmark) and not t.deterministic
+    # Start from the opposite values, so flags the trainer leaves alone cannot pass by chance.
+    torch.backends.cudnn.benchmark = not want_bench
+    torch.backends.cudnn.deterministic = not bool(t.deterministic)
+    trainer = ws.trainer(ws.cfg({"train.cudnn_benchmark": t.cudnn_benchmark, "train.deterministic": t.deterministic}))
+    if trainer.device.type != "cuda":
+        return SKIP, f"train.device={ws.device!r}: this configuration trains on the CPU, where cuDNN is not used"
     got = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
     if got != (want_bench, bool(t.deterministic)):
         return FAIL, f"cudnn.benchmark={got[0]}, deterministic={got[1]}; expected {want_bench}, {bool(t.deterministic)}"

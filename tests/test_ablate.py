@@ -91,6 +91,34 @@ def test_resuming_with_another_configuration_is_refused(tmp_path):
                         ablation.load_results(tmp_path))
 
 
+def test_an_ablation_stopped_in_its_first_variant_can_be_resumed(tmp_path, monkeypatch):
+    """Ctrl-C during the baseline: the stop line says `asl ablate --resume DIR`, so DIR must already
+    be an ablation folder (results.json with its configuration), and a rerun with another
+    configuration must be refused rather than resume the old baseline's checkpoint."""
+    import asl_cli.engine.trainer as trainer_mod
+    from asl_cli.errors import TrainingInterrupted
+
+    class StoppedTrainer:
+        def __init__(self, cfg, **kwargs):
+            self.device = "cpu"
+
+        def fit(self):
+            raise TrainingInterrupted("stopped")
+
+    monkeypatch.setattr(trainer_mod, "ASLTrainer", StoppedTrainer)
+    plan = plan_ablation(load_config("cpu"), ["no-aug"], device_type="cpu", out_dir=tmp_path)
+    with pytest.raises(TrainingInterrupted):
+        ablation.run_ablation(plan, warmup_steps=0)
+    doc = ablation.load_results(tmp_path)
+    assert doc is not None and doc["results"] == {} and doc["variants"] == [BASELINE, "no-aug"]
+    ok = runner.invoke(app, ["ablate", "--resume", str(tmp_path), "--print-config", "--plain"])
+    assert ok.exit_code == 0, ok.output
+    other = load_config("cpu")
+    other.train.seed = 1
+    with pytest.raises(ConfigError, match="different configuration"):
+        ablation.run_ablation(plan_ablation(other, ["no-aug"], device_type="cpu", out_dir=tmp_path), warmup_steps=0)
+
+
 @pytest.mark.parametrize("extra", [["--max-steps", "50"], ["--set", "model.dim=32"], ["--no-clip"],
                                    ["--preset", "rtx4070"], ["--all"]])
 def test_resume_refuses_options_that_would_change_the_ablation(tmp_path, extra):

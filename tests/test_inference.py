@@ -126,6 +126,27 @@ def test_evaluate_refuses_a_data_set_with_another_sign_map(trained_run, sample_d
     one_error_line(res, "sign_to_prediction_index_map.json", "disagrees with the checkpoint")
 
 
+def test_evaluate_val_with_data_naming_the_runs_own_folder_keeps_its_split(trained_run, sample_dir, tmp_path):
+    """`--data` naming the folder the run trained on is the run's own data: its data.limit still
+    applies, so --split val is the trainer's validation fold, not folds rebuilt over the whole set
+    (which would score participants the model trained on)."""
+    from asl_cli.data.dataset import participant_folds
+    from asl_cli.data.reader import read_index
+    from asl_cli.inference import evaluate_split, load_for_inference
+
+    loaded = load_for_inference(trained_run)
+    loaded.config.data.limit = 100  # as if trained with --set data.limit=100
+    loaded.config.data.cache_dir = str(tmp_path / "cache")
+    own = evaluate_split(loaded)
+    named = evaluate_split(loaded, sample_dir)
+    assert named["sequence_ids"] == own["sequence_ids"]
+    index = read_index(sample_dir)
+    parts = np.asarray(index.participants)[:100]
+    trained_on = set(parts[participant_folds(parts, 5) != 0].tolist())
+    by_id = dict(zip(np.asarray(index.sequence_ids).tolist(), np.asarray(index.participants).tolist()))
+    assert trained_on.isdisjoint(by_id[s] for s in named["sequence_ids"])
+
+
 def test_evaluation_metrics_by_hand():
     from asl_cli.inference import evaluation_metrics
 

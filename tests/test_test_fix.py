@@ -237,6 +237,35 @@ def test_cudnn_flags_not_set_fails(workdir, monkeypatch):
     assert r.status == FAIL
 
 
+def test_cudnn_flags_on_a_cuda_machine_training_on_the_cpu_is_not_a_fail(workdir, monkeypatch):
+    """With CUDA present but train.device=cpu the trainer rightly leaves cudnn.benchmark off:
+    nothing to check (SKIP), not a FAIL against the preset's cudnn_benchmark."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the workspace sees "a GPU"
+    (r,) = run_checks(load_config("cpu", ["train.device=cpu"]), only=["cudnn-flags"], workdir=workdir)
+    assert r.status == SKIP and "cpu" in r.reason.lower(), r
+
+
+def test_cudnn_flags_left_alone_by_the_trainer_fails(workdir, monkeypatch):
+    """A trainer that never sets the flags must not pass because they happen to hold the expected
+    values already (torch's defaults, or what an earlier trainer set)."""
+    import asl_cli.engine.trainer as trainer_mod
+    from asl_cli.selfcheck import Workspace, check_cudnn_flags
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(trainer_mod, "configure_backends", lambda train_cfg, device: None)
+
+    class CudaTrainer:  # what ws.trainer would give on a GPU: only its device is looked at
+        device = torch.device("cuda")
+
+    ws = Workspace(load_config("cpu", ["train.cudnn_benchmark=false"]), workdir)
+    monkeypatch.setattr(ws, "trainer", lambda cfg, **kw: trainer_mod.configure_backends(cfg.train, CudaTrainer.device)
+                        or CudaTrainer())
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    status, reason = check_cudnn_flags(ws)
+    assert status == FAIL, reason
+
+
 def test_a_crashing_check_is_a_fail_with_the_exception(workdir, monkeypatch):
     from asl_cli.engine.trainer import TrainStep
 
