@@ -425,7 +425,8 @@ def check_clipping(ws: Workspace) -> tuple[str, str]:
 
 def check_accumulation(ws: Workspace) -> tuple[str, str]:
     """Accumulated micro-batches give the same update as one big batch: a full window (4+4+4 vs
-    12) and a partial one with a short last batch (4+4+2 vs 10)."""
+    12) and a partial one with a short last batch (4+4+2 vs 10); and the training loop steps an
+    epoch's last, partial window instead of dropping it or carrying it into the next epoch."""
     import torch
 
     from asl_cli.engine.precision import Precision
@@ -460,7 +461,38 @@ def check_accumulation(ws: Workspace) -> tuple[str, str]:
         if not torch.allclose(a, b, rtol=1e-4, atol=1e-6):
             return FAIL, (f"{'+'.join(map(str, micro))} accumulated differs from one batch of {big}: "
                           f"max weight difference {err:.3g} (update size {moved:.3g})")
-    return PASS, f"4+4+4 == 12 and 4+4+2 == 10 (largest difference {worst:.1e} of the update)"
+    tail = _partial_window_problem(ws)
+    if tail:
+        return FAIL, tail
+    return PASS, (f"4+4+4 == 12 and 4+4+2 == 10 (largest difference {worst:.1e} of the update); "
+                  f"an epoch's partial last window is stepped")
+
+
+def _partial_window_problem(ws: Workspace) -> str:
+    """Train one epoch whose batches do not fill the last accumulation window; "" when the loop
+    applied every window, the partial one included, over exactly the epoch's samples."""
+    batches = len(ws.trainer(ws.cfg()).train_loader)
+    accum = next((k for k in (4, 3, 5, 2) if k < batches and batches % k), 0)
+    if not accum:
+        return ""  # too few batches for a partial window (not the tiny set's case)
+    trainer = ws.trainer(ws.cfg({"train.gradient_accumulation_steps": accum}))
+    windows: list[int] = []
+    update = trainer.step_fn.update
+
+    def recording_update():
+        windows.append(trainer.step_fn.window_samples)
+        return update()
+
+    trainer.step_fn.update = recording_update
+    trainer.val_loader = None
+    with _quiet():
+        trainer.fit()
+    samples = len(trainer.train_loader.dataset)
+    expected = -(-batches // accum)
+    if len(windows) != expected or sum(windows) != samples:
+        return (f"{batches} batches with accumulation {accum}: {len(windows)} updates over {sum(windows)} samples, "
+                f"expected {expected} over {samples} (the last, partial window must be stepped)")
+    return ""
 
 
 def check_cudnn_flags(ws: Workspace) -> tuple[str, str]:

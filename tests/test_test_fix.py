@@ -191,6 +191,24 @@ def test_wrong_accumulation_divisor_fails(workdir, monkeypatch):
     assert r.status == FAIL and "4+4+2 accumulated differs from one batch of 10" in r.reason
 
 
+def test_dropped_partial_window_fails(workdir, monkeypatch):
+    """The seed's other accumulation defect: the epoch's last, partial window never stepped."""
+    from asl_cli.engine.trainer import ASLTrainer
+
+    original = ASLTrainer._apply_update
+
+    def drop_partial(self):
+        if self.step_fn.window_samples < self.step_fn.nominal:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step_fn.reset_window()
+            return None
+        return original(self)
+
+    monkeypatch.setattr(ASLTrainer, "_apply_update", drop_partial)
+    r = check(workdir, "accumulation")
+    assert r.status == FAIL and "the last, partial window must be stepped" in r.reason, r.reason
+
+
 def test_loader_ignoring_the_preset_fails(workdir, monkeypatch):
     def ignore_workers(original, cfg, cache, augment, device_type):
         cfg.loader.num_workers = 0
