@@ -319,3 +319,21 @@ def test_a_run_gpu_is_picked_by_torch_uuid_without_nvml_prefix():
     assert pick_gpu({"device": "cuda:0", "gpu_uuid": "cccc"}, snaps).name == "first"  # unknown UUID: the index
     assert pick_gpu({"device": "cpu", "gpu_uuid": None}, snaps) is None
     assert not same_gpu(None, None) and not same_gpu("GPU-", "") and same_gpu("GPU-ab", "ab")
+
+
+def test_count_is_the_number_of_samples_shown_even_when_samples_pile_up():
+    # a slow consumer (a blocked pipe, a long Live render) lets several samples arrive between two
+    # shows: `--count 3` must still print 3 samples, not stop after 2
+    from asl_cli.cli.cmd_gpu_watch import _loop
+
+    class Bursty:
+        def __init__(self):
+            self.n = 0
+
+        def wait_for_sample(self, after, timeout=None):
+            self.n = after + 2  # two new samples each time
+            return self.n
+
+    shown = []
+    _loop(Bursty(), 3, 0.05, lambda: shown.append(1))
+    assert len(shown) == 3

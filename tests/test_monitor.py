@@ -450,3 +450,55 @@ def test_gpu_line_marks_na_and_lost(sampled):
     assert lines[0].startswith("gpu0 NVIDIA GeForce RTX 4070 (fake): mem 10388/12282MiB (85%)  util 92%")
     assert "power N/A  fan N/A" in lines[1] and "procs N/A" in lines[1]
     assert "LOST" in lines[2]
+
+
+# --- review: error classes and odd values ---------------------------------------------------------
+
+def test_transient_memory_v2_failure_is_na_not_a_v1_reading(driver):
+    # v1 counts the driver-reserved memory as used: falling back on a timeout would make `used`
+    # jump by the reserved part for one sample (and cost a second blocking call)
+    driver.refuse[("nvmlDeviceGetMemoryInfo_v2", 0)] = pynvml.NVML_ERROR_TIMEOUT
+    b = started()
+    s = b.snapshot(0)
+    assert (s.memory_used, s.memory_total) == (None, None)
+    assert driver.calls[("nvmlDeviceGetMemoryInfo", 0)] == 0
+    del driver.refuse[("nvmlDeviceGetMemoryInfo_v2", 0)]
+    assert b.snapshot(0).memory_used == 1000 * MIB  # v2 again on the next sample
+
+
+def test_version_mismatch_is_permanent_and_falls_back(driver):
+    # NVML_ERROR_ARGUMENT_VERSION_MISMATCH: the driver does not know the struct version the binding
+    # sends; asking again cannot help, so the older call is used (not N/A for ever)
+    driver.refuse[("nvmlDeviceGetTemperatureV", 0)] = pynvml.NVML_ERROR_ARGUMENT_VERSION_MISMATCH
+    driver.refuse[("nvmlDeviceGetMemoryInfo_v2", 0)] = pynvml.NVML_ERROR_ARGUMENT_VERSION_MISMATCH
+    b = started()
+    snaps = [b.snapshot(0) for _ in range(3)]
+    assert [s.temperature for s in snaps] == [59, 59, 59]
+    assert [s.memory_used for s in snaps] == [1300 * MIB] * 3
+    assert driver.calls[("nvmlDeviceGetTemperatureV", 0)] == 1
+    assert driver.calls[("nvmlDeviceGetMemoryInfo_v2", 0)] == 1
+
+
+def test_transient_failure_of_a_static_field_is_asked_again(driver):
+    # name/UUID/compute capability are asked once, but a timeout on the first sample must not
+    # leave the GPU nameless (and unmatchable by UUID) for the whole session
+    driver.refuse[("nvmlDeviceGetUUID", 0)] = pynvml.NVML_ERROR_TIMEOUT
+    driver.refuse[("nvmlDeviceGetName", 0)] = pynvml.NVML_ERROR_UNKNOWN
+    b = started()
+    first = b.snapshot(0)
+    assert first.uuid is None and first.name is None and first.compute_capability == (8, 6)
+    del driver.refuse[("nvmlDeviceGetUUID", 0)], driver.refuse[("nvmlDeviceGetName", 0)]
+    second = b.snapshot(0)
+    assert (second.uuid, second.name, second.compute_capability) == ("GPU-00000000", "Scripted GPU 0", (8, 6))
+    b.snapshot(0)
+    assert driver.calls[("nvmlDeviceGetName", 0)] == 2 and driver.calls[("nvmlDeviceGetCudaComputeCapability", 0)] == 1
+    # a permanent refusal is still asked only once
+    driver.refuse[("nvmlDeviceGetName", 1)] = pynvml.NVML_ERROR_NOT_SUPPORTED
+    assert [b.snapshot(1).name for _ in range(3)] == [None, None, None]
+    assert driver.calls[("nvmlDeviceGetName", 1)] == 1
+
+
+def test_gpu_line_does_not_invent_a_percentage_for_an_unknown_total():
+    line = render.gpu_line(GPUSnapshot(index=0, memory_used=0, memory_total=0))
+    assert "%)" not in line and "mem 0/0MiB" in line
+    assert "(50%)" in render.gpu_line(GPUSnapshot(index=0, memory_used=50 * MIB, memory_total=100 * MIB))

@@ -132,11 +132,15 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
 
 
 def _loop(sampler, count: int | None, interval: float, show) -> None:
-    """Show each new sample as it arrives, until `count` samples (or Ctrl-C)."""
-    seen = 0
-    while count is None or seen < count:
+    """Show each new sample as it arrives, until `count` samples were shown (or Ctrl-C).
+
+    Samples that pile up while one is shown (a slow pipe or render) are shown as one, the latest.
+    """
+    seen = shown = 0
+    while count is None or shown < count:
         now = sampler.wait_for_sample(seen, timeout=max(5 * interval, 2.0))
         if now == seen:
             continue  # a slow poll: keep waiting
-        seen = now if count is None else min(now, count)
+        seen = now
+        shown += 1
         show()

@@ -4,12 +4,14 @@ Works on the real `pynvml` module (from the `nvidia-ml-py` distribution) or on a
 the same functions, constants and error classes — the scripted fake in `fake.py` is one.
 
 Field rules (as nvitop and gpustat learnt them):
-- A field the device does not support (NOT_SUPPORTED, FUNCTION_NOT_FOUND, NO_PERMISSION) is
-  asked once and remembered per device, then reported as N/A without another call.
+- A field the device does not support (NOT_SUPPORTED, FUNCTION_NOT_FOUND, NO_PERMISSION,
+  ARGUMENT_VERSION_MISMATCH) is asked once and remembered per device, then reported as N/A
+  without another call.
 - Other failures (timeouts, unknown errors) give N/A for this sample only.
 - `GPU_IS_LOST` from any call marks the device lost for good (it needs a reset or reboot).
 - Memory uses the v2 call (used memory without the driver-reserved part, drivers >= 510) and
-  falls back to v1 on FUNCTION_NOT_FOUND; temperature prefers `nvmlDeviceGetTemperatureV`.
+  falls back to v1 only when v2 is refused for good (a transient v2 failure is N/A, not a v1
+  reading that counts the reserved memory as used); temperature prefers `nvmlDeviceGetTemperatureV`.
 - NVML errors define `__eq__` without `__hash__` (unhashable) and `NVMLLibraryMismatchError` is
   not an `NVMLError`: errors are matched by their numeric `.value`, never put in sets.
 """
@@ -34,9 +36,10 @@ ERROR_DRIVER_NOT_LOADED = 9
 ERROR_LIBRARY_NOT_FOUND = 12
 ERROR_FUNCTION_NOT_FOUND = 13
 ERROR_GPU_IS_LOST = 15
+ERROR_ARGUMENT_VERSION_MISMATCH = 25
 
 # Asking again cannot change these answers on the same device and driver.
-_PERMANENT = (ERROR_NOT_SUPPORTED, ERROR_FUNCTION_NOT_FOUND, ERROR_NO_PERMISSION)
+_PERMANENT = (ERROR_NOT_SUPPORTED, ERROR_FUNCTION_NOT_FOUND, ERROR_NO_PERMISSION, ERROR_ARGUMENT_VERSION_MISMATCH)
 
 NO_DRIVER_HINT = ("hint: install the NVIDIA driver (nvidia-smi must work), run inside a GPU "
                   "container with --gpus all, or try the monitor with --fake-gpu FILE")
@@ -178,16 +181,17 @@ class NVMLBackend:
         return self._handles[index]
 
     def _static_info(self, index: int, h: Any) -> dict[str, Any]:
-        """Fields that do not change while the driver runs: asked once per device."""
-        if index in self._static:
-            return self._static[index]
+        """Fields that do not change while the driver runs: asked once per device (a field that
+        failed transiently is asked again on the next sample)."""
+        info = dict(self._static.get(index, {}))
         nv = self._nvml
-        cc = self._call(index, "compute_capability", nv.nvmlDeviceGetCudaComputeCapability, h)
-        info = {
-            "uuid": _text(self._call(index, "uuid", nv.nvmlDeviceGetUUID, h)),
-            "name": _text(self._call(index, "name", nv.nvmlDeviceGetName, h)),
-            "compute_capability": (int(cc[0]), int(cc[1])) if cc else None,
-        }
+        if info.get("uuid") is None:
+            info["uuid"] = _text(self._call(index, "uuid", nv.nvmlDeviceGetUUID, h))
+        if info.get("name") is None:
+            info["name"] = _text(self._call(index, "name", nv.nvmlDeviceGetName, h))
+        if info.get("compute_capability") is None:
+            cc = self._call(index, "compute_capability", nv.nvmlDeviceGetCudaComputeCapability, h)
+            info["compute_capability"] = (int(cc[0]), int(cc[1])) if cc else None
         self._static[index] = info
         return info
 
@@ -197,6 +201,8 @@ class NVMLBackend:
         v2 = getattr(nv, "nvmlMemory_v2", None)
         if v2 is not None and not self.is_unsupported(index, "memory_v2"):
             mem = self._call(index, "memory_v2", nv.nvmlDeviceGetMemoryInfo, h, version=v2)
+            if mem is None and not self.is_unsupported(index, "memory_v2"):
+                return None, None  # a transient failure: N/A, not v1's used-with-reserved
         if mem is None:
             mem = self._call(index, "memory", nv.nvmlDeviceGetMemoryInfo, h)
         if mem is None:

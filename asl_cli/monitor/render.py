@@ -291,8 +291,9 @@ def gpu_line(s: GPUSnapshot) -> str:
     name = s.name or "unknown"
     if s.lost:
         return f"gpu{s.index} {name}: LOST ({s.error or 'GPU is lost'})"
-    mem = NA if s.memory_total is None else \
-        f"{(s.memory_used or 0) / MIB:.0f}/{s.memory_total / MIB:.0f}MiB ({100 * (s.memory_fraction or 0):.0f}%)"
+    frac = s.memory_fraction
+    mem = NA if s.memory_total is None else f"{(s.memory_used or 0) / MIB:.0f}/{s.memory_total / MIB:.0f}MiB" + (
+        "" if frac is None else f" ({100 * frac:.0f}%)")
     power = NA if s.power_usage is None else f"{s.power_usage:.0f}" + (
         "" if s.power_limit is None else f"/{s.power_limit:.0f}") + "W"
 
