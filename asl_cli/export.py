@@ -43,6 +43,10 @@ class ExportMismatch(ASLError):
     """The exported graph disagrees with the PyTorch model (exit 1)."""
 
 
+class ExportFailed(ASLError):
+    """torch.onnx.export itself failed (an operator it cannot translate, a tracer error) (exit 1)."""
+
+
 def require_onnx() -> None:
     try:
         import onnx  # noqa: F401
@@ -123,6 +127,11 @@ def export_onnx(loaded, out: str | Path, *, features: bool = False, probabilitie
         tmp.unlink(missing_ok=True)
         from asl_cli.errors import RunIOError
         raise RunIOError(f"cannot write the ONNX file ({exc.strerror or exc})", path=out) from None
+    except Exception as exc:  # noqa: BLE001 - the exporter's own failure: one line, no half-written file
+        tmp.unlink(missing_ok=True)
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ExportFailed(f"torch.onnx.export failed ({type(exc).__name__}: {first}); nothing was written",
+                           path=out) from None
     return out
 
 

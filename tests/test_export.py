@@ -163,6 +163,19 @@ def test_export_without_onnx_names_the_extra(export_run, tmp_path, monkeypatch):
     assert len(lines) == 1 and "pip install 'asl-cli[onnx]'" in lines[0]
 
 
+def test_exporter_failure_is_one_line_and_leaves_no_file(export_run, tmp_path, monkeypatch):
+    def unsupported(*args, **kwargs):
+        raise RuntimeError("Exporting the operator 'aten::fancy' to ONNX opset 17 is not supported.\nmore")
+
+    monkeypatch.setattr(torch.onnx, "export", unsupported)
+    out = tmp_path / "x.onnx"
+    res = runner.invoke(app, ["export", str(export_run), "--out", str(out)])
+    assert res.exit_code == EXIT_PROBLEM
+    lines = [x for x in res.output.splitlines() if x.strip()]
+    assert len(lines) == 1 and "torch.onnx.export failed (RuntimeError: Exporting the operator" in lines[0]
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a temp sibling
+
+
 def test_export_bad_checkpoint_and_format(tmp_path, export_run):
     res = runner.invoke(app, ["export", str(tmp_path / "nope.pt")])
     assert res.exit_code == EXIT_CHECKPOINT and "nope.pt" in res.output
