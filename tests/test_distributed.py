@@ -206,3 +206,97 @@ def test_nproc_inside_torchrun_is_refused(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match="inside a torchrun"):
         launch(2, ["--epochs", "1"])
+
+
+# --- small 2-process checks of DistributedTrainStep (gloo, no torchrun) ---------------------------
+
+STEP_PRELUDE = """
+import contextlib, json, types
+import torch
+from asl_cli.engine.distributed import DistributedTrainStep, setup
+from asl_cli.engine.precision import Precision
+
+ctx = setup("cpu")
+torch.manual_seed(0)
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 3)
+
+    def forward(self, features, mask):
+        return self.lin(features.mean(1))
+
+
+model = Tiny()
+trainer = types.SimpleNamespace(batch_in_epoch=0, accum=1, batches_per_epoch=1, _stop_signum=None)
+batch = (torch.randn(2, 5, 4), torch.ones(2, 5, dtype=torch.bool), torch.tensor([0, 2]))
+
+
+def make_step(**kwargs):
+    return DistributedTrainStep(model, torch.optim.SGD(model.parameters(), lr=0.1), Precision("cpu", "fp32"),
+                                ctx=ctx, trainer=trainer, nominal_window=2, **kwargs)
+
+
+def finite():
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+"""
+
+
+def run_ranks(code: str, tmp_path: Path, world: int = 2) -> list[dict]:
+    """Run `STEP_PRELUDE + code` in `world` gloo processes; each prints one JSON line (its result)."""
+    port = free_port()
+    procs = []
+    for rank in range(world):
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), RANK=str(rank), WORLD_SIZE=str(world),
+                   LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        procs.append(subprocess.Popen([sys.executable, "-c", STEP_PRELUDE + code], cwd=tmp_path, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=90)
+            assert proc.returncode == 0, err[-3000:]
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    return results
+
+
+def test_a_non_finite_awp_loss_on_one_rank_skips_the_update_on_every_rank(tmp_path):
+    # The AWP pass's loss is checked like the first pass's (as TrainStep does with one process), and
+    # all ranks agree: here only rank 1's perturbed weights give a NaN loss.
+    code = """
+class NanAWP:
+    @contextlib.contextmanager
+    def perturbed(self):
+        saved = model.lin.bias.detach().clone()
+        if ctx.rank == 1:
+            model.lin.bias.data.fill_(float("nan"))
+        try:
+            yield
+        finally:
+            model.lin.bias.data.copy_(saved)
+
+
+step = make_step(awp=NanAWP())
+step.awp_active = True
+step.micro_step(*batch)
+applied, _, _ = step.update()
+print(json.dumps({"applied": applied, "finite": finite()}))
+"""
+    assert run_ranks(code, tmp_path) == [{"applied": False, "finite": True}] * 2
+
+
+def test_ranks_stopped_by_different_signals_agree_on_one_of_them(tmp_path):
+    code = """
+step = make_step()
+step.stop_vote = 2 if ctx.rank == 0 else 15
+step.micro_step(*batch)
+print(json.dumps({"signum": trainer._stop_signum}))
+"""
+    results = run_ranks(code, tmp_path)
+    assert results[0] == results[1] and results[0]["signum"] in (2, 15), results

@@ -315,6 +315,9 @@ def _import_train_step():
     return TrainStep
 
 
+_MAX_SIGNAL = 64  # signal numbers are 1..64 on Linux (SIGRTMAX)
+
+
 class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
     """`TrainStep` over DDP with accumulation that stays exact over all ranks.
 
@@ -379,16 +382,20 @@ class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
 
     def _reduce_window(self) -> None:
         loss = self.window_loss if torch.is_tensor(self.window_loss) else torch.tensor(float(self.window_loss))
-        vote = self.stop_vote
-        extra = torch.tensor([float(self.window_samples), float(vote > 0), float(vote)], dtype=torch.float64,
-                             device=self.ctx.device)
+        # [samples, one vote slot per signal number 1..64]: ranks asked to stop by different signals
+        # (SIGINT on one, SIGTERM on another) must agree on one of them, not on their average.
+        extra = torch.zeros(1 + _MAX_SIGNAL, dtype=torch.float64, device=self.ctx.device)
+        extra[0] = float(self.window_samples)
+        if self.stop_vote > 0:
+            extra[min(int(self.stop_vote), _MAX_SIGNAL)] = 1.0
         both = torch.cat([loss.detach().double().reshape(1).to(self.ctx.device), extra])
         self.ctx.all_reduce_sum(both)
         self.window_loss = both[0]
-        samples, votes, signums = both[1:].tolist()  # SYNC (one per window, with the all-reduce)
+        samples, *votes = both[1:].tolist()  # SYNC (one per window, with the all-reduce)
         self.window_samples = int(samples)
-        if votes:  # some rank was asked to stop: every rank stops after this same update
-            self.trainer._stop_signum = int(round(signums / votes))
+        voted = [signum for signum, n in enumerate(votes, start=1) if n]
+        if voted:  # some rank was asked to stop: every rank stops after this same update (lowest signal)
+            self.trainer._stop_signum = voted[0]
 
     def update(self):
         result = super().update()
@@ -397,13 +404,19 @@ class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
                 dist.broadcast(b, src=0)
         return result
 
-    def _awp_second_pass(self) -> None:
+    def _awp_second_pass(self) -> torch.Tensor:
+        """The AWP pass over DDP; returns its loss summed over ALL ranks, so that `update()` checks
+        it on every rank (a non-finite loss on one rank skips the update everywhere)."""
+        total = torch.zeros((), dtype=torch.float64, device=self.ctx.device)
         with self.awp.perturbed():  # restored even when the pass fails
             self.optimizer.zero_grad(set_to_none=True)
             last = len(self.window_batches) - 1
             for i, (features, mask, labels) in enumerate(self.window_batches):
                 with self._sync_context(i == last):
-                    self.precision.backward(self.loss_sum(features, mask, labels) / self.local_nominal)
+                    loss = self.loss_sum(features, mask, labels)
+                    self.precision.backward(loss / self.local_nominal)
+                total = total + loss.detach().double()
+        return self.ctx.all_reduce_sum(total)
 
 
 # --- synchronised masked batch norm ---------------------------------------------------------------
