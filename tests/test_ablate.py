@@ -42,6 +42,9 @@ def test_each_variant_differs_from_the_baseline_only_by_its_overrides(preset):
         d = flat(cfg.to_dict())
         changed = {k for k in b if b[k] != d[k]} - {"name"}
         assert changed <= set(VARIANTS[name].overrides), (name, changed)
+        # ...and the overrides are really applied (a variant that trains the baseline is no ablation)
+        for key, value in VARIANTS[name].overrides.items():
+            assert d[key] == value, (name, key, d[key])
         # same seed, data and budget for everyone
         for key in ("train.seed", "data.data_dir", "train.max_steps", "train.time_budget", "train.epochs"):
             assert d[key] == b[key]

@@ -204,16 +204,29 @@ def test_first_signal_asks_the_trainer_to_stop_and_a_second_ctrl_c_quits():
         def request_stop(self, signum):
             self.stopped = signum
 
-    req = StopRequests()
-    trainer = Trainer()
-    req.attach(trainer)
-    with stop_on_signals(req):
-        assert signal.getsignal(signal.SIGINT) == req.handle
-        req.handle(signal.SIGINT, None)
-        assert trainer.stopped == signal.SIGINT
-        with pytest.raises(KeyboardInterrupt):
+    def previous_int(signum, frame):  # handlers installed before: put back as they were, both signals
+        pass
+
+    def previous_term(signum, frame):
+        pass
+
+    old_int = signal.signal(signal.SIGINT, previous_int)
+    old_term = signal.signal(signal.SIGTERM, previous_term)
+    try:
+        req = StopRequests()
+        trainer = Trainer()
+        req.attach(trainer)
+        with stop_on_signals(req):
+            assert signal.getsignal(signal.SIGINT) == req.handle and signal.getsignal(signal.SIGTERM) == req.handle
             req.handle(signal.SIGINT, None)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            assert trainer.stopped == signal.SIGINT
+            with pytest.raises(KeyboardInterrupt):
+                req.handle(signal.SIGINT, None)
+        assert signal.getsignal(signal.SIGINT) is previous_int
+        assert signal.getsignal(signal.SIGTERM) is previous_term
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
     late = Trainer()
     req.attach(late)  # the next trainer after a signal (ablate's next variant) stops at once
     assert late.stopped == signal.SIGINT

@@ -299,4 +299,6 @@ step.micro_step(*batch)
 print(json.dumps({"signum": trainer._stop_signum}))
 """
     results = run_ranks(code, tmp_path)
-    assert results[0] == results[1] and results[0]["signum"] in (2, 15), results
+    # docs/distributed.md: they agree on the lowest-numbered signal (SIGINT), not the average (8)
+    # nor whichever rank happens to win
+    assert results == [{"signum": 2}, {"signum": 2}], results

@@ -340,6 +340,7 @@ def test_sampler_survives_a_failing_backend_and_readers_see_whole_samples():
     assert isinstance(sampler.last_error, RuntimeError)
     assert sampler.samples > 20
     assert seen_sizes <= {0, 2}  # never a half-written sample
+    assert 2 in seen_sizes and len(sampler.latest()) == 2  # ...and whole samples did reach the reader
 
 
 def test_snapshot_never_raises_even_on_a_surprise(driver, monkeypatch):

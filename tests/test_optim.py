@@ -239,10 +239,14 @@ def test_awp_skips_non_finite_gradients_and_guards_misuse():
     awp = AWP(model, 0.2)
     grads = [torch.full_like(p, float("inf")) if i == 0 else torch.ones_like(p)
              for i, p in enumerate(model.parameters())]
-    first = next(model.parameters()).detach().clone()
+    before = [p.detach().clone() for p in model.parameters()]
+    first = before[0]
     awp.perturb(grads)
     assert torch.equal(next(model.parameters()), first)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+    # only the tensor with the non-finite gradient stays: the others moved by lambda along their gradient
+    for p, b, g in list(zip(model.parameters(), before, grads))[1:]:
+        torch.testing.assert_close(p.detach() - b, 0.2 * g / (g.norm() + 1e-6), rtol=1e-4, atol=1e-6)
     with pytest.raises(RuntimeError):
         awp.perturb(grads)
     awp.restore()

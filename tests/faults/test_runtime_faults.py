@@ -196,9 +196,8 @@ def test_dead_data_loader_worker_names_the_sample(tiny_data, tmp_path, cache_env
     with ledger.case("fault", "data-loader worker killed by a sample (os._exit)"):
         monkeypatch.setattr(SignDataset, "__getitem__", getitem)
         monkeypatch.setattr("asl_cli.data.dataset.SignDataset.__getitem__", getitem)
-        started = time.monotonic()
+        # a run that hangs on the dead worker fails through the autouse `no_hang` alarm (90 s)
         out = train(tiny_data, tmp_path, "--workers", "1", "--set", "loader.persistent_workers=false")
-        assert time.monotonic() - started < 60
         assert out.exit_code == EXIT_DATA, out.stderr
         line = one_error_line(out.stderr)
         assert "data-loader worker died" in line and "--workers 0" in line, line
