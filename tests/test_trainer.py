@@ -207,15 +207,34 @@ def test_request_stop_saves_last_and_raises(tiny_data, tmp_path):
     assert trainer.run.read_status()["state"] == "interrupted"
 
 
-def test_max_steps_and_time_budget_stop(tiny_data, tmp_path):
+def test_max_steps_stop(tiny_data, tmp_path):
     trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=3", "train.log_every=10"))
     summary = trainer.fit()
     assert summary["steps"] == 3 and summary["state"] == "finished" and summary["last_checkpoint"]
     # fewer updates than log_every: the final loss still covers them (flushed at the end)
     assert summary["final_train_loss"] is not None and math.isfinite(summary["final_train_loss"])
-    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.time_budget=1.5", "train.epochs=1000"))
+
+
+def test_time_budget_stops_at_the_first_update_past_it(tiny_data, tmp_path, monkeypatch):
+    """The budget is judged on the trainer's clock, here pushed 1000 s ahead once update 3 is
+    logged: the run stops right after it (no wall-clock timing, no dependence on machine speed)."""
+    import time
+
+    skew = {"s": 0.0}
+    real_clock = time.perf_counter
+    monkeypatch.setattr(time, "perf_counter", lambda: real_clock() + skew["s"])
+
+    def jump_at_step_3(event):
+        if event["event"] == "step" and event["step"] == 3:
+            skew["s"] += 1000.0
+
+    # 2 epochs: a budget that is not honoured ends the run after 2 epochs instead of hanging the test
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.time_budget=600", "train.epochs=2"),
+                         callbacks=[jump_at_step_3])
+    assert trainer.updates_per_epoch > 3  # the stop falls inside the first epoch
     summary = trainer.fit()
-    assert summary["steps"] >= 1 and summary["epochs_done"] < 1000 and summary["wall_s"] < 60
+    assert summary["steps"] == 3 and summary["state"] == "finished" and summary["epochs_done"] == 0
+    assert load_checkpoint(summary["last_checkpoint"])["progress"]["step"] == 3
 
 
 def test_throughput_counts_training_time_only(tiny_data, tmp_path, monkeypatch):
@@ -369,6 +388,60 @@ def test_auto_precision_is_fp16_on_a_gpu_that_only_emulates_bf16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert choose_precision("cuda", mixed=True, requested="auto").name == "bf16"
+
+
+def test_auto_precision_asks_the_run_s_own_gpu_not_the_current_one(tiny_data, tmp_path, monkeypatch):
+    """A machine with an A100 as GPU 0 and a T4 as GPU 1, training on cuda:1 (a single process never
+    calls torch.cuda.set_device, so the current device stays 0): torch.cuda.is_bf16_supported()
+    answers for GPU 0; auto precision must be decided by the run's own device (fp16 on the T4)."""
+    from asl_cli.engine import trainer as trainer_mod
+    from asl_cli.engine.precision import choose_precision
+
+    def capability(device=None):
+        index = device.index if isinstance(device, torch.device) else device
+        return (7, 5) if index == 1 else (8, 0)
+
+    seen = []
+    real = trainer_mod.choose_precision
+    monkeypatch.setattr(trainer_mod, "choose_precision", lambda *a, **k: (seen.append(k.get("device")), real(*a, **k))[1])
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path))
+    assert seen == [trainer.device]  # the trainer passes its own device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # GPU 0's answer
+    assert choose_precision("cuda", mixed=True, requested="auto", device=torch.device("cuda", 1)).name == "fp16"
+    assert choose_precision("cuda", mixed=True, requested="auto", device=torch.device("cuda", 0)).name == "bf16"
+
+
+def test_a_log_point_reads_the_device_once(tiny_data, tmp_path, monkeypatch):
+    """Loss sum and grad norm come to the host in ONE transfer (each .cpu()/.item()/.tolist()/float()
+    of a CUDA tensor is a host-device sync)."""
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=3", "train.log_every=1"))
+    reads, inside = [], {"on": False}
+    for name in ("cpu", "item", "tolist", "numpy", "__float__", "__bool__", "__int__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _original=original, _name=name, **k):
+            if inside["on"]:
+                reads.append(_name)
+            return _original(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    log_step = trainer._log_step
+    calls = []
+
+    def spy():
+        inside["on"] = True
+        try:
+            before = len(reads)
+            log_step()
+            calls.append(reads[before:])
+        finally:
+            inside["on"] = False
+    trainer._log_step = spy
+    trainer.fit()
+    assert len(calls) == 3 and all(c[0] is not None for c in calls)
+    assert all(len(c) == 1 for c in calls), calls  # one read per log point (no AMP scale on the CPU)
 
 
 def test_cpu_defaults_to_fp32_even_with_mixed_precision(tiny_data, tmp_path):

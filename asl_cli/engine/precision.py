@@ -22,31 +22,34 @@ class PrecisionChoice:
     note: str = ""  # why the choice differs from what was asked ("" when it does not)
 
 
-def cuda_has_native_bf16() -> bool:
-    """bf16 in hardware (compute capability >= 8, or ROCm).
+def cuda_has_native_bf16(device: torch.device | int | None = None) -> bool:
+    """bf16 in hardware on `device` (None: the current device): compute capability >= 8, or ROCm.
 
     `torch.cuda.is_bf16_supported()` also says True where bf16 is only emulated (T4, V100), which
-    is far slower than fp16 there.
+    is far slower than fp16 there, and it only ever asks about the *current* device, which stays
+    GPU 0 in a single-process run on cuda:N (nothing calls torch.cuda.set_device there).
     """
-    try:
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    except TypeError:  # older torch: no such argument (and no emulation counted)
-        return torch.cuda.is_bf16_supported()
+    if torch.version.hip:
+        return True
+    if not torch.cuda.is_available():
+        return False
+    return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def choose_precision(device_type: str, *, mixed: bool, requested: str = "auto",
-                     bf16_supported: bool | None = None) -> PrecisionChoice:
+                     bf16_supported: bool | None = None, device: torch.device | None = None) -> PrecisionChoice:
     """Pick the autocast dtype.
 
     CUDA: auto -> bf16 where supported, else fp16; explicit bf16 on a card without it -> fp16.
     CPU: fp32 unless bf16 is asked for explicitly (CPU autocast has bf16; fp16 + GradScaler is a
     CUDA feature, so fp16 on CPU falls back to fp32 with a note). `mixed=False` is always fp32.
+    `device`: the CUDA device the run trains on (None: the current one), whose bf16 support counts.
     """
     if not mixed or requested == "fp32":
         return PrecisionChoice("fp32")
     if device_type == "cuda":
         if bf16_supported is None:
-            bf16_supported = cuda_has_native_bf16()
+            bf16_supported = cuda_has_native_bf16(device)
         if requested == "auto":
             return PrecisionChoice("bf16" if bf16_supported else "fp16")
         if requested == "bf16" and not bf16_supported:

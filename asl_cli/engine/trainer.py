@@ -299,7 +299,8 @@ class ASLTrainer:
         self.dist.prepare_model(self.model, sync_bn=t.sync_bn)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.total_updates, self.updates_per_epoch)
-        choice = choose_precision(self.device.type, mixed=t.use_mixed_precision, requested=t.precision)
+        choice = choose_precision(self.device.type, mixed=t.use_mixed_precision, requested=t.precision,
+                                  device=self.device)
         if choice.note:
             self._warn(choice.note)
         self.precision = Precision(self.device.type, choice.name)
@@ -540,8 +541,8 @@ class ASLTrainer:
         # SYNC (one per log point): read the loss sum and grad norm together.
         values = [self._log_loss if torch.is_tensor(self._log_loss) else torch.tensor(float(self._log_loss))]
         if self._grad_norm is not None:
-            values.append(self._grad_norm.detach().float().reshape(()))
-        read = torch.stack([v.detach().float().cpu() for v in values]).tolist()
+            values.append(self._grad_norm.detach().float().reshape(()).to(values[0].device))
+        read = torch.stack([v.detach().float() for v in values]).tolist()  # stacked on the device: one transfer
         loss = read[0] / max(1, self._log_samples)
         self.final_train_loss = loss
         samples_per_s, wait, _ = self.meter.read()
