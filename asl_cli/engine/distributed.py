@@ -184,7 +184,12 @@ def setup(device_spec: str = "auto", *, timeout_s: float = 1800.0) -> DistContex
 
     world = env_world_size()
     if world <= 1:
-        return DistContext(device=resolve_device(device_spec))
+        device = resolve_device(device_spec)
+        if device.type == "cuda" and device.index is not None:
+            # cuda:N becomes the current device: the DataLoader's pin-memory thread, default-device
+            # torch.cuda calls and kernels' scratch space then use the run's GPU, not GPU 0.
+            torch.cuda.set_device(device)
+        return DistContext(device=device)
     missing = [k for k in TORCHRUN_ENV if k not in os.environ]
     if missing:
         raise ConfigError(f"WORLD_SIZE={world} but {', '.join(missing)} not set: start with torchrun "
