@@ -229,3 +229,52 @@ def test_rng_state_keeps_the_training_gpus_stream():
     set_rng_state(state, device)
     assert torch.equal(torch.rand(4, device=device), expected)
     assert state["cuda"]["index"] == device.index
+
+
+def test_run_name_taken_by_a_file_is_one_error(tmp_path):
+    (tmp_path / "exp").write_text("not a folder")
+    with pytest.raises(ConfigError, match="not a folder"):
+        RunDir.create(tmp_path, "exp")
+
+
+def test_full_disk_inside_torch_save_is_run_io_error(tmp_path, monkeypatch):
+    # A real ENOSPC inside torch.save surfaces as torch's RuntimeError ("[enforce fail at
+    # inline_container.cc] unexpected pos ...") with the OSError only as its context.
+    model = build_model(SMALL, 5)
+    target = tmp_path / "last.pt"
+    save_checkpoint(payload(model), target)
+    before = target.read_bytes()
+
+    def full_disk(obj, f, *a, **k):
+        f.write(b"\0" * 4096)
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", full_disk)
+    with pytest.raises(RunIOError, match="No space left on device"):
+        save_checkpoint(payload(model), target)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left
+
+
+def test_interrupted_checkpoint_write_leaves_no_temp_file(tmp_path, monkeypatch):
+    def interrupted(obj, f, *a, **k):
+        f.write(b"\0" * 4096)
+        raise KeyboardInterrupt  # a second Ctrl-C during the write
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(payload(build_model(SMALL, 5)), tmp_path / "last.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_metrics_after_a_torn_line_stay_whole(tmp_path):
+    run = RunDir.create(tmp_path, "exp")
+    run.append_metrics({"event": "step", "step": 1})
+    with open(run.metrics_path, "a") as fh:  # a writer killed (or out of disk) mid-line
+        fh.write('{"event": "step", "st')
+    run.append_metrics({"event": "step", "step": 2})
+    lines = run.metrics_path.read_text().splitlines()
+    assert json.loads(lines[0])["step"] == 1 and json.loads(lines[-1])["step"] == 2

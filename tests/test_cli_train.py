@@ -367,3 +367,35 @@ def test_interrupt_lines():
     assert interrupted_line(TrainingInterrupted("x", signum=2), run) == (
         "stopped by Ctrl-C: checkpoint saved to runs/r1/checkpoints/last.pt; resume with: asl train --resume runs/r1")
     assert interrupted_line(TrainingInterrupted("x", signum=15), run).startswith("stopped by SIGTERM: checkpoint")
+
+
+@pytest.mark.parametrize("content", [b"[1, 2]", b"\xff\xfe{", b"null"])
+def test_resume_with_a_broken_config_json_is_one_line(tiny, env, content):
+    run = tiny / "runs" / "broken-config"
+    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_bytes(content)
+    out = runner.invoke(app, ["train", "--resume", str(run)])
+    assert out.exit_code == 2, (out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {run / 'config.json'}: "), out.stderr
+
+
+def test_a_run_folder_in_use_by_another_trainer_is_refused(tiny, env):
+    import fcntl
+
+    out = runner.invoke(app, tiny_args(tiny, "busy", "--max-steps", "1", "--plain"))
+    assert out.exit_code == 0, out.stderr
+    run = tiny / "runs" / "busy"
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    fd = os.open(run, os.O_RDONLY)  # what another `asl train` on this folder holds
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        out = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3", "--plain"])
+    finally:
+        os.close(fd)
+    assert out.exit_code == 2, (out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {run}: ") and "in use" in lines[0], out.stderr
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
+    out = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "2", "--plain"])  # free again
+    assert out.exit_code == 0, out.stderr

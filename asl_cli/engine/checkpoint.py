@@ -115,13 +115,29 @@ def save_checkpoint(payload: dict, path: str | Path) -> Path:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except OSError as exc:
+    except BaseException as exc:  # also Ctrl-C mid-write: never leave the temp file behind
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        raise RunIOError(f"cannot write checkpoint ({exc.strerror or exc})", path=path) from None
+        cause = _os_error(exc)
+        if cause is None:
+            raise
+        raise RunIOError(f"cannot write checkpoint ({cause.strerror or cause})", path=path) from None
     return path
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError behind `exc`: itself, or (a full disk inside torch.save) the context of torch's
+    RuntimeError "[enforce fail at inline_container.cc] unexpected pos ..."."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError):
+            return exc
+        if not isinstance(exc, RuntimeError):
+            return None
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
 
 
 def _remove_dead_temps(path: Path) -> None:

@@ -64,7 +64,9 @@ class RunDir:
         generated = not name
         name = default_run_name(preset) if generated else check_run_name(name)
         path = Path(runs_dir) / name
-        if path.exists() and any(path.iterdir()) and not exist_ok:
+        if path.exists() and not path.is_dir() and not generated:
+            raise ConfigError("run name is taken by a file that is not a folder (pick another name)", path=path)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())) and not exist_ok:
             if not generated:
                 raise ConfigError(f"run folder already exists: {path} (pick another name, or resume it)")
             path = Path(runs_dir) / f"{name}-{uuid.uuid4().hex[:4]}"  # two runs in the same second
@@ -121,8 +123,13 @@ class RunDir:
 
     def append_metrics(self, record: dict) -> None:
         try:
-            with open(self.metrics_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(_jsonable(record)) + "\n")
+            with open(self.metrics_path, "a+b") as fh:
+                line = (json.dumps(_jsonable(record)) + "\n").encode("utf-8")
+                if fh.seek(0, 2) > 0:  # after a line torn by a killed writer or a full disk: end it first,
+                    fh.seek(-1, 2)     # so this record stays a line of its own
+                    if fh.read(1) != b"\n":
+                        line = b"\n" + line
+                fh.write(line)
         except OSError as exc:
             raise RunIOError(f"cannot append metrics ({exc.strerror or exc})", path=self.metrics_path) from None
 
