@@ -593,3 +593,18 @@ def test_gpu_status_names_the_device_by_uuid_as_nvml_does(tiny_data, tmp_path):
         pytest.skip(f"NVML unavailable: {exc}")
     snaps = backend.snapshots()
     assert sum(same_gpu(s.uuid, uuid) for s in snaps) == 1
+
+
+def test_an_improving_epoch_saves_last_before_best(tiny_data, tmp_path, monkeypatch):
+    """On a disk that fills up, the resumable checkpoint must be the one written first."""
+    import asl_cli.engine.trainer as trainer_mod
+
+    written = []
+    real_save = trainer_mod.save_checkpoint
+    monkeypatch.setattr(trainer_mod, "save_checkpoint",
+                        lambda payload, path: (written.append(payload["progress"]["kind"]), real_save(payload, path))[1])
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.epochs=2"))
+    trainer.fit()
+    assert written[0] == "last"  # the run's start
+    assert written[1:3] == ["last", "best"]  # epoch 1 improves on nothing: last, then best
+    assert written.count("last") == 3

@@ -406,17 +406,22 @@ class ASLTrainer:
                     break  # stopped mid-epoch (max_steps / time budget)
                 self.epoch += 1
                 self.batch_in_epoch = 0
+                improved = False
                 if self.epoch % t.eval_every == 0 or self.epoch == t.epochs:
-                    self._evaluate()
+                    improved = self._evaluate()
+                # `last` before `best`: on a disk that fills up, the resumable checkpoint comes first
                 if self.epoch % t.checkpoint_every == 0 or self.epoch == t.epochs:
                     self._save("last")
+                if improved:
+                    self._save("best")
             # Stopped early (max_steps / time budget), mid-epoch or at an epoch end that skipped eval or
             # checkpoint (eval_every / checkpoint_every > 1): evaluate the final weights, save them.
             if self.batch_in_epoch or self.epoch < t.epochs:
-                if self._evaluated_at != self._position():
-                    self._evaluate()
+                improved = self._evaluated_at != self._position() and self._evaluate()
                 if self._saved_at != self._position():
                     self._save("last")
+                if improved:
+                    self._save("best")
         except TrainingInterrupted:
             self._finish("interrupted")
             raise
@@ -588,7 +593,8 @@ class ASLTrainer:
     def _position(self) -> tuple[int, int, int]:
         return self.step, self.epoch, self.batch_in_epoch
 
-    def _evaluate(self) -> None:
+    def _evaluate(self) -> bool:
+        """Validate, record the metrics, emit `eval`; True when top-1 improved (the caller saves `best`)."""
         self.val_metrics = self.evaluate()
         self._evaluated_at = self._position()
         top1 = self.val_metrics["val_top1"]
@@ -596,8 +602,7 @@ class ASLTrainer:
         if improved:
             self.best_top1, self.best_top5 = top1, self.val_metrics["val_top5"]
         self._emit("eval")
-        if improved:
-            self._save("best")
+        return improved
 
     # -- status, callbacks, files -------------------------------------------------------------------
 
