@@ -608,3 +608,18 @@ def test_an_improving_epoch_saves_last_before_best(tiny_data, tmp_path, monkeypa
     assert written[0] == "last"  # the run's start
     assert written[1:3] == ["last", "best"]  # epoch 1 improves on nothing: last, then best
     assert written.count("last") == 3
+
+
+def test_resume_from_a_checkpoint_without_trainer_state_is_one_checkpoint_error(tiny_data, tmp_path):
+    from asl_cli.engine.checkpoint import load_checkpoint, save_checkpoint
+    from asl_cli.errors import CheckpointError
+
+    first = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=1", "name=cut"))
+    first.fit()
+    last = first.run.last_checkpoint
+    ckpt = load_checkpoint(last)
+    del ckpt["sampler"], ckpt["rng"]  # e.g. a file cut down by hand to share the weights
+    save_checkpoint(ckpt, last)
+    with pytest.raises(CheckpointError, match="no rng, sampler in the checkpoint") as info:
+        ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=2"), resume=first.run_dir)
+    assert str(last) in str(info.value)

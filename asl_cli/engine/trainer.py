@@ -34,10 +34,12 @@ from asl_cli.engine.checkpoint import (all_finite, load_checkpoint, model_finger
 from asl_cli.engine.metrics import SmoothedValue, Throughput, peak_memory_mb, topk_correct
 from asl_cli.engine.precision import Precision, choose_precision
 from asl_cli.engine.run_dir import RunDir, find_checkpoint
-from asl_cli.errors import (ConfigError, DataError, NoGPUError, NonFiniteLossError, OutOfMemoryError,
+from asl_cli.errors import (CheckpointError, ConfigError, DataError, NoGPUError, NonFiniteLossError, OutOfMemoryError,
                             TrainingInterrupted)
 
 log = logging.getLogger("asl.engine")
+
+RESUME_KEYS = ("model", "optimizer", "progress", "rng", "sampler")  # what a resume reads back
 
 
 # --- devices and backend flags ------------------------------------------------------------------
@@ -347,7 +349,8 @@ class ASLTrainer:
         if ckpt_path is not None:
             # Loaded to the CPU: RNG states must stay CPU tensors (torch.set_rng_state refuses CUDA ones), and
             # load_state_dict moves weights and optimizer moments to the model's device (but not `step`).
-            self._restore(load_checkpoint(ckpt_path, expect_fingerprint=self.fingerprint, map_location="cpu"))
+            self._restore(load_checkpoint(ckpt_path, expect_fingerprint=self.fingerprint, map_location="cpu"),
+                          path=ckpt_path)
         self.run.write_config(cfg.to_dict())
         self.status: dict[str, Any] = {"state": "running"}
         self.status = self._status("running")
@@ -721,7 +724,10 @@ class ASLTrainer:
         self._emit("checkpoint", path=str(path), kind=kind)
         return path
 
-    def _restore(self, ckpt: dict) -> None:
+    def _restore(self, ckpt: dict, *, path: Path | None = None) -> None:
+        missing = [k for k in RESUME_KEYS if not isinstance(ckpt.get(k), dict)]
+        if missing:  # a file with the asl header but not written by the trainer (or cut down by hand)
+            raise CheckpointError(f"cannot resume from it: no {', '.join(missing)} in the checkpoint", path=path)
         unwrap_model(self.model).load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scheduler is not None and ckpt.get("scheduler") is not None:
