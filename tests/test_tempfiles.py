@@ -37,3 +37,18 @@ def test_atomic_write_text_replaces_whole_or_reports_one_line(tmp_path):
     with pytest.raises(RunIOError, match="cannot write") as info:
         atomic_write_text(Path(blocker) / "status.json", "x")
     assert "\n" not in str(info.value)
+
+
+def test_opening_a_run_folder_sweeps_status_and_config_temps_of_killed_writers(tmp_path):
+    from asl_cli.engine.run_dir import RunDir
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    run = tmp_path / "r1"
+    run.mkdir()
+    gone = [run / f".status.json.tmp-{int(dead.stdout)}-abcd1234", run / f".config.json.tmp-{int(dead.stdout)}-ef01"]
+    live = run / f".status.json.tmp-{os.getppid()}-abcd1234"  # a writer that still runs: left alone
+    for p in (*gone, live):
+        p.write_text("{")
+    RunDir.open(run)
+    assert not any(p.exists() for p in gone) and live.exists()

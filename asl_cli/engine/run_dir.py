@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from asl_cli.errors import ConfigError, RunIOError
-from asl_cli.tempfiles import atomic_write_text
+from asl_cli.tempfiles import abandoned, atomic_write_text
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
@@ -85,6 +85,8 @@ class RunDir:
             run.checkpoints.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RunIOError(f"cannot create the run folder ({exc.strerror or exc})", path=run.path) from None
+        for tmp in abandoned(run.path.glob(".*.tmp-*")):  # status/config writes cut short by a kill
+            tmp.unlink(missing_ok=True)
         return run
 
     @property
