@@ -33,6 +33,12 @@ EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none), for one-line errors."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 class ASLError(Exception):
     """Base class: a user-facing problem with a one-line message and an exit code."""
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from asl_cli.errors import ASLError, DataError
+from asl_cli.errors import ASLError, DataError, first_line
 from asl_cli.tempfiles import temp_sibling
 
 OPSET = 17
@@ -129,8 +129,8 @@ def export_onnx(loaded, out: str | Path, *, features: bool = False, probabilitie
         raise RunIOError(f"cannot write the ONNX file ({exc.strerror or exc})", path=out) from None
     except Exception as exc:  # noqa: BLE001 - the exporter's own failure: one line, no half-written file
         tmp.unlink(missing_ok=True)
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise ExportFailed(f"torch.onnx.export failed ({type(exc).__name__}: {first}); nothing was written",
+        raise ExportFailed(f"torch.onnx.export failed ({type(exc).__name__}: {first_line(exc)[:200]}); "
+                           f"nothing was written",
                            path=out) from None
     return out
 

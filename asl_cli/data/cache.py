@@ -40,7 +40,7 @@ from asl_cli.data.landmarks import NUM_POINTS
 from asl_cli.data.preprocess import POINT_INDEX, valid_frames
 from asl_cli.data.reader import SIGN_MAP, TRAIN_CSV, SignIndex, read_index, read_landmarks
 from asl_cli.data.pool import imap_ordered
-from asl_cli.errors import DataError, RunIOError
+from asl_cli.errors import DataError, RunIOError, first_line
 from asl_cli.tempfiles import abandoned, temp_sibling
 
 CACHE_FORMAT_VERSION = 1
@@ -85,7 +85,7 @@ class PreparedCache:
                 self.sequence_ids = z["sequence_ids"]
                 self.paths = z["paths"]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            raise DataError(f"damaged prepared cache ({_first_line(exc)}); run `asl prepare --force`",
+            raise DataError(f"damaged prepared cache ({first_line(exc)}); run `asl prepare --force`",
                             path=self.path) from None
         if self.meta.get("format") != CACHE_FORMAT_VERSION:
             raise DataError(f"cache format {self.meta.get('format')} is not {CACHE_FORMAT_VERSION}; "
@@ -379,11 +379,6 @@ def _build(index: SignIndex, out: Path, fp: str, *, skip_bad: bool, progress: An
         _fsync(out / name)
     (out / COMPLETE_FILE).write_text(fp + "\n")  # last: marks the folder usable
     _fsync(out / COMPLETE_FILE)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def _fsync(path: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from asl_cli.data.landmarks import ROWS_PER_FRAME, TYPE_OFFSETS, TYPE_SIZES
-from asl_cli.errors import DataError
+from asl_cli.errors import DataError, first_line
 
 TRAIN_CSV = "train.csv"
 SIGN_MAP = "sign_to_prediction_index_map.json"
@@ -74,7 +74,7 @@ def read_sign_map(path: str | Path) -> dict[str, int]:
     except FileNotFoundError:
         raise DataError("sign map not found", path=path) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read the sign map ({_reason(exc)})", path=path) from None
+        raise DataError(f"cannot read the sign map ({first_line(exc)})", path=path) from None
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -117,7 +117,7 @@ def read_index(data_dir: str | Path) -> SignIndex:
     except FileNotFoundError:
         raise DataError("train.csv not found", path=csv_path) from None
     except OSError as exc:
-        raise DataError(f"cannot read train.csv ({_reason(exc)})", path=csv_path) from None
+        raise DataError(f"cannot read train.csv ({first_line(exc)})", path=csv_path) from None
 
     # Lexical containment (no symlink resolution): an absolute path or `..` is rejected, while a
     # data folder whose subfolders are symlinks to another disk stays usable.
@@ -215,7 +215,7 @@ def read_landmarks(path: str | Path, columns: Sequence[str] = ("x", "y", "z")) -
             pf = pq.ParquetFile(path)
         schema = pf.schema_arrow
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged footer
-        raise DataError(f"not a readable parquet file ({_reason(exc)})", path=path) from None
+        raise DataError(f"not a readable parquet file ({first_line(exc)})", path=path) from None
     names = schema.names
     missing = [c for c in ("frame", *columns) if c not in names]
     if missing:
@@ -236,7 +236,7 @@ def read_landmarks(path: str | Path, columns: Sequence[str] = ("x", "y", "z")) -
     try:
         table = pf.read(columns=read_cols, use_threads=False)
     except Exception as exc:  # damaged pages, bad compression, ...
-        raise DataError(f"cannot read the parquet data ({_reason(exc)})", path=path) from None
+        raise DataError(f"cannot read the parquet data ({first_line(exc)})", path=path) from None
 
     n = table.num_rows
     if n == 0:
@@ -330,8 +330,3 @@ def _flat_landmark_index(table, path: Path) -> np.ndarray:
                         path=path)
     return offsets + idx
 
-
-def _reason(exc: BaseException) -> str:
-    """The first line of an exception's message, for a one-line error."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

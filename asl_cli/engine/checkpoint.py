@@ -66,7 +66,7 @@ def rng_state(device: torch.device | None = None) -> dict:
     np_state = np.random.get_state()
     cuda = None
     if device is not None and device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
+        index = _cuda_index(device)
         cuda = {"index": index, "state": torch.cuda.get_rng_state(index)}
     return {
         "torch": torch.get_rng_state(),
@@ -76,12 +76,16 @@ def rng_state(device: torch.device | None = None) -> dict:
     }
 
 
+def _cuda_index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
 def set_rng_state(state: dict, device: torch.device | None = None) -> None:
     """Restore `rng_state(device)`; the CUDA stream goes to `device` (the run may resume on another GPU)."""
     torch.set_rng_state(state["torch"])
     cuda = state.get("cuda")
     if isinstance(cuda, dict) and device is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(cuda["state"], device.index if device.index is not None else torch.cuda.current_device())
+        torch.cuda.set_rng_state(cuda["state"], _cuda_index(device))
     elif isinstance(cuda, list) and cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)  # older checkpoints: one state per GPU
     n = state["numpy"]

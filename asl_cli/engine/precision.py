@@ -26,8 +26,8 @@ def cuda_has_native_bf16(device: torch.device | int | None = None) -> bool:
     """bf16 in hardware on `device` (None: the current device): compute capability >= 8, or ROCm.
 
     `torch.cuda.is_bf16_supported()` also says True where bf16 is only emulated (T4, V100), which
-    is far slower than fp16 there, and it only ever asks about the *current* device, which stays
-    GPU 0 in a single-process run on cuda:N (nothing calls torch.cuda.set_device there).
+    is far slower than fp16 there, and it only ever asks about the *current* device; asking the
+    run's own device does not depend on who set the current one.
     """
     if torch.version.hip:
         return True

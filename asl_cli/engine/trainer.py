@@ -165,9 +165,7 @@ class TrainStep:
         if self.awp_active and self.awp is not None:
             # The update applies the AWP pass's gradient, so its loss is checked too (same sync). A NaN
             # first-pass gradient does not move the weights (AWP skips non-finite norms).
-            adversarial = self._awp_second_pass()
-            if adversarial is not None:
-                checked = loss + adversarial
+            checked = loss + self._awp_second_pass()
         # SYNC (one per optimizer update): a NaN/Inf loss must stop this update before it lands.
         if not bool(torch.isfinite(checked)):
             self.optimizer.zero_grad(set_to_none=True)
@@ -409,22 +407,14 @@ class ASLTrainer:
                     break  # stopped mid-epoch (max_steps / time budget)
                 self.epoch += 1
                 self.batch_in_epoch = 0
-                improved = False
-                if self.epoch % t.eval_every == 0 or self.epoch == t.epochs:
-                    improved = self._evaluate()
-                # `last` before `best`: on a disk that fills up, the resumable checkpoint comes first
-                if self.epoch % t.checkpoint_every == 0 or self.epoch == t.epochs:
-                    self._save("last")
-                if improved:
-                    self._save("best")
+                improved = (self.epoch % t.eval_every == 0 or self.epoch == t.epochs) and self._evaluate()
+                self._save_checkpoints(last=self.epoch % t.checkpoint_every == 0 or self.epoch == t.epochs,
+                                       best=improved)
             # Stopped early (max_steps / time budget), mid-epoch or at an epoch end that skipped eval or
             # checkpoint (eval_every / checkpoint_every > 1): evaluate the final weights, save them.
             if self.batch_in_epoch or self.epoch < t.epochs:
                 improved = self._evaluated_at != self._position() and self._evaluate()
-                if self._saved_at != self._position():
-                    self._save("last")
-                if improved:
-                    self._save("best")
+                self._save_checkpoints(last=self._saved_at != self._position(), best=improved)
         except TrainingInterrupted:
             self._finish("interrupted")
             raise
@@ -696,6 +686,13 @@ class ASLTrainer:
         name = {2: "SIGINT", 15: "SIGTERM"}.get(signum, f"signal {signum}")
         raise TrainingInterrupted(f"stopped by {name} at step {self.step}; saved {path} "
                                   f"(resume with --resume {self.run_dir})", signum=signum)
+
+    def _save_checkpoints(self, *, last: bool, best: bool) -> None:
+        """`last` before `best`: on a disk that fills up, the checkpoint a run resumes from comes first."""
+        if last:
+            self._save("last")
+        if best:
+            self._save("best")
 
     def _save(self, kind: str, *, rng: dict | None = None) -> Path:
         model = unwrap_model(self.model)
