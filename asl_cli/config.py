@@ -151,7 +151,8 @@ class TrainConfig:
 
 @dataclass
 class LoaderConfig:
-    num_workers: int = _f(0, 0, 256)
+    num_workers: int = _f(0, -1, 256, help="DataLoader worker processes; -1: auto (on a CPU one worker "
+                                           "given 3+ cores, beside a GPU up to 8; docs/presets.md)")
     pin_memory: bool = _f(False, help="only takes effect with CUDA")
     persistent_workers: bool = _f(True)
     prefetch_factor: int = _f(2, 1, 64)

@@ -518,25 +518,34 @@ def check_cudnn_flags(ws: Workspace) -> tuple[str, str]:
 def check_loader_settings(ws: Workspace) -> tuple[str, str]:
     """The trainer's DataLoaders use the preset's workers, pin_memory (only with CUDA),
     persistent_workers and prefetch_factor."""
+    import torch
+
+    from asl_cli.engine import parallelism
+
     ld = ws.base.loader
     cfg = ws.cfg({"loader.num_workers": ld.num_workers, "loader.pin_memory": ld.pin_memory,
                   "loader.persistent_workers": ld.persistent_workers, "loader.prefetch_factor": ld.prefetch_factor})
     trainer = ws.trainer(cfg)
     on_cuda = trainer.device.type == "cuda"
+    workers = ld.num_workers
+    if workers == parallelism.AUTO:  # the rule's answer for this machine, worked out here independently
+        workers = parallelism.plan(workers, device_type=trainer.device.type, cpus=parallelism.available_cpus(),
+                                   torch_threads=torch.get_num_threads()).num_workers
     problems, facts = [], []
     for name, loader in (("train", trainer.train_loader), ("val", trainer.val_loader)):
         if loader is None:
             continue
-        want = {"num_workers": ld.num_workers, "pin_memory": bool(ld.pin_memory and on_cuda),
-                "persistent_workers": bool(ld.persistent_workers and ld.num_workers > 0)}
-        if ld.num_workers > 0:
+        want = {"num_workers": workers, "pin_memory": bool(ld.pin_memory and on_cuda),
+                "persistent_workers": bool(ld.persistent_workers and workers > 0)}
+        if workers > 0:
             want["prefetch_factor"] = ld.prefetch_factor
         for key, value in want.items():
             got = getattr(loader, key, None)
             if got != value:
                 problems.append(f"{name}.{key}={got!r} (expected {value!r})")
     t = trainer.train_loader
-    facts.append(f"num_workers {t.num_workers}, pin_memory {t.pin_memory}"
+    facts.append(f"num_workers {t.num_workers}" + (" (auto)" if ld.num_workers == parallelism.AUTO else "")
+                 + f", pin_memory {t.pin_memory}"
                  + ("" if on_cuda or not ld.pin_memory else " (no CUDA: pinning would only cost)")
                  + f", persistent_workers {t.persistent_workers}")
     if problems:

@@ -421,6 +421,8 @@ def test_aug_and_config_panels():
     cfg = load_config("rtx4070").to_dict()
     out = text_of(render.config_panel(cfg))
     assert "12 × 4 accum = 48" in out and "rtx4070" in out and "radam_lookahead" in out
+    assert re.search(r"workers\s+4\b", out)
+    assert re.search(r"workers\s+auto\b", text_of(render.config_panel(load_config("cpu").to_dict())))
     assert text_of(render.config_panel({})).count("—") >= 5
 
 

@@ -323,3 +323,21 @@ def test_cli_as_a_subprocess():
     bad = subprocess.run([sys.executable, "-m", "asl_cli", "test-fix", "--only", "nope"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown check 'nope'")
+
+
+def test_auto_workers_are_checked_against_the_rule(workdir, monkeypatch):
+    from asl_cli.engine import parallelism
+
+    if CUDA:
+        pytest.skip("the cpu preset trains on the GPU here")
+    monkeypatch.setattr(parallelism, "available_cpus", lambda: 4)  # auto: one worker on a CPU
+    r = check(workdir, "loader-settings", preset="cpu")
+    assert r.status == PASS and "num_workers 1 (auto)" in r.reason, r.reason
+
+    def ignore_workers(original, cfg, cache, augment, device_type):
+        cfg.loader.num_workers = 0
+        return original(cfg, cache, augment=augment, device_type=device_type)
+
+    _patch_build_loaders(monkeypatch, ignore_workers)
+    r = check(workdir, "loader-settings", preset="cpu")
+    assert r.status == FAIL and "num_workers=0 (expected 1)" in r.reason, r.reason

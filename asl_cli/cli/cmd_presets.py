@@ -66,7 +66,8 @@ def presets_table(rows: list[dict]):
     table.add_column("optimizer", no_wrap=True)
     for r in rows:
         table.add_row(r["preset"], str(r["batch_size"]), str(r["accumulation"]), str(r["effective_batch"]),
-                      r["precision"], f"{r['dim']}×{r['blocks']}", str(r["epochs"]), str(r["workers"]),
+                      r["precision"], f"{r['dim']}×{r['blocks']}", str(r["epochs"]),
+                      "auto" if r["workers"] == -1 else str(r["workers"]),
                       r["optimizer"])
     return table
 

@@ -33,7 +33,7 @@ DataOpt = Annotated[Optional[str], typer.Option(
     "--data", "-d", help="data.data_dir: an asl-signs folder (default: the synthetic set)")]
 NameOpt = Annotated[Optional[str], typer.Option("--name", "-n", help="Run folder name under runs_dir.")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="train.device: auto, cpu, cuda, cuda:N")]
-WorkersOpt = Annotated[Optional[int], typer.Option("--workers", "-w", help="loader.num_workers")]
+WorkersOpt = Annotated[Optional[int], typer.Option("--workers", "-w", help="loader.num_workers (-1: auto)")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="train.seed")]
 RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help="runs_dir: where run folders go")]
 NoAugOpt = Annotated[bool, typer.Option("--no-aug", help="aug.use_augmentations=false")]

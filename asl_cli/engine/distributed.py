@@ -63,6 +63,7 @@ class DistContext:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    local_world_size: int = 1  # processes on this machine (they share its cores)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     backend: str | None = None
 
@@ -213,7 +214,9 @@ def setup(device_spec: str = "auto", *, timeout_s: float = 1800.0) -> DistContex
     if not dist.is_initialized():
         dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world,
                                 timeout=datetime.timedelta(seconds=timeout_s))
-    return DistContext(rank=rank, world_size=world, local_rank=local_rank, device=device, backend=backend)
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    return DistContext(rank=rank, world_size=world, local_rank=local_rank, local_world_size=local_world,
+                       device=device, backend=backend)
 
 
 def cleanup() -> None:

@@ -271,6 +271,14 @@ class ASLTrainer:
         self.gpu_uuid = cuda_device_uuid(self.device)
         configure_backends(t, self.device)
         seed_everything(t.seed)
+        # Workers and compute threads share the cores (loader.num_workers -1 = auto); config.json
+        # records the workers that ran, the threads are set for fit() only.
+        from asl_cli.engine import parallelism
+        self.parallel = parallelism.plan(cfg.loader.num_workers, device_type=self.device.type,
+                                         cpus=parallelism.available_cpus(), torch_threads=torch.get_num_threads(),
+                                         local_processes=self.dist.local_world_size)
+        cfg.loader.num_workers = self.parallel.num_workers
+        log.info("loader: %s", self.parallel.reason)
 
         # Data: cache -> loaders (the loaders pin memory and use workers as cfg.loader says).
         self.cache = self.dist.main_first(self._prepare_cache)
@@ -383,6 +391,16 @@ class ASLTrainer:
         self._stop_signum = int(signum)
 
     def fit(self) -> dict:
+        threads_before = torch.get_num_threads()
+        if self.parallel.torch_threads != threads_before:
+            torch.set_num_threads(self.parallel.torch_threads)
+        try:
+            return self._fit()
+        finally:
+            if torch.get_num_threads() != threads_before:  # a process-wide setting: give it back
+                torch.set_num_threads(threads_before)
+
+    def _fit(self) -> dict:
         t = self.cfg.train
         self._t_start = time.perf_counter()
         self.meter = Throughput()
@@ -618,6 +636,7 @@ class ASLTrainer:
             "peak_mem_mb": peak, "peak_mem_source": source, "precision": self.precision.name,
             "device": str(self.device), "gpu_uuid": self.gpu_uuid or None, "aug": dict(self.cfg.aug.__dict__), "compile": self._compile_state(),
             "batch_size": self.cfg.train.batch_size, "accumulation": self.accum,
+            "num_workers": self.parallel.num_workers, "torch_threads": self.parallel.torch_threads,
             "nonfinite_skipped": self.nonfinite_skipped, "warnings": list(self.warnings),
         }
 

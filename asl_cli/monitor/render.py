@@ -438,7 +438,8 @@ def config_panel(cfg: Mapping[str, Any] | None) -> Panel:
         ("optimizer", f"{optim.get('optimizer', DASH)} lr {fmt_value(optim.get('lr'), '.1e')}",
          "schedule", str(optim.get("schedule", DASH))),
         ("precision", precision, "clip", fmt_value(train.get("gradient_clip_val"), "g")),
-        ("workers", _int_of(loader.get("num_workers")), "seed", _int_of(train.get("seed"))),
+        ("workers", "auto" if loader.get("num_workers") == -1 else _int_of(loader.get("num_workers")),
+         "seed", _int_of(train.get("seed"))),
         ("compile", DASH if "compile" not in train else ("on" if train.get("compile") else "off"),
          "device", str(train.get("device", DASH))),
     ]

@@ -1,0 +1,100 @@
+"""loader.num_workers = -1 (auto): the rule that shares the cores between workers and compute."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from asl_cli.config import load_config
+from asl_cli.engine import parallelism
+from asl_cli.engine.parallelism import AUTO, plan
+from asl_cli.errors import ConfigError
+
+
+@pytest.mark.parametrize("workers", [0, 3])
+def test_explicit_workers_are_kept_and_leave_the_threads_alone(workers):
+    p = plan(workers, device_type="cpu", cpus=16, torch_threads=16)
+    assert (p.num_workers, p.torch_threads) == (workers, 16)
+
+
+@pytest.mark.parametrize("cpus, threads, want", [
+    (1, 1, (0, 1)),
+    (2, 2, (0, 2)),  # both cores compute: the data runs between steps (measured the faster choice)
+    (3, 3, (1, 2)),  # a worker needs a core of its own: the threads give one up
+    (4, 4, (1, 3)),
+    (8, 4, (1, 4)),  # torch's threads (physical cores) already leave a core free: untouched
+    (16, 1, (1, 1)),  # OMP_NUM_THREADS=1 is never raised
+])
+def test_auto_on_a_cpu_gives_the_data_a_core_only_when_one_is_left(cpus, threads, want):
+    p = plan(AUTO, device_type="cpu", cpus=cpus, torch_threads=threads)
+    assert (p.num_workers, p.torch_threads) == want
+    assert p.reason.startswith("auto:")
+
+
+def test_auto_on_a_cpu_splits_the_cores_between_local_processes():
+    # torchrun with 4 processes on 8 cores: 2 each, as on a 2-core machine
+    assert plan(AUTO, device_type="cpu", cpus=8, torch_threads=1, local_processes=4).num_workers == 0
+    assert plan(AUTO, device_type="cpu", cpus=12, torch_threads=1, local_processes=4).num_workers == 1
+
+
+@pytest.mark.parametrize("cpus, local, want", [(1, 1, 0), (4, 1, 3), (16, 1, 8), (64, 1, 8), (16, 2, 7),
+                                               (8, 8, 0)])
+def test_auto_beside_a_gpu_feeds_it_from_every_core_but_the_loop_s(cpus, local, want):
+    p = plan(AUTO, device_type="cuda", cpus=cpus, torch_threads=8, local_processes=local)
+    assert (p.num_workers, p.torch_threads) == (want, 8)
+
+
+def test_available_cpus_follows_the_affinity_mask():
+    import os
+
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no affinity masks here")
+    assert parallelism.available_cpus() == len(os.sched_getaffinity(0))
+
+
+def test_config_takes_auto_and_refuses_below_it():
+    assert load_config("cpu").loader.num_workers == AUTO
+    assert load_config("cpu", ["loader.num_workers=3"]).loader.num_workers == 3
+    with pytest.raises(ConfigError, match="num_workers: -2 is below the minimum -1"):
+        load_config("cpu", ["loader.num_workers=-2"])
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from asl_cli.config import SynthConfig
+    from asl_cli.data.synth import ensure_default_dataset
+
+    root = tmp_path_factory.mktemp("tiny-synth")
+    path = ensure_default_dataset(SynthConfig(num_signs=3, num_participants=5, repetitions=3, seed=2),
+                                  cache_root=root)
+    return path, root / "prepared"
+
+
+def test_trainer_resolves_auto_records_it_and_sets_threads_for_fit_only(tiny_data, tmp_path, monkeypatch):
+    from asl_cli.engine.trainer import ASLTrainer
+
+    data_dir, cache_dir = tiny_data
+    monkeypatch.setattr(parallelism, "available_cpus", lambda: 3)  # 3 cores: one worker, 2 threads
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        cfg = load_config("cpu", [f"data.data_dir={data_dir}", f"data.cache_dir={cache_dir}",
+                                  f"runs_dir={tmp_path}", "model.dim=32", "train.epochs=1",
+                                  "train.batch_size=8", "train.log_every=1", "train.device=cpu"])
+        assert cfg.loader.num_workers == AUTO
+        seen = []
+        trainer = ASLTrainer(cfg, callbacks=[lambda e: seen.append(torch.get_num_threads())
+                                             if e["event"] == "step" else None])
+        assert trainer.train_loader.num_workers == 1 and trainer.val_loader.num_workers == 1
+        assert torch.get_num_threads() == 4  # nothing changes before fit()
+        trainer.fit()
+        assert seen and set(seen) == {2}
+        assert torch.get_num_threads() == 4  # given back
+        written = json.loads((trainer.run_dir / "config.json").read_text())
+        assert written["loader"]["num_workers"] == 1  # what ran, so a resume does not depend on the machine
+        status = json.loads((trainer.run_dir / "status.json").read_text())
+        assert (status["num_workers"], status["torch_threads"]) == (1, 2)
+    finally:
+        torch.set_num_threads(before)
