@@ -340,6 +340,18 @@ def run_ablation(plan: Plan, *, callbacks: Iterable[Callable[[dict], None]] = ()
     steps run first, so the first variant does not pay the process's one-time costs (allocator,
     kernel selection, page cache) that the later ones would not.
     """
+    from asl_cli.engine.run_dir import FolderLock
+
+    try:
+        plan.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunIOError(f"cannot create the ablation folder ({exc.strerror or exc})", path=plan.out_dir) from None
+    with FolderLock(plan.out_dir, holder="asl ablate"):  # one ablation writes results.json at a time
+        return _run_variants(plan, callbacks=callbacks, on_variant=on_variant, on_trainer=on_trainer,
+                             on_result=on_result, warmup_steps=warmup_steps)
+
+
+def _run_variants(plan: Plan, *, callbacks, on_variant, on_trainer, on_result, warmup_steps: int) -> dict[str, dict]:
     from asl_cli.engine.trainer import ASLTrainer
 
     previous = load_results(plan.out_dir)

@@ -305,3 +305,33 @@ def test_ablation_name_cannot_leave_the_runs_folder():
     base.name = "../elsewhere"
     with pytest.raises(ConfigError, match="is not allowed"):
         plan_ablation(base, ["no-aug"], device_type="cpu")
+
+
+def test_a_second_ablation_on_the_same_folder_is_refused(tmp_path, monkeypatch):
+    import fcntl
+    import os
+
+    import asl_cli.engine.trainer as trainer_mod
+
+    trained = []
+
+    class FakeTrainer:  # the lock is what is tested, not training
+        def __init__(self, cfg, **kwargs):
+            self.device = "cpu"
+            trained.append(cfg.name)
+
+        def fit(self):
+            return {"state": "finished"}
+
+    monkeypatch.setattr(trainer_mod, "ASLTrainer", FakeTrainer)
+    plan = plan_ablation(load_config("cpu"), ["no-aug"], device_type="cpu", out_dir=tmp_path)
+    fd = os.open(tmp_path, os.O_RDONLY)  # what a running `asl ablate` on this folder holds
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ConfigError, match="in use by another asl ablate"):
+            ablation.run_ablation(plan, warmup_steps=0)
+    finally:
+        os.close(fd)
+    assert trained == [] and ablation.load_results(tmp_path) is None  # nothing written beside it
+    ablation.run_ablation(plan, warmup_steps=0)  # free again
+    assert len(trained) == 2

@@ -14,7 +14,7 @@ import torch
 from asl_cli.config import SynthConfig, load_config
 from asl_cli.engine.checkpoint import load_checkpoint
 from asl_cli.engine.trainer import ASLTrainer
-from asl_cli.errors import (CheckpointError, NonFiniteLossError, OutOfMemoryError, RunIOError,
+from asl_cli.errors import (CheckpointError, ConfigError, NonFiniteLossError, OutOfMemoryError, RunIOError,
                             TrainingInterrupted)
 
 NUM_SIGNS = 5
@@ -193,6 +193,46 @@ def test_resume_refuses_another_model_size(tiny_data, tmp_path):
     first.fit()
     with pytest.raises(CheckpointError, match="does not match"):
         ASLTrainer(make_cfg(tiny_data, tmp_path, "model.dim=64"), resume=first.run_dir)
+
+
+def _free(folder) -> bool:
+    """Could another process take this folder's lock right now?"""
+    import fcntl
+    import os
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def test_a_trainer_holds_its_run_folder_from_set_up_until_fit_returns(tiny_data, tmp_path):
+    during = []
+    first = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=2", "name=held"),
+                       callbacks=[lambda e: during.append(_free(e_run)) if e["event"] == "step" else None])
+    e_run = first.run_dir
+    assert not _free(first.run_dir)
+    with pytest.raises(ConfigError, match="in use by another trainer") as info:
+        ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=4"), run_dir=first.run_dir)
+    assert info.value.path == str(first.run_dir)
+    first.fit()
+    assert during and not any(during)
+    assert _free(first.run_dir)  # released: the run can be resumed
+    second = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=4"), resume=first.run_dir)
+    assert not _free(first.run_dir)
+    assert second.fit()["steps"] == 4 and _free(first.run_dir)
+
+
+def test_a_trainer_that_fails_in_set_up_frees_the_folder(tiny_data, tmp_path):
+    first = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=1", "name=b"))
+    first.fit()
+    with pytest.raises(CheckpointError) as info:  # the failed trainer stays alive in the traceback
+        ASLTrainer(make_cfg(tiny_data, tmp_path, "model.dim=64"), resume=first.run_dir)
+    assert info.value is not None and _free(first.run_dir)
 
 
 # --- stopping and faults ------------------------------------------------------------------------

@@ -8,12 +8,11 @@ Ctrl-C / SIGTERM ask the trainer to stop at the next safe point; it saves `last`
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -55,36 +54,6 @@ def config_for_resume(run_dir: Path, sets: list[str] | None, flags: dict[str, An
         raise ConfigError(f"not a run configuration (a JSON {type(raw).__name__}, not an object)", path=path)
     cfg = RunConfig.from_dict(raw, source=str(path))
     return apply_cli(cfg, sets, flags)
-
-
-@contextlib.contextmanager
-def run_folder_lock(run_dir: Path) -> Iterator[None]:
-    """Hold the run folder for this trainer: a second `asl train` on it (e.g. `--resume` while the
-    run still trains) is refused instead of interleaving metrics and overwriting checkpoints.
-    An advisory flock on the folder itself (no extra file); the OS drops it when the process ends."""
-    from asl_cli.errors import ConfigError
-
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    try:
-        fd = os.open(run_dir, os.O_RDONLY)
-    except OSError:  # the trainer reports a folder it cannot use
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError("run folder is in use by another `asl train` (wait for it to end or stop it, "
-                              "then resume)", path=run_dir) from None
-        except OSError:  # a filesystem without flock: no lock
-            pass
-        yield
-    finally:
-        os.close(fd)
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
@@ -206,14 +175,11 @@ def _train(cfg, *, resume: Path | None, as_json: bool, plain: bool, log_interval
     requests = StopRequests(dashboard)
     run_dir: Path | None = resume
     try:
-        with contextlib.ExitStack() as held, tidy_warnings(), stop_on_signals(requests), dashboard:
-            if resume is not None:  # before the trainer rewrites config.json
-                held.enter_context(run_folder_lock(resume))
+        with tidy_warnings(), stop_on_signals(requests), dashboard:
             dashboard.set_note("preparing the data and the model …", live_only=True)
+            # The trainer holds the run folder (one writer per folder) until fit() returns.
             trainer = ASLTrainer(cfg, run_dir=resume, resume=resume, callbacks=(dashboard,))
             run_dir = Path(str(trainer.run_dir))
-            if resume is None:  # a new folder: held from now on
-                held.enter_context(run_folder_lock(run_dir))
             requests.attach(trainer)
             summary = trainer.fit()
     except TrainingInterrupted as exc:

@@ -237,6 +237,11 @@ class ReadOnlyRunDir:
     def __getattr__(self, name: str):
         return getattr(self._run, name)
 
+    def hold(self):
+        """Rank 0 holds the folder for the whole job; a lock here would collide with it."""
+        from asl_cli.engine.run_dir import FolderLock
+        return FolderLock(self._run.path, acquire=False)
+
     def write_config(self, config: dict) -> None:
         pass
 

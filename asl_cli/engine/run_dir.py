@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 import uuid
@@ -53,6 +54,64 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+class FolderLock:
+    """One writer per folder: an advisory `flock` on the folder itself (no extra file to leave
+    behind), held until `release()` or the end of the process (the OS drops it even after a kill).
+
+    A second holder, in this process or another, gets one ConfigError line (exit 2) naming the
+    folder. Where locks are not available (not POSIX, a file system without flock) there is none.
+    """
+
+    def __init__(self, path: str | Path, *, holder: str = "trainer", acquire: bool = True):
+        self.path = Path(path)
+        self._fd: int | None = None
+        if not acquire:  # a stand-in where another process holds the folder (torchrun ranks > 0)
+            return
+        try:
+            import fcntl
+        except ImportError:  # not POSIX
+            return
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:  # the caller reports a folder it cannot use
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(f"folder is in use by another {holder} (wait for it to end or stop it, "
+                              f"then resume)", path=self.path) from None
+        except OSError:  # a file system without flock
+            os.close(fd)
+            return
+        self._fd = fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            import fcntl
+
+            # Unlock before closing: forked children (DataLoader workers, which persist) share this
+            # open file, and a close alone would leave the lock held for as long as they live.
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    def __enter__(self) -> "FolderLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        self.release()
+
+
 class RunDir:
     """One run's folder. `RunDir.create(cfg)` makes a new one; `RunDir(path)` opens an existing one."""
 
@@ -88,6 +147,10 @@ class RunDir:
         for tmp in abandoned(run.path.glob(".*.tmp-*")):  # status/config writes cut short by a kill
             tmp.unlink(missing_ok=True)
         return run
+
+    def hold(self) -> FolderLock:
+        """This folder for one trainer (`FolderLock`): `asl train`, `asl ablate` or a script."""
+        return FolderLock(self.path, holder="trainer (asl train, asl ablate or a script)")
 
     @property
     def name(self) -> str:

@@ -352,14 +352,21 @@ class ASLTrainer:
             self.run = self.dist.shared_run_dir(lambda: RunDir.create(cfg.runs_dir, cfg.name, preset=cfg.preset))
         self.run = self.dist.run_view(self.run)  # only rank 0 writes the run folder
         self.run_dir = self.run.path
-        if ckpt_path is not None:
-            # Loaded to the CPU: RNG states must stay CPU tensors (torch.set_rng_state refuses CUDA ones), and
-            # load_state_dict moves weights and optimizer moments to the model's device (but not `step`).
-            self._restore(load_checkpoint(ckpt_path, expect_fingerprint=self.fingerprint, map_location="cpu"),
-                          path=ckpt_path)
-        self.run.write_config(cfg.to_dict())
-        self.status: dict[str, Any] = {"state": "running"}
-        self.status = self._status("running")
+        # One trainer per folder, from here (before a resume reads the checkpoint and rewrites
+        # config.json) until fit() returns: a second one would interleave metrics and checkpoints.
+        self._folder_lock = self.run.hold()
+        try:
+            if ckpt_path is not None:
+                # Loaded to the CPU: RNG states must stay CPU tensors (torch.set_rng_state refuses CUDA ones),
+                # and load_state_dict moves weights and optimizer moments to the model's device (not `step`).
+                self._restore(load_checkpoint(ckpt_path, expect_fingerprint=self.fingerprint,
+                                              map_location="cpu"), path=ckpt_path)
+            self.run.write_config(cfg.to_dict())
+            self.status: dict[str, Any] = {"state": "running"}
+            self.status = self._status("running")
+        except BaseException:
+            self._folder_lock.release()  # a traceback may keep this half-built trainer alive
+            raise
 
     # -- setup helpers --------------------------------------------------------------------------
 
@@ -391,6 +398,8 @@ class ASLTrainer:
         self._stop_signum = int(signum)
 
     def fit(self) -> dict:
+        if not self._folder_lock.held:  # a second fit() of this trainer: hold the folder again
+            self._folder_lock = self.run.hold()
         threads_before = torch.get_num_threads()
         if self.parallel.torch_threads != threads_before:
             torch.set_num_threads(self.parallel.torch_threads)
@@ -399,6 +408,7 @@ class ASLTrainer:
         finally:
             if torch.get_num_threads() != threads_before:  # a process-wide setting: give it back
                 torch.set_num_threads(threads_before)
+            self._folder_lock.release()  # the run folder is free for a resume or another tool
 
     def _fit(self) -> dict:
         t = self.cfg.train
