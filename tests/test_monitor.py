@@ -89,6 +89,9 @@ class ScriptedDriver:
         scripted("nvmlDeviceGetGraphicsRunningProcesses",
                  [SimpleNamespace(pid=999_999_999, usedGpuMemory=64 * MIB),
                   SimpleNamespace(pid=999_999_998, usedGpuMemory=2**64 - 1)])  # NVML_VALUE_NOT_AVAILABLE
+        # the older calls (drivers before R510 have no _v3, the binding's default)
+        scripted("nvmlDeviceGetComputeRunningProcesses_v2", [SimpleNamespace(pid=4242, usedGpuMemory=100 * MIB)])
+        scripted("nvmlDeviceGetGraphicsRunningProcesses_v2", [SimpleNamespace(pid=4343, usedGpuMemory=7 * MIB)])
 
         def no_name(pid):
             raise nvml_error(pynvml.NVML_ERROR_NOT_FOUND)
@@ -122,6 +125,19 @@ def test_full_snapshot_converts_units_and_prefers_v2_calls(driver):
     assert driver.calls[("nvmlDeviceGetTemperature", 0)] == 0
 
 
+def test_process_lists_fall_back_to_v2_only_where_the_driver_lacks_v3(driver):
+    for name in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
+        driver.refuse[(name, 1)] = pynvml.NVML_ERROR_FUNCTION_NOT_FOUND
+    b = started()
+    for _ in range(3):
+        assert [(p.pid, p.used_memory, p.kind) for p in b.snapshot(1).processes] == \
+            [(4242, 100 * MIB, "C"), (4343, 7 * MIB, "G")]
+    assert driver.calls[("nvmlDeviceGetComputeRunningProcesses", 1)] == 1  # v3 asked once, then v2
+    assert driver.calls[("nvmlDeviceGetComputeRunningProcesses_v2", 1)] == 3
+    assert 4242 not in [p.pid for p in b.snapshot(0).processes]  # device 0 has v3
+    assert driver.calls[("nvmlDeviceGetComputeRunningProcesses_v2", 0)] == 0
+
+
 def test_not_supported_is_asked_once_and_shown_as_none(driver):
     driver.refuse[("nvmlDeviceGetPowerUsage", 1)] = pynvml.NVML_ERROR_NOT_SUPPORTED
     driver.refuse[("nvmlDeviceGetFanSpeed", 1)] = pynvml.NVML_ERROR_NOT_SUPPORTED
@@ -134,6 +150,7 @@ def test_not_supported_is_asked_once_and_shown_as_none(driver):
     assert driver.calls[("nvmlDeviceGetPowerUsage", 1)] == 1
     assert driver.calls[("nvmlDeviceGetFanSpeed", 1)] == 1
     assert driver.calls[("nvmlDeviceGetComputeRunningProcesses", 1)] == 1
+    assert driver.calls[("nvmlDeviceGetComputeRunningProcesses_v2", 1)] == 0  # no permission: not a driver age
     assert b.is_unsupported(1, "power_usage") and not b.is_unsupported(0, "power_usage")
     assert b.snapshot(0).power_usage == 150.0  # remembered per device
 

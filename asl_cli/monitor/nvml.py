@@ -101,7 +101,7 @@ class NVMLBackend:
         self._initialised = False
         self._handles: dict[int, Any] = {}
         self._static: dict[int, dict[str, Any]] = {}
-        self._unsupported: dict[int, set[str]] = {}
+        self._unsupported: dict[int, dict[str, int]] = {}  # device -> field -> the NVML error code
         self._lost: dict[int, str] = {}
         self._driver: str | None = None
 
@@ -156,7 +156,7 @@ class NVMLBackend:
 
     def _call(self, index: int, field: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """One NVML call for `field`: its value, or None; permanent refusals are remembered."""
-        skip = self._unsupported.setdefault(index, set())
+        skip = self._unsupported.setdefault(index, {})
         if field in skip:
             return None
         try:
@@ -166,7 +166,7 @@ class NVMLBackend:
             if code == ERROR_GPU_IS_LOST:
                 raise _Lost(_message(exc)) from None
             if code in _PERMANENT:
-                skip.add(field)
+                skip[field] = code
             return None
         except Exception:  # a mismatch or a ctypes surprise must not reach the UI
             return None
@@ -174,6 +174,10 @@ class NVMLBackend:
     def is_unsupported(self, index: int, field: str) -> bool:
         """Whether `field` was refused for good on device `index` (for tests and diagnostics)."""
         return field in self._unsupported.get(index, ())
+
+    def _missing_function(self, index: int, field: str) -> bool:
+        """Whether the driver's library lacks the call behind `field` (an older driver)."""
+        return self._unsupported.get(index, {}).get(field) == ERROR_FUNCTION_NOT_FOUND
 
     def _handle(self, index: int) -> Any:
         if index not in self._handles:
@@ -225,10 +229,8 @@ class NVMLBackend:
     def _processes(self, index: int, h: Any) -> tuple[ProcessInfo, ...] | None:
         """Compute and graphics processes (merged by pid); None when NVML lists neither."""
         nv = self._nvml
-        compute = self._call(index, "processes", nv.nvmlDeviceGetComputeRunningProcesses, h)
-        graphics = None
-        if hasattr(nv, "nvmlDeviceGetGraphicsRunningProcesses"):
-            graphics = self._call(index, "graphics_processes", nv.nvmlDeviceGetGraphicsRunningProcesses, h)
+        compute = self._process_list(index, h, "processes", "nvmlDeviceGetComputeRunningProcesses")
+        graphics = self._process_list(index, h, "graphics_processes", "nvmlDeviceGetGraphicsRunningProcesses")
         if compute is None and graphics is None:
             return None
         found: dict[int, ProcessInfo] = {}
@@ -245,6 +247,19 @@ class NVMLBackend:
                 else:
                     found[pid] = ProcessInfo(pid=pid, name=self._process_name(pid), used_memory=used, kind=kind)
         return tuple(sorted(found.values(), key=lambda p: -(p.used_memory or 0)))
+
+    def _process_list(self, index: int, h: Any, field: str, name: str) -> list | None:
+        """One kind of process list: the binding's default call (the driver's `_v3`), or `_v2` where
+        the driver's library has no `_v3` (drivers before R510 answer FUNCTION_NOT_FOUND)."""
+        nv = self._nvml
+        call = getattr(nv, name, None)
+        if call is None:
+            return None
+        got = self._call(index, field, call, h)
+        older = getattr(nv, name + "_v2", None)
+        if got is None and older is not None and self._missing_function(index, field):
+            return self._call(index, field + "_v2", older, h)
+        return got
 
     def _process_name(self, pid: int) -> str | None:
         try:
