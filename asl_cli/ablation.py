@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable
 
 from asl_cli.config import RunConfig, set_value, validate
 from asl_cli.errors import ConfigError, RunIOError
+from asl_cli.parallelism import AUTO
 from asl_cli.tempfiles import atomic_write_text
 
 RESULTS_JSON = "results.json"
@@ -105,6 +106,24 @@ def variant_note(base: RunConfig, variant: Variant, device_type: str) -> str:
         return f"same as baseline on {device_type.upper()} (CUDA-only setting)"
     if variant.name == "no-compile" and not base.train.compile:
         return "same as baseline (compile is off)"
+    if variant.name == "no-workers" and base.loader.num_workers == AUTO:
+        return _auto_workers_note(device_type)
+    return ""
+
+
+def _auto_workers_note(device_type: str) -> str:
+    """`no-workers` against a baseline with auto workers: what auto chose on this machine."""
+    import torch
+
+    from asl_cli.parallelism import available_cpus, plan
+
+    threads = torch.get_num_threads()
+    auto = plan(AUTO, device_type=device_type, cpus=available_cpus(), torch_threads=threads)
+    if auto.num_workers == 0:
+        return f"same as baseline here (auto chose no worker: {auto.reason.removeprefix('auto: ')})"
+    if auto.torch_threads != threads:  # the baseline also gave up compute threads for its worker
+        return (f"baseline: {auto.num_workers} worker(s) and {auto.torch_threads} compute thread(s); "
+                f"this variant: none and {threads}")
     return ""
 
 

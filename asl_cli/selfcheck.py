@@ -520,7 +520,7 @@ def check_loader_settings(ws: Workspace) -> tuple[str, str]:
     persistent_workers and prefetch_factor."""
     import torch
 
-    from asl_cli.engine import parallelism
+    from asl_cli import parallelism
 
     ld = ws.base.loader
     cfg = ws.cfg({"loader.num_workers": ld.num_workers, "loader.pin_memory": ld.pin_memory,
@@ -528,7 +528,7 @@ def check_loader_settings(ws: Workspace) -> tuple[str, str]:
     trainer = ws.trainer(cfg)
     on_cuda = trainer.device.type == "cuda"
     workers = ld.num_workers
-    if workers == parallelism.AUTO:  # the rule's answer for this machine, worked out here independently
+    if workers == parallelism.AUTO:  # the loaders must follow the rule's answer for this machine
         workers = parallelism.plan(workers, device_type=trainer.device.type, cpus=parallelism.available_cpus(),
                                    torch_threads=torch.get_num_threads()).num_workers
     problems, facts = [], []

@@ -15,23 +15,26 @@
 #   4-cpu-eff.txt    bench_engine.py efficiency on the CPU with cores to spare: the cpu preset as
 #                    shipped (loader.num_workers auto) and with the data in the loop (workers 0)
 #   5-cli.txt        asl test-fix, a short `asl train --preset rtx4070` (plain dashboard), gpu-watch
-#   summary.txt      one line per step: its exit status and seconds
-# The limits below add up to 540 s: one device call of timeout_s=600 holds it all.
+#   summary.txt      one line per step: its exit status and seconds; the script exits with the worst
+# The limits below add up to 570 s: one device call of timeout_s=600 holds it all.
 set -uo pipefail
-cd "$(dirname "$0")/.."
 out="${1:-${OUT:-device-check-out}}"
-mkdir -p "$out"
+mkdir -p "$out" && out="$(cd "$out" && pwd)"  # before the cd below: relative to where it was called
+cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export ASL_CACHE="${ASL_CACHE:-/tmp/asl-cache}"
 export py="${PYTHON:-python3}"
-asl() { "$py" -m asl_cli "$@"; }
+asl() { exec "$py" -m asl_cli "$@"; }  # exec: the time limit's signals reach python itself
+worst=0
 
 step() {  # step NAME LIMIT_S COMMAND...: run with a time limit, log to $out/NAME, note the result
   local name=$1 limit=$2 start rc
   shift 2
   start=$(date +%s)
-  { echo "\$ $*"; timeout "$limit" bash -c '"$@"' step "$@"; } >>"$out/$name" 2>&1
+  # SIGTERM at the limit (asl saves a checkpoint on it), SIGKILL 10 s later if still running
+  { echo "\$ $*"; timeout -k 10 "$limit" bash -c '"$@"' step "$@"; } >>"$out/$name" 2>&1
   rc=$?
+  (( rc > worst )) && worst=$rc
   echo "$name: exit $rc after $(( $(date +%s) - start )) s: $*" | tee -a "$out/summary.txt"
 }
 
@@ -39,18 +42,21 @@ env_report() {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   "$py" -c 'import os, torch; print("torch", torch.__version__, "cuda", torch.version.cuda,
     "gpu", torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-    "cpus", len(os.sched_getaffinity(0)), "torch threads", torch.get_num_threads())'
-  asl check-env --require-gpu
+    "cores (affinity, cgroup quota)", __import__("asl_cli.parallelism").parallelism.available_cpus(),
+    "torch threads", torch.get_num_threads())'
+  asl check-env --require-gpu  # last: asl execs
 }
 
 export -f asl env_report  # `timeout` runs them in a new bash
 step 1-env.txt 30 env_report
 step 2-tests.txt 60 "$py" -m pytest -q -m gpu tests
-step 2-tests.txt 150 "$py" -m pytest -q tests/test_trainer.py tests/test_checkpoint.py tests/test_test_fix.py \
-  tests/test_check_env.py tests/test_gpu_watch.py tests/test_cli_train.py
+step 2-tests.txt 150 "$py" -m pytest -q -m "not gpu" tests/test_trainer.py tests/test_checkpoint.py \
+  tests/test_test_fix.py tests/test_check_env.py tests/test_gpu_watch.py tests/test_cli_train.py
 step 3-gpu-bench.txt 120 "$py" benchmarks/bench_engine.py gpu --device cuda
-step 4-cpu-eff.txt 45 "$py" benchmarks/bench_engine.py efficiency --device cpu
-step 4-cpu-eff.txt 45 "$py" benchmarks/bench_engine.py efficiency --device cpu --set loader.num_workers=0
+step 4-cpu-eff.txt 60 "$py" benchmarks/bench_engine.py efficiency --device cpu
+step 4-cpu-eff.txt 60 "$py" benchmarks/bench_engine.py efficiency --device cpu --set loader.num_workers=0
 step 5-cli.txt 45 asl test-fix --preset rtx4070
 step 5-cli.txt 35 asl train --preset rtx4070 --max-steps 40 --plain --runs-dir /tmp/asl-runs
 step 5-cli.txt 10 asl gpu-watch --count 3
+echo "worst exit status: $worst" | tee -a "$out/summary.txt"
+exit "$worst"

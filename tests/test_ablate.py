@@ -63,6 +63,25 @@ def test_notes_label_variants_that_change_nothing_here():
     assert variant_note(cpu, VARIANTS["no-aug"], "cpu") == ""
 
 
+@pytest.mark.parametrize("cpus, note", [
+    (2, "same as baseline here (auto chose no worker"),
+    (4, "baseline: 1 worker(s) and 3 compute thread(s); this variant: none and 4"),
+])
+def test_no_workers_against_auto_says_what_auto_chose_here(cpus, note, monkeypatch):
+    import torch
+
+    from asl_cli import parallelism
+
+    monkeypatch.setattr(parallelism, "available_cpus", lambda: cpus)
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        assert variant_note(load_config("cpu"), VARIANTS["no-workers"], "cpu").startswith(note)
+    finally:
+        torch.set_num_threads(before)
+    assert variant_note(load_config("rtx4070"), VARIANTS["no-workers"], "cpu") == ""  # 4 workers as set
+
+
 def test_unknown_variant_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown ablation variant 'no-magic'"):
         plan_ablation(load_config("cpu"), ["no-magic"], device_type="cpu")

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from asl_cli.config import load_config
-from asl_cli.engine import parallelism
-from asl_cli.engine.parallelism import AUTO, plan
+from asl_cli import parallelism
+from asl_cli.parallelism import AUTO, plan
 from asl_cli.errors import ConfigError
 
 
@@ -54,11 +54,62 @@ def test_available_cpus_follows_the_affinity_mask():
     assert parallelism.available_cpus() == len(os.sched_getaffinity(0))
 
 
+def test_a_cpu_quota_lowers_the_core_count(tmp_path):
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("150000 100000\n")  # docker --cpus=1.5
+    assert parallelism.cgroup_cpu_quota(str(v2)) == 1.5
+    assert parallelism.available_cpus(str(v2)) == min(2, parallelism.available_cpus(str(tmp_path / "none")))
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert parallelism.cgroup_cpu_quota(str(v2)) is None
+    v1 = tmp_path / "v1" / "cpu"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("300000\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    assert parallelism.cgroup_cpu_quota(str(tmp_path / "v1")) == 3.0
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")  # no limit
+    assert parallelism.cgroup_cpu_quota(str(tmp_path / "v1")) is None
+
+
+def test_build_loaders_on_its_own_resolves_auto(monkeypatch):
+    from asl_cli.data.dataset import build_loaders
+
+    cfg = load_config("cpu")
+    monkeypatch.setattr(parallelism, "available_cpus", lambda: 4)
+
+    class Cache:  # what build_loaders needs of a prepared cache (no sample is read here)
+        lengths = [5] * 10
+        labels = [0, 1] * 5
+        participants = list(range(10))
+
+        def __len__(self):
+            return 10
+
+    train, val = build_loaders(cfg, Cache(), device_type="cpu")
+    assert train.num_workers == 1 and val.num_workers == 1
+    train, _ = build_loaders(cfg, Cache(), device_type="cpu", num_workers=0)
+    assert train.num_workers == 0
+
+
 def test_config_takes_auto_and_refuses_below_it():
     assert load_config("cpu").loader.num_workers == AUTO
     assert load_config("cpu", ["loader.num_workers=3"]).loader.num_workers == 3
     with pytest.raises(ConfigError, match="num_workers: -2 is below the minimum -1"):
         load_config("cpu", ["loader.num_workers=-2"])
+
+
+def _free(folder) -> bool:
+    import fcntl
+    import os
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +144,10 @@ def test_trainer_resolves_auto_records_it_and_sets_threads_for_fit_only(tiny_dat
         assert seen and set(seen) == {2}
         assert torch.get_num_threads() == 4  # given back
         written = json.loads((trainer.run_dir / "config.json").read_text())
-        assert written["loader"]["num_workers"] == 1  # what ran, so a resume does not depend on the machine
+        assert written["loader"]["num_workers"] == AUTO  # a resume works it out again for its machine
         status = json.loads((trainer.run_dir / "status.json").read_text())
         assert (status["num_workers"], status["torch_threads"]) == (1, 2)
+        # the persistent worker lives on, and must not keep the run folder locked
+        assert trainer.train_loader._iterator is not None and _free(trainer.run_dir)
     finally:
         torch.set_num_threads(before)

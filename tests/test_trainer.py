@@ -664,3 +664,31 @@ def test_resume_from_a_checkpoint_without_trainer_state_is_one_checkpoint_error(
     with pytest.raises(CheckpointError, match="no rng, sampler in the checkpoint") as info:
         ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=2"), resume=first.run_dir)
     assert str(last) in str(info.value)
+
+
+def test_a_forked_child_does_not_keep_the_folder_locked_after_its_parent_is_gone(tmp_path):
+    """A DataLoader worker is a forked child: after a kill -9 of the trainer (here: its descriptor
+    closed without unlocking) the folder must be free at once, not when the worker notices."""
+    import os
+    import time
+
+    from asl_cli.engine.run_dir import FolderLock
+
+    lock = FolderLock(tmp_path)
+    assert lock.held and not _free(tmp_path)
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the "worker": forked (its at-fork hooks have run), then lives on doing nothing
+        os.write(ready_w, b"x")
+        time.sleep(5)
+        os._exit(0)
+    os.close(ready_w)
+    try:
+        assert os.read(ready_r, 1) == b"x"
+        os.close(lock._fd)  # the trainer dies: no LOCK_UN, the kernel just drops its descriptor
+        lock._fd = None
+        assert _free(tmp_path)
+    finally:
+        os.close(ready_r)
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)

@@ -292,10 +292,13 @@ def train_val_indices(cache, n_folds: int, val_fold: int, seed: int = 0) -> tupl
 
 # --- loaders ----------------------------------------------------------------------------------
 
-def build_loaders(cfg, cache, *, augment: Augment | None = None, device_type: str = "cpu"):
+def build_loaders(cfg, cache, *, augment: Augment | None = None, device_type: str = "cpu",
+                  num_workers: int | None = None):
     """(train_loader, val_loader or None) from a RunConfig; `augment` is used for training only.
 
-    `train_loader.batch_sampler` is the sampler to `set_epoch` and checkpoint.
+    `train_loader.batch_sampler` is the sampler to `set_epoch` and checkpoint. `num_workers`
+    overrides `cfg.loader.num_workers`, whose -1 (auto) is otherwise worked out here
+    (`asl_cli.parallelism`; the trainer passes the count it planned with its threads).
     """
     from torch.utils.data import DataLoader
 
@@ -313,7 +316,10 @@ def build_loaders(cfg, cache, *, augment: Augment | None = None, device_type: st
 
     collate_fn = partial(collate, bucket_step=d.bucket_step, max_len=d.max_len,
                          pad_to=None if d.length_bucketing else d.max_len)
-    workers = ld.num_workers
+    if num_workers is None:
+        from asl_cli.parallelism import resolve_workers
+        num_workers = resolve_workers(ld.num_workers, device_type=device_type)
+    workers = int(num_workers)
     kwargs: dict[str, Any] = dict(num_workers=workers, collate_fn=collate_fn,
                                   pin_memory=bool(ld.pin_memory and device_type == "cuda"))
     if workers > 0:

@@ -119,15 +119,15 @@ class DistContext:
             raise ConfigError("train.time_budget is not supported with several processes (each rank has "
                               "its own clock); use --max-steps or --epochs")
 
-    def build_loaders(self, cfg, cache, *, augment=None, device_type: str = "cpu"):
+    def build_loaders(self, cfg, cache, *, augment=None, device_type: str = "cpu", num_workers: int | None = None):
         """(train, val) loaders: the usual ones, or this rank's shard of the global batches."""
         from asl_cli.data.dataset import build_loaders
 
         if not self.enabled:
-            return build_loaders(cfg, cache, augment=augment, device_type=device_type)
+            return build_loaders(cfg, cache, augment=augment, device_type=device_type, num_workers=num_workers)
         wide = copy.deepcopy(cfg)
         wide.train.batch_size = cfg.train.batch_size * self.world_size  # the global batch
-        train, val = build_loaders(wide, cache, augment=augment, device_type=device_type)
+        train, val = build_loaders(wide, cache, augment=augment, device_type=device_type, num_workers=num_workers)
         return (_reloader(train, ShardedBatchSampler(train.batch_sampler, self.rank, self.world_size, train=True)),
                 None if val is None else
                 _reloader(val, ShardedBatchSampler(val.batch_sampler, self.rank, self.world_size, train=False)))

@@ -54,9 +54,35 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: folders are not locked
+    fcntl = None  # type: ignore[assignment]
+
+_HELD_FDS: set[int] = set()  # descriptors of the locks this process holds
+
+
+def _close_held_in_child() -> None:
+    # A forked child (a DataLoader worker) shares each lock's open file: were it to keep the
+    # descriptor, the lock would outlive the trainer by as long as the child lives (after a
+    # kill -9 of the trainer, until the worker notices). Closing it in the child drops only the
+    # child's reference; the parent's lock stays.
+    for fd in list(_HELD_FDS):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD_FDS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_held_in_child)
+
+
 class FolderLock:
     """One writer per folder: an advisory `flock` on the folder itself (no extra file to leave
-    behind), held until `release()` or the end of the process (the OS drops it even after a kill).
+    behind), held until `release()` or the end of the process (the OS drops it even after a kill;
+    forked children do not keep it).
 
     A second holder, in this process or another, gets one ConfigError line (exit 2) naming the
     folder. Where locks are not available (not POSIX, a file system without flock) there is none.
@@ -65,11 +91,7 @@ class FolderLock:
     def __init__(self, path: str | Path, *, holder: str = "trainer", acquire: bool = True):
         self.path = Path(path)
         self._fd: int | None = None
-        if not acquire:  # a stand-in where another process holds the folder (torchrun ranks > 0)
-            return
-        try:
-            import fcntl
-        except ImportError:  # not POSIX
+        if not acquire or fcntl is None:  # acquire=False: a stand-in where another process holds it
             return
         try:
             fd = os.open(self.path, os.O_RDONLY)
@@ -85,6 +107,7 @@ class FolderLock:
             os.close(fd)
             return
         self._fd = fd
+        _HELD_FDS.add(fd)
 
     @property
     def held(self) -> bool:
@@ -92,15 +115,15 @@ class FolderLock:
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
-        if fd is not None:
-            import fcntl
-
-            # Unlock before closing: forked children (DataLoader workers, which persist) share this
-            # open file, and a close alone would leave the lock held for as long as they live.
-            try:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
+        if fd is None:
+            return
+        _HELD_FDS.discard(fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)  # explicit: released even if a descriptor copy lingers somewhere
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
     def __enter__(self) -> "FolderLock":
         return self
@@ -109,7 +132,10 @@ class FolderLock:
         self.release()
 
     def __del__(self) -> None:
-        self.release()
+        try:
+            self.release()
+        except Exception:  # noqa: BLE001 - at interpreter exit module globals may already be gone
+            pass
 
 
 class RunDir:

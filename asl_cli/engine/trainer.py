@@ -271,13 +271,12 @@ class ASLTrainer:
         self.gpu_uuid = cuda_device_uuid(self.device)
         configure_backends(t, self.device)
         seed_everything(t.seed)
-        # Workers and compute threads share the cores (loader.num_workers -1 = auto); config.json
-        # records the workers that ran, the threads are set for fit() only.
-        from asl_cli.engine import parallelism
+        # Workers and compute threads share the cores (loader.num_workers -1 = auto). The config
+        # keeps -1, so a resume works it out again for its machine; status.json has the numbers.
+        from asl_cli import parallelism
         self.parallel = parallelism.plan(cfg.loader.num_workers, device_type=self.device.type,
                                          cpus=parallelism.available_cpus(), torch_threads=torch.get_num_threads(),
                                          local_processes=self.dist.local_world_size)
-        cfg.loader.num_workers = self.parallel.num_workers
         log.info("loader: %s", self.parallel.reason)
 
         # Data: cache -> loaders (the loaders pin memory and use workers as cfg.loader says).
@@ -287,7 +286,8 @@ class ASLTrainer:
             from asl_cli.augment import ASLAugmentations
             augment = ASLAugmentations.from_config(cfg.aug, max_len=cfg.data.max_len)
         self.train_loader, self.val_loader = self.dist.build_loaders(cfg, self.cache, augment=augment,
-                                                                     device_type=self.device.type)
+                                                                     device_type=self.device.type,
+                                                                     num_workers=self.parallel.num_workers)
         # Loader iteration must not draw from the global RNG (it would shift dropout after a resume).
         for loader in (self.train_loader, self.val_loader):
             if loader is not None:

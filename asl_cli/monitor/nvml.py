@@ -228,7 +228,6 @@ class NVMLBackend:
 
     def _processes(self, index: int, h: Any) -> tuple[ProcessInfo, ...] | None:
         """Compute and graphics processes (merged by pid); None when NVML lists neither."""
-        nv = self._nvml
         compute = self._process_list(index, h, "processes", "nvmlDeviceGetComputeRunningProcesses")
         graphics = self._process_list(index, h, "graphics_processes", "nvmlDeviceGetGraphicsRunningProcesses")
         if compute is None and graphics is None:
