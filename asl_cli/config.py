@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -22,6 +23,18 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from asl_cli.errors import ConfigError
+
+
+RUN_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
+
+
+def check_run_name(name: str) -> str:
+    """`name` if it is a safe run folder name (it can never point outside runs_dir), else ConfigError."""
+    if not RUN_NAME_RE.match(name or "") or name in (".", "..") or name.startswith(".."):
+        raise ConfigError(f"run name {name!r} is not allowed: use 1-128 of A-Z a-z 0-9 . _ - "
+                          f"(no slashes, not '.' or '..')")
+    return name
 
 
 def _f(default: Any, lo: float | None = None, hi: float | None = None, choices: tuple | None = None,
@@ -331,6 +344,14 @@ def validate(cfg: RunConfig, *, source: str = "config", cross: bool = True) -> N
                     raise ConfigError(f"{key}: {v} is below the minimum {lo}", path=source)
                 if hi is not None and v > hi:
                     raise ConfigError(f"{key}: {v} is above the maximum {hi}", path=source)
+    device = str(cfg.train.device or "auto").strip().lower()
+    if not DEVICE_RE.match(device):
+        raise ConfigError(f"train.device: {cfg.train.device!r} is not a device (auto, cpu, cuda, cuda:N)", path=source)
+    if cfg.name:
+        try:
+            check_run_name(cfg.name)
+        except ConfigError as exc:
+            raise ConfigError(str(exc), path=source) from None
     a = cfg.aug
     for key in ("resample_rate", "temporal_mask_frac", "scale_range", "spatial_mask_size"):
         v = getattr(a, key)

@@ -129,6 +129,12 @@ def test_default_preset_is_cpu_and_toml_is_the_default_format():
     (["--epochs", "0"], "--epochs: train.epochs: 0 is below the minimum 1"),
     (["--accum", "0"], "--accum: train.gradient_accumulation_steps: 0 is below the minimum 1"),
     (["--preset", "nope"], "unknown preset 'nope'"),
+    # what training would refuse is refused when the configuration is made, so --print-config
+    # never prints a preset that cannot be used
+    (["--set", "train.device=tpu"], "--set: train.device: 'tpu' is not a device (auto, cpu, cuda, cuda:N)"),
+    (["--device", "cuda:x"], "train.device: 'cuda:x' is not a device"),
+    (["--name", "a/b"], "--name: run name 'a/b' is not allowed"),
+    (["--set", "name=../../x"], "run name '../../x' is not allowed"),
 ])
 def test_bad_settings_are_one_clear_line_and_exit_2(args, message):
     out = invoke("train", *args, "--print-config")
@@ -168,3 +174,12 @@ def test_cross_field_rules_are_checked_on_the_final_config_not_between_flags_and
     bad = invoke("train", "--lr", "1e-7", "--print-config")
     assert bad.exit_code == 2
     assert bad.stderr.strip() == "error: --lr: optim.min_lr (1e-06) is above optim.lr (1e-07)"
+
+
+def test_a_preset_file_with_a_bad_device_is_refused_naming_the_file(tmp_path):
+    preset = tmp_path / "tpu.toml"
+    preset.write_text('[train]\ndevice = "tpu"\n')
+    out = invoke("train", "--preset", str(preset), "--print-config")
+    assert out.exit_code == 2
+    assert out.stderr.strip() == f"error: {preset}: train.device: 'tpu' is not a device (auto, cpu, cuda, cuda:N)"
+    assert invoke("train", "--device", "CUDA:1", "--print-config").exit_code == 0  # spelled as torch accepts it

@@ -21,18 +21,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from asl_cli.config import check_run_name
 from asl_cli.errors import ConfigError, RunIOError
 from asl_cli.tempfiles import abandoned, atomic_write_text
 
-NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-
-
-def check_run_name(name: str) -> str:
-    """`name` if it is a safe run folder name, else ConfigError."""
-    if not NAME_RE.match(name or "") or name in (".", "..") or name.startswith(".."):
-        raise ConfigError(f"run name {name!r} is not allowed: use 1-128 of A-Z a-z 0-9 . _ - "
-                          f"(no slashes, not '.' or '..')")
-    return name
+__all__ = ["FolderLock", "RunDir", "check_run_name", "default_run_name"]
 
 
 def default_run_name(preset: str = "", now: float | None = None) -> str:
