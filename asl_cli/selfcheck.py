@@ -518,8 +518,6 @@ def check_cudnn_flags(ws: Workspace) -> tuple[str, str]:
 def check_loader_settings(ws: Workspace) -> tuple[str, str]:
     """The trainer's DataLoaders use the preset's workers, pin_memory (only with CUDA),
     persistent_workers and prefetch_factor."""
-    import torch
-
     from asl_cli import parallelism
 
     ld = ws.base.loader
@@ -528,9 +526,8 @@ def check_loader_settings(ws: Workspace) -> tuple[str, str]:
     trainer = ws.trainer(cfg)
     on_cuda = trainer.device.type == "cuda"
     workers = ld.num_workers
-    if workers == parallelism.AUTO:  # the loaders must follow the rule's answer for this machine
-        workers = parallelism.plan(workers, device_type=trainer.device.type, cpus=parallelism.available_cpus(),
-                                   torch_threads=torch.get_num_threads()).num_workers
+    if workers == parallelism.AUTO:  # the loaders must follow the trainer's plan for this machine (its
+        workers = trainer.parallel.num_workers  # rule is tested on its own: tests/test_parallelism.py)
     problems, facts = [], []
     for name, loader in (("train", trainer.train_loader), ("val", trainer.val_loader)):
         if loader is None:
