@@ -115,10 +115,10 @@ def _auto_workers_note(device_type: str) -> str:
     """`no-workers` against a baseline with auto workers: what auto chose on this machine."""
     import torch
 
-    from asl_cli.parallelism import available_cpus, plan
+    from asl_cli.parallelism import plan_here
 
     threads = torch.get_num_threads()
-    auto = plan(AUTO, device_type=device_type, cpus=available_cpus(), torch_threads=threads)
+    auto = plan_here(AUTO, device_type=device_type)  # what the baseline's trainer will plan
     if auto.num_workers == 0:
         return f"same as baseline here (auto chose no worker: {auto.reason.removeprefix('auto: ')})"
     if auto.torch_threads != threads:  # the baseline also gave up compute threads for its worker

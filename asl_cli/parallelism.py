@@ -106,15 +106,15 @@ def busy_cores_elsewhere(window_s: float = 0.1, proc: str = "/proc") -> float:
     return max(0.0, ((busy1 - busy0) - (own1 - own0)) / tick / max(t1 - t0, 1e-3))
 
 
-def resolve_workers(requested: int, *, device_type: str, local_processes: int = 1) -> int:
-    """`loader.num_workers` as a DataLoader takes it: -1 (auto) worked out for this machine."""
-    if requested != AUTO:
-        return int(requested)
+def plan_here(requested_workers: int, *, device_type: str, local_processes: int = 1) -> Plan:
+    """`plan` with this machine's inputs: its cores, torch's threads now and, for auto on a CPU,
+    the cores other processes keep busy (the only case that needs the 0.1 s measurement)."""
     import torch
 
-    busy = busy_cores_elsewhere() if device_type != "cuda" else 0.0
-    return plan(AUTO, device_type=device_type, cpus=available_cpus(), torch_threads=torch.get_num_threads(),
-                local_processes=local_processes, busy_elsewhere=busy).num_workers
+    measure = requested_workers == AUTO and device_type != "cuda"
+    return plan(requested_workers, device_type=device_type, cpus=available_cpus(),
+                torch_threads=torch.get_num_threads(), local_processes=local_processes,
+                busy_elsewhere=busy_cores_elsewhere() if measure else 0.0)
 
 
 def plan(requested_workers: int, *, device_type: str, cpus: int, torch_threads: int,

@@ -11,6 +11,7 @@ from asl_cli.config import load_config
 from asl_cli import parallelism
 from asl_cli.parallelism import AUTO, plan
 from asl_cli.errors import ConfigError
+from locks import folder_is_free
 
 
 @pytest.mark.parametrize("workers", [0, 3])
@@ -151,20 +152,6 @@ def test_config_takes_auto_and_refuses_below_it():
         load_config("cpu", ["loader.num_workers=-2"])
 
 
-def _free(folder) -> bool:
-    import fcntl
-    import os
-
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-
-
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     from asl_cli.config import SynthConfig
@@ -202,6 +189,6 @@ def test_trainer_resolves_auto_records_it_and_sets_threads_for_fit_only(tiny_dat
         status = json.loads((trainer.run_dir / "status.json").read_text())
         assert (status["num_workers"], status["torch_threads"]) == (1, 2)
         # the persistent worker lives on, and must not keep the run folder locked
-        assert trainer.train_loader._iterator is not None and _free(trainer.run_dir)
+        assert trainer.train_loader._iterator is not None and folder_is_free(trainer.run_dir)
     finally:
         torch.set_num_threads(before)

@@ -16,6 +16,7 @@ from asl_cli.engine.checkpoint import load_checkpoint
 from asl_cli.engine.trainer import ASLTrainer
 from asl_cli.errors import (CheckpointError, ConfigError, NonFiniteLossError, OutOfMemoryError, RunIOError,
                             TrainingInterrupted)
+from locks import folder_is_free
 
 NUM_SIGNS = 5
 
@@ -195,36 +196,21 @@ def test_resume_refuses_another_model_size(tiny_data, tmp_path):
         ASLTrainer(make_cfg(tiny_data, tmp_path, "model.dim=64"), resume=first.run_dir)
 
 
-def _free(folder) -> bool:
-    """Could another process take this folder's lock right now?"""
-    import fcntl
-    import os
-
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-
-
 def test_a_trainer_holds_its_run_folder_from_set_up_until_fit_returns(tiny_data, tmp_path):
     during = []
     first = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=2", "name=held"),
-                       callbacks=[lambda e: during.append(_free(e_run)) if e["event"] == "step" else None])
+                       callbacks=[lambda e: during.append(folder_is_free(e_run)) if e["event"] == "step" else None])
     e_run = first.run_dir
-    assert not _free(first.run_dir)
+    assert not folder_is_free(first.run_dir)
     with pytest.raises(ConfigError, match="in use by another trainer") as info:
         ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=4"), run_dir=first.run_dir)
     assert info.value.path == str(first.run_dir)
     first.fit()
     assert during and not any(during)
-    assert _free(first.run_dir)  # released: the run can be resumed
+    assert folder_is_free(first.run_dir)  # released: the run can be resumed
     second = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=4"), resume=first.run_dir)
-    assert not _free(first.run_dir)
-    assert second.fit()["steps"] == 4 and _free(first.run_dir)
+    assert not folder_is_free(first.run_dir)
+    assert second.fit()["steps"] == 4 and folder_is_free(first.run_dir)
 
 
 def test_a_trainer_that_fails_in_set_up_frees_the_folder(tiny_data, tmp_path):
@@ -232,7 +218,7 @@ def test_a_trainer_that_fails_in_set_up_frees_the_folder(tiny_data, tmp_path):
     first.fit()
     with pytest.raises(CheckpointError) as info:  # the failed trainer stays alive in the traceback
         ASLTrainer(make_cfg(tiny_data, tmp_path, "model.dim=64"), resume=first.run_dir)
-    assert info.value is not None and _free(first.run_dir)
+    assert info.value is not None and folder_is_free(first.run_dir)
 
 
 # --- stopping and faults ------------------------------------------------------------------------
@@ -675,7 +661,7 @@ def test_a_forked_child_does_not_keep_the_folder_locked_after_its_parent_is_gone
     from asl_cli.engine.run_dir import FolderLock
 
     lock = FolderLock(tmp_path)
-    assert lock.held and not _free(tmp_path)
+    assert lock.held and not folder_is_free(tmp_path)
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the "worker": forked (its at-fork hooks have run), then lives on doing nothing
@@ -687,7 +673,7 @@ def test_a_forked_child_does_not_keep_the_folder_locked_after_its_parent_is_gone
         assert os.read(ready_r, 1) == b"x"
         os.close(lock._fd)  # the trainer dies: no LOCK_UN, the kernel just drops its descriptor
         lock._fd = None
-        assert _free(tmp_path)
+        assert folder_is_free(tmp_path)
     finally:
         os.close(ready_r)
         os.kill(pid, 9)

@@ -317,8 +317,8 @@ def build_loaders(cfg, cache, *, augment: Augment | None = None, device_type: st
     collate_fn = partial(collate, bucket_step=d.bucket_step, max_len=d.max_len,
                          pad_to=None if d.length_bucketing else d.max_len)
     if num_workers is None:
-        from asl_cli.parallelism import resolve_workers
-        num_workers = resolve_workers(ld.num_workers, device_type=device_type)
+        from asl_cli.parallelism import plan_here
+        num_workers = plan_here(ld.num_workers, device_type=device_type).num_workers
     workers = int(num_workers)
     kwargs: dict[str, Any] = dict(num_workers=workers, collate_fn=collate_fn,
                                   pin_memory=bool(ld.pin_memory and device_type == "cuda"))

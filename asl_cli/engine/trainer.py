@@ -274,11 +274,8 @@ class ASLTrainer:
         # Workers and compute threads share the cores (loader.num_workers -1 = auto). The config
         # keeps -1, so a resume works it out again for its machine; status.json has the numbers.
         from asl_cli import parallelism
-        auto_cpu = cfg.loader.num_workers == parallelism.AUTO and self.device.type == "cpu"
-        self.parallel = parallelism.plan(cfg.loader.num_workers, device_type=self.device.type,
-                                         cpus=parallelism.available_cpus(), torch_threads=torch.get_num_threads(),
-                                         local_processes=self.dist.local_world_size,
-                                         busy_elsewhere=parallelism.busy_cores_elsewhere() if auto_cpu else 0.0)
+        self.parallel = parallelism.plan_here(cfg.loader.num_workers, device_type=self.device.type,
+                                              local_processes=self.dist.local_world_size)
         log.info("loader: %s", self.parallel.reason)
 
         # Data: cache -> loaders (the loaders pin memory and use workers as cfg.loader says).
