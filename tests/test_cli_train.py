@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from asl_cli.cli.app import app
+from asl_cli.cli.cmd_train import summary_lines
 from asl_cli.cli.dashboard import JSON, LIVE, PLAIN, StopRequests, TrainDashboard, choose_mode, stop_on_signals
 from terminal import run_on_terminal
 
@@ -307,6 +308,32 @@ def test_signal_saves_a_checkpoint_and_resume_continues(tiny, env, signum, code,
     first_step = next(e for e in events if e["event"] == "step")
     assert first_step["step"] == stopped_at + 1  # continues, does not start over
     assert events[-1]["event"] == "summary" and events[-1]["steps"] == stopped_at + 3
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_train(tiny, env):
+    out = runner.invoke(app, tiny_args(tiny, "finished", "--epochs", "1"))
+    assert out.exit_code == 0, out.stderr
+    run = tiny / "runs" / "finished"
+    status = (run / "status.json").read_text()
+    again = runner.invoke(app, ["train", "--resume", str(run)])
+    assert again.exit_code == 0, again.stderr
+    first = again.stdout.splitlines()[0]
+    assert first.startswith("nothing to train: run finished already finished its 1 epochs (")
+    assert first.endswith("to train further, resume with --epochs N (N > 1)") and "done:" not in again.stdout
+    assert (run / "status.json").read_text() == status
+
+
+def test_summary_lines_say_how_far_a_stopped_run_got():
+    base = {"run_dir": "runs/r", "steps": 10, "wall_s": 2.0, "samples_per_s": 160.0, "peak_mem_mb": 300.0,
+            "best_top1": 0.5, "best_top5": 0.9, "final_train_loss": 1.5, "epochs": 20, "state": "finished"}
+    stopped = summary_lines({**base, "epochs_done": 0, "epochs_progress": 10 / 57, "stopped_by": "max_steps"})
+    assert stopped[0] == ("done: 0.18 of 20 epochs, 10 steps in 2.0 s (160 samples/s, peak memory 300 MB) "
+                          "(stopped at --max-steps)")
+    whole = summary_lines({**base, "epochs_done": 20, "epochs_progress": 20.0, "stopped_by": None})
+    assert whole[0].startswith("done: 20 epochs, 10 steps in 2.0 s")
+    capped = summary_lines({**base, "state": "already_finished", "reason": "already reached max_steps 10"})
+    assert capped[0] == ("nothing to train: run r already reached max_steps 10; to train further, resume "
+                         "with a higher --max-steps (0: no limit)")
 
 
 def test_warnings_become_one_line_each_once():

@@ -234,10 +234,50 @@ def test_request_stop_saves_last_and_raises(tiny_data, tmp_path):
     assert trainer.run.read_status()["state"] == "interrupted"
 
 
+def test_resuming_a_finished_run_trains_nothing_and_keeps_its_files(tiny_data, tmp_path):
+    done = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.epochs=1", "name=done"))
+    done.fit()
+    files = {p.name: p.read_bytes() for p in (done.run.config_path, done.run.path / "status.json",
+                                                done.run.path / "metrics.jsonl")}
+    again = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.epochs=1"), resume=done.run_dir)
+    summary = again.fit()
+    assert summary["state"] == "already_finished" and summary["steps"] == done.step
+    assert summary["reason"] == f"already finished its 1 epochs ({done.step} steps)"
+    assert summary["best_top1"] == done.best_top1 and summary["wall_s"] == 0.0
+    # status.json keeps the run's final figures (a resume used to overwrite them with nulls)
+    assert {p.name: p.read_bytes() for p in (done.run.config_path, done.run.path / "status.json",
+                                             done.run.path / "metrics.jsonl")} == files
+    assert folder_is_free(done.run_dir)
+    # max_steps already reached: the same, with its own reason; more epochs do train on
+    capped = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.epochs=3", "train.max_steps=2", "name=capped"))
+    capped.fit()
+    again = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.epochs=3", "train.max_steps=2"), resume=capped.run_dir)
+    assert again.fit()["reason"] == "already reached max_steps 2"
+    more = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.epochs=2"), resume=done.run_dir)
+    assert more.fit()["state"] == "finished" and more.epoch == 2
+
+
+def test_every_epoch_end_is_a_log_point_so_evaluations_report_fresh_losses(tiny_data, tmp_path):
+    """Fewer updates per epoch than log_every: the loss an evaluation is shown with is its epoch's."""
+    events = []
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.epochs=3", "train.log_every=1000"),
+                         callbacks=[events.append])
+    trainer.fit()
+    per_epoch = trainer.updates_per_epoch
+    logged = [e for e in events if e["event"] in ("step", "eval")]
+    assert [(e["event"], e["step"]) for e in logged] == [(kind, per_epoch * k) for k in (1, 2, 3)
+                                                         for kind in ("step", "eval")]
+    losses = [e["loss"] for e in logged if e["event"] == "step"]
+    assert len(set(losses)) == 3 and all(e["loss"] == prev["loss"] for prev, e in zip(logged, logged[1:])
+                                         if e["event"] == "eval")
+
+
 def test_max_steps_stop(tiny_data, tmp_path):
     trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=3", "train.log_every=10"))
     summary = trainer.fit()
     assert summary["steps"] == 3 and summary["state"] == "finished" and summary["last_checkpoint"]
+    assert summary["stopped_by"] == "max_steps" and summary["epochs_done"] == 0
+    assert summary["epochs_progress"] == pytest.approx(3 / trainer.updates_per_epoch)  # accumulation 1
     # fewer updates than log_every: the final loss still covers them (flushed at the end)
     assert summary["final_train_loss"] is not None and math.isfinite(summary["final_train_loss"])
 
@@ -261,6 +301,7 @@ def test_time_budget_stops_at_the_first_update_past_it(tiny_data, tmp_path, monk
     assert trainer.updates_per_epoch > 3  # the stop falls inside the first epoch
     summary = trainer.fit()
     assert summary["steps"] == 3 and summary["state"] == "finished" and summary["epochs_done"] == 0
+    assert summary["stopped_by"] == "time_budget"
     assert load_checkpoint(summary["last_checkpoint"])["progress"]["step"] == 3
 
 
@@ -274,8 +315,12 @@ def test_throughput_counts_training_time_only(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setattr(time, "perf_counter", lambda: real_clock() + skew["s"])
     events = []
     probe = ASLTrainer(make_cfg(tiny_data, tmp_path, "name=probe"))
-    # log points that span the epoch end (evaluation) and a last flush after the final evaluation
-    cfg = make_cfg(tiny_data, tmp_path, "train.epochs=2", f"train.log_every={probe.updates_per_epoch + 1}")
+    # log points off the epoch grid: each epoch end and the stop flush theirs before evaluating, and
+    # the windows after an evaluation must not count its time
+    per_epoch = probe.updates_per_epoch
+    assert per_epoch > 3
+    cfg = make_cfg(tiny_data, tmp_path, "train.epochs=3", f"train.log_every={per_epoch + 1}",
+                   f"train.max_steps={2 * per_epoch + 3}")
     trainer = ASLTrainer(cfg, callbacks=[events.append])
     evaluate = trainer.evaluate
 
@@ -286,7 +331,9 @@ def test_throughput_counts_training_time_only(tiny_data, tmp_path, monkeypatch):
     trainer.evaluate = slow_evaluate
     trainer.fit()
     steps = [e for e in events if e["event"] == "step"]
-    assert len(steps) == 2
+    # epoch 1 end, the log_every grid, epoch 2 end, the grid again, the stop (mid-epoch 3)
+    assert [e["step"] for e in steps] == [per_epoch, per_epoch + 1, 2 * per_epoch, 2 * per_epoch + 2,
+                                          2 * per_epoch + 3]
     assert all(e["samples_per_s"] > 1.0 for e in steps), [e["samples_per_s"] for e in steps]
 
 

@@ -66,13 +66,25 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     def num(v: Any, fmt: str) -> str:
         return format(v, fmt) if isinstance(v, (int, float)) else "n/a"
 
-    lines = [
-        f"done: {summary.get('epochs_done', '?')} epochs, {summary.get('steps', '?')} steps in "
-        f"{num(summary.get('wall_s'), '.1f')} s ({num(summary.get('samples_per_s'), '.0f')} samples/s, "
-        f"peak memory {num(summary.get('peak_mem_mb'), '.0f')} MB)",
-        f"best val top-1 {pct(summary.get('best_top1'))}, top-5 {pct(summary.get('best_top5'))}; "
-        f"final train loss {num(summary.get('final_train_loss'), '.4f')}",
-    ]
+    best = (f"best val top-1 {pct(summary.get('best_top1'))}, top-5 {pct(summary.get('best_top5'))}")
+    if summary.get("state") == "already_finished":  # a resume with nothing left: nothing was run
+        reason = str(summary.get("reason", "is finished"))
+        more = ("a higher --max-steps (0: no limit)" if "max_steps" in reason
+                else f"--epochs N (N > {summary.get('epochs', '?')})")
+        lines = [f"nothing to train: run {run_dir.name} {reason}; to train further, resume with {more}", best]
+    else:
+        progress = summary.get("epochs_progress", summary.get("epochs_done", "?"))
+        if isinstance(progress, float):  # stopped mid-epoch: how far into it, e.g. "0.18 of 20 epochs"
+            progress = f"{progress:.0f}" if progress.is_integer() else f"{progress:.2f}"
+        of = f" of {summary['epochs']}" if summary.get("stopped_by") and summary.get("epochs") else ""
+        why = {"max_steps": " (stopped at --max-steps)", "time_budget": " (stopped at --time-budget)"}
+        lines = [
+            f"done: {progress}{of} epochs, {summary.get('steps', '?')} steps in "
+            f"{num(summary.get('wall_s'), '.1f')} s ({num(summary.get('samples_per_s'), '.0f')} samples/s, "
+            f"peak memory {num(summary.get('peak_mem_mb'), '.0f')} MB)"
+            f"{why.get(summary.get('stopped_by') or '', '')}",
+            f"{best}; final train loss {num(summary.get('final_train_loss'), '.4f')}",
+        ]
     if summary.get("skipped"):
         lines.append(f"skipped: {summary['skipped']}")
     if summary.get("best_checkpoint"):

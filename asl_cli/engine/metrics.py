@@ -68,11 +68,13 @@ class Throughput:
 
     def reset(self) -> None:
         now = time.perf_counter()
+        paused = getattr(self, "_paused_at", None) is not None
         self._t0 = now
         self._wait = 0.0
         self._samples = 0
         self._mark = now
-        self._paused_at: float | None = None
+        # A reset while paused (a log point at an epoch end) stays paused: evaluation comes next.
+        self._paused_at: float | None = now if paused else None
 
     def pause(self) -> None:
         if self._paused_at is None:

@@ -360,7 +360,8 @@ class ASLTrainer:
                 # and load_state_dict moves weights and optimizer moments to the model's device (not `step`).
                 self._restore(load_checkpoint(ckpt_path, expect_fingerprint=self.fingerprint,
                                               map_location="cpu"), path=ckpt_path)
-            self.run.write_config(cfg.to_dict())
+            if self.nothing_left() is None:  # a finished run resumed without more epochs keeps its files
+                self.run.write_config(cfg.to_dict())
             self.status: dict[str, Any] = {"state": "running"}
             self.status = self._status("running")
         except BaseException:
@@ -396,6 +397,15 @@ class ASLTrainer:
             return
         self._stop_signum = int(signum)
 
+    def nothing_left(self) -> str | None:
+        """Why this (resumed) run has nothing to train, or None: its epochs or `max_steps` are done."""
+        t = self.cfg.train
+        if self.epoch >= t.epochs:
+            return f"already finished its {t.epochs} epochs ({self.step} steps)"
+        if t.max_steps and self.step >= t.max_steps:
+            return f"already reached max_steps {t.max_steps}"
+        return None
+
     def fit(self) -> dict:
         if not self._folder_lock.held:  # a second fit() of this trainer: hold the folder again
             self._folder_lock = self.run.hold()
@@ -403,6 +413,9 @@ class ASLTrainer:
         if self.parallel.torch_threads != threads_before:
             torch.set_num_threads(self.parallel.torch_threads)
         try:
+            reason = self.nothing_left()
+            if reason is not None:  # writing status.json now would replace the run's final figures
+                return self._summary("already_finished", wall=0.0, samples=0) | {"reason": reason}
             return self._fit()
         finally:
             if torch.get_num_threads() != threads_before:  # a process-wide setting: give it back
@@ -430,6 +443,8 @@ class ASLTrainer:
                 self.meter.resume()
                 self._train_epoch()
                 self.meter.pause()
+                if self._log_samples:  # off the log_every grid: an epoch's (or a stop's) last updates
+                    self._log_step()  # get their own log point, before the evaluation reports on them
                 if self.batch_in_epoch < self.batches_per_epoch:
                     break  # stopped mid-epoch (max_steps / time budget)
                 self.epoch += 1
@@ -675,15 +690,24 @@ class ASLTrainer:
         except Exception:  # noqa: BLE001 - on the way out of a failure, the original error matters
             if state == "finished":
                 raise
-        wall = time.perf_counter() - self._t_start
+        return self._summary(state, wall=time.perf_counter() - self._t_start,
+                             samples=self.samples_seen - self._samples_at_start)
+
+    def _summary(self, state: str, *, wall: float, samples: int) -> dict:
         best, last = self.run.best_checkpoint, self.run.last_checkpoint
+        t = self.cfg.train
+        stopped_by = None
+        if state == "finished" and self.epoch < t.epochs:  # ended before its epochs: which limit
+            stopped_by = "max_steps" if t.max_steps and self.step >= t.max_steps else "time_budget"
         return {
             "run_dir": self.run_dir, "best_checkpoint": best if best.is_file() else None,
             "last_checkpoint": last if last.is_file() else None, "best_top1": self.best_top1,
             "best_top5": self.best_top5, "final_train_loss": self.final_train_loss, "epochs_done": self.epoch,
-            "steps": self.step, "wall_s": wall,
-            "samples_per_s": (self.samples_seen - self._samples_at_start) / wall if wall > 0 else None,
-            "peak_mem_mb": self.status["peak_mem_mb"], "skipped": self.cache.skipped,
+            # fractional when stopped mid-epoch (max_steps, time budget, interrupt)
+            "epochs_progress": self.epoch + self.batch_in_epoch / max(1, self.batches_per_epoch),
+            "epochs": t.epochs, "stopped_by": stopped_by,
+            "steps": self.step, "wall_s": wall, "samples_per_s": samples / wall if wall > 0 else None,
+            "peak_mem_mb": self.status.get("peak_mem_mb"), "skipped": self.cache.skipped,
             "nonfinite_skipped": self.nonfinite_skipped, "precision": self.precision.name,
             "device": str(self.device), "state": state,
         }
