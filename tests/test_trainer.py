@@ -272,6 +272,24 @@ def test_every_epoch_end_is_a_log_point_so_evaluations_report_fresh_losses(tiny_
                                          if e["event"] == "eval")
 
 
+def test_the_logged_lr_is_the_rate_the_logged_updates_used(tiny_data, tmp_path):
+    events = []
+    cfg = make_cfg(tiny_data, tmp_path, "optim.warmup_epochs=0", "optim.schedule=cosine", "optim.lr=1e-3",
+                   "train.epochs=2")
+    trainer = ASLTrainer(cfg, callbacks=[events.append])
+    rates = []  # the rate each update steps with (the schedule advances after it)
+    original = trainer.step_fn.update
+
+    def update():
+        rates.append(trainer.optimizer.param_groups[0]["lr"])
+        return original()
+
+    trainer.step_fn.update = update
+    trainer.fit()
+    logged = [e["lr"] for e in events if e["event"] == "step"]  # log_every = 1: one per update
+    assert logged[0] == pytest.approx(1e-3) and logged == pytest.approx(rates)
+
+
 def test_max_steps_stop(tiny_data, tmp_path):
     trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=3", "train.log_every=10"))
     summary = trainer.fit()

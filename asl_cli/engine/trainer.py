@@ -121,6 +121,7 @@ class TrainStep:
         self.awp = awp  # an AWP object, used when `awp_active` is set by the trainer
         self.awp_active = False
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.last_lr: float | None = None  # the rate the latest applied update used (the schedule moves on after it)
         self.reset_window()
 
     def reset_window(self) -> None:
@@ -174,6 +175,7 @@ class TrainStep:
         if n != self.nominal:  # short window: mean over the samples actually seen
             grads = [p.grad for p in self.params if p.grad is not None]
             torch._foreach_mul_(grads, self.nominal / n)
+        self.last_lr = float(self.optimizer.param_groups[0]["lr"])
         grad_norm = self.precision.update(self.optimizer, self.params, self.clip_val)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scheduler is not None:
@@ -587,12 +589,17 @@ class ASLTrainer:
         self.final_train_loss = loss
         samples_per_s, wait, _ = self.meter.read()
         self._measured.update(
-            loss=loss, grad_norm=read[1] if len(read) > 1 else None, lr=float(self.optimizer.param_groups[0]["lr"]),
+            loss=loss, grad_norm=read[1] if len(read) > 1 else None, lr=self._logged_lr(),
             samples_per_s=samples_per_s, data_wait=wait, amp_scale=self.precision.scale)
         self.loss_smooth.update(loss)
         self._log_loss, self._log_samples = 0.0, 0
         self.meter.reset()
         self._emit("step")
+
+    def _logged_lr(self) -> float:
+        """The rate of the latest update (what produced the logged loss), not the next one's."""
+        used = getattr(self.step_fn, "last_lr", None)
+        return float(self.optimizer.param_groups[0]["lr"]) if used is None else used
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float | None]:
