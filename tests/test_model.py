@@ -100,6 +100,22 @@ def test_masked_batchnorm_ignores_padding_in_train_mode():
     torch.testing.assert_close(ours(x, mask)[mask], reference(valid), atol=1e-5, rtol=1e-5)
 
 
+def test_masked_batchnorm_learns_no_statistics_from_a_single_valid_frame():
+    """One valid frame has no variance: running_var must not move towards 0 (nor running_mean
+    towards that frame); two frames update as before."""
+    torch.manual_seed(3)
+    bn = MaskedBatchNorm(4)
+    bn.running_mean.fill_(0.5)
+    bn.running_var.fill_(2.0)
+    x = torch.randn(2, 6, 4)
+    out = bn(x, lengths_mask([1, 0], 6))
+    assert torch.isfinite(out).all()
+    assert torch.equal(bn.running_mean, torch.full((4,), 0.5)) and torch.equal(bn.running_var, torch.full((4,), 2.0))
+    bn(x, lengths_mask([2, 0], 6))
+    assert not torch.equal(bn.running_mean, torch.full((4,), 0.5))
+    assert not torch.equal(bn.running_var, torch.full((4,), 2.0))
+
+
 def test_train_mode_model_ignores_extra_padding():
     """Same batch padded to two lengths: same logits and same running statistics (no dropout)."""
     torch.manual_seed(2)

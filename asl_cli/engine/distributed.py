@@ -475,10 +475,7 @@ def _sync_masked_bn_forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.
         return _MaskedBatchNorm().forward(self, x, mask)
     xf = x.float()
     mean, var, count = _masked_sync_stats(xf, mask.unsqueeze(-1))
-    with torch.no_grad():
-        unbiased = var * (count / (count - 1).clamp_min(1))
-        self.running_mean.lerp_(mean.detach(), self.momentum)
-        self.running_var.lerp_(unbiased.detach(), self.momentum)
+    self.update_running_stats(mean, var, count)
     scale = self.weight * torch.rsqrt(var + self.eps)
     return ((xf - mean) * scale + self.bias).to(x.dtype)
 

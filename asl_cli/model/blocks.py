@@ -70,14 +70,25 @@ class MaskedBatchNorm(nn.Module):
             mean = torch.where(valid, xf, zero).sum(dim=(0, 1)) / count
             centred = torch.where(valid, xf - mean, zero)
             var = centred.square().sum(dim=(0, 1)) / count
-            with torch.no_grad():
-                unbiased = var * (count / (count - 1).clamp_min(1))
-                self.running_mean.lerp_(mean.detach(), self.momentum)
-                self.running_var.lerp_(unbiased.detach(), self.momentum)
+            self.update_running_stats(mean, var, count)
         else:
             mean, var = self.running_mean, self.running_var
         scale = self.weight * torch.rsqrt(var + self.eps)
         return ((xf - mean) * scale + self.bias).to(x.dtype)
+
+    @torch.no_grad()
+    def update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor) -> None:
+        """Move the running statistics towards a batch's (`var` biased, over `count` valid frames).
+
+        A batch with fewer than 2 valid frames has no variance to learn from: it leaves them alone
+        (its own normalisation still uses its statistics) instead of pulling running_var towards 0.
+        The weight is a tensor, so deciding that needs no host sync.
+        """
+        enough = count > 1
+        weight = torch.where(enough, self.momentum, 0.0).to(self.running_mean.dtype)
+        unbiased = var * (count / (count - 1).clamp_min(1))
+        self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), weight)
+        self.running_var.lerp_(unbiased.detach().to(self.running_var.dtype), weight)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, momentum={self.momentum}, eps={self.eps}"
