@@ -65,7 +65,8 @@ def resolve_checkpoint(run_or_checkpoint: str | Path) -> tuple[Path, Path | None
 def load_for_inference(run_or_checkpoint: str | Path, device: str = "cpu") -> LoadedModel:
     """The checkpoint's model (eval mode, on `device`: cpu, cuda, auto), its resolved config and sign map.
 
-    CheckpointError if the file is unusable.
+    CheckpointError if the file is unusable. A `device` that is no device (exit 2) or a GPU this
+    machine lacks (exit 5) is refused naming `--device`, the option of `asl evaluate` / `asl predict`.
     """
     from asl_cli.config import RunConfig
     from asl_cli.engine.checkpoint import load_checkpoint
@@ -90,8 +91,8 @@ def load_for_inference(run_or_checkpoint: str | Path, device: str = "cpu") -> Lo
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"weights do not fit the model in its own config ({first})", path=path) from None
     if device != "cpu":
-        from asl_cli.engine.trainer import resolve_device
-        model.to(resolve_device(device))
+        from asl_cli.engine.device import resolve_device
+        model.to(resolve_device(device, option="--device"))
     model.eval()
     return LoadedModel(model=model, config=cfg, sign_map=sign_map, checkpoint_path=path, run_dir=run,
                        metrics=dict(payload.get("metrics") or {}))
@@ -148,7 +149,8 @@ def predict_files(loaded: LoadedModel, files: Sequence[str | Path], *, batch_siz
     """Read, preprocess and classify landmark parquet files (asl-signs layout and its variants).
 
     A bad file raises its DataError, unless `skip_bad`: then it is listed in `.skipped` and the
-    others are still predicted.
+    others are still predicted. When no file at all could be read there is nothing to show, so
+    `skip_bad` too raises one DataError: the first bad file's, with how many others failed.
     """
     from asl_cli.data.reader import read_landmarks
 
@@ -156,6 +158,7 @@ def predict_files(loaded: LoadedModel, files: Sequence[str | Path], *, batch_siz
     feats: list[np.ndarray] = []
     frames: list[int] = []
     skipped: list[str] = []
+    first_error: DataError | None = None
     for f in files:
         try:
             landmarks = read_landmarks(f)
@@ -163,14 +166,24 @@ def predict_files(loaded: LoadedModel, files: Sequence[str | Path], *, batch_siz
             if not skip_bad:
                 raise
             skipped.append(str(exc))
+            first_error = first_error or exc
             continue
         good.append(Path(f))
         frames.append(int(landmarks.shape[0]))
         feats.append(features_from_landmarks(landmarks, loaded.max_len))
+    if first_error is not None and not good:
+        raise all_unreadable(first_error, len(skipped))
     probs = predict_features(loaded.model, feats, batch_size=batch_size)
     if not good:
         probs = np.zeros((0, loaded.num_classes), dtype=np.float32)
     return FilePredictions(files=good, probabilities=probs, frames=frames, skipped=skipped)
+
+
+def all_unreadable(first: DataError, count: int) -> DataError:
+    """One line for `count` unreadable files: the first one's own error, and how many more failed."""
+    if count == 1:
+        return first
+    return DataError(f"{first.message}; none of the {count} files could be read", path=first.path)
 
 
 def top_k(probabilities: np.ndarray, classes: Sequence[str], k: int) -> list[list[tuple[str, float]]]:

@@ -318,12 +318,12 @@ print(json.dumps({"signum": trainer._stop_signum}))
 
 
 def test_a_single_process_run_on_cuda_n_makes_it_the_current_device(monkeypatch):
-    import asl_cli.engine.trainer as trainer_mod
+    import asl_cli.engine.device as device_mod
     from asl_cli.engine import distributed
 
     chosen = []
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    monkeypatch.setattr(trainer_mod, "resolve_device", lambda spec: torch.device(spec))
+    monkeypatch.setattr(device_mod, "resolve_device", lambda spec: torch.device(spec))
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: chosen.append(str(device)))
     assert distributed.setup("cuda:1").device == torch.device("cuda", 1)
     assert chosen == ["cuda:1"]  # otherwise GPU 0 stays current: pinned buffers and scratch land there

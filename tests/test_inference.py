@@ -233,6 +233,21 @@ def test_predict_bad_parquet_stops_or_is_skipped(trained_run, sample_dir, tmp_pa
     assert res.exit_code == EXIT_DATA  # nothing could be read
 
 
+@pytest.mark.parametrize("mode", [[], ["--json"], ["--ndjson"]])
+def test_predict_skip_bad_with_every_file_bad_prints_only_one_error_line(trained_run, tmp_path, mode):
+    """No empty table or empty JSON before the error: nothing on stdout, one line on stderr."""
+    bad = [tmp_path / "bad1.parquet", tmp_path / "bad2.parquet"]
+    for b in bad:
+        b.write_text("this is not parquet")
+    res = invoke("predict", trained_run, *bad, "--skip-bad", *mode)
+    assert res.exit_code == EXIT_DATA
+    assert res.stdout == ""
+    one_error_line(res, str(bad[0]), "not a readable parquet file", "none of the 2 files could be read")
+    res = invoke("predict", trained_run, bad[0], "--skip-bad", *mode)  # one file: the same line as without --skip-bad
+    assert res.exit_code == EXIT_DATA and res.stdout == ""
+    assert one_error_line(res) == one_error_line(invoke("predict", trained_run, bad[0], *mode))
+
+
 def test_bad_checkpoints(tmp_path, sample_dir):
     good = sample_files(sample_dir)[0]
     res = invoke("predict", tmp_path / "missing.pt", good)
@@ -306,3 +321,19 @@ def test_device_cuda_without_a_gpu_is_exit_5(trained_run, sample_dir):
     res = invoke("predict", trained_run, sample_files(sample_dir)[0], "--device", "cuda")
     assert res.exit_code == 5
     one_error_line(res, "no CUDA GPU")
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+@pytest.mark.parametrize("device, code, problem", [("cuda", 5, "is 'cuda' but no CUDA GPU is available"),
+                                                   ("cuda:x", 2, "'cuda:x' is not a device")])
+def test_device_errors_name_the_commands_own_option(trained_run, sample_dir, monkeypatch, command, device, code,
+                                                     problem):
+    """evaluate/predict have no train.device: the error names the --device the user gave."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    files = [sample_files(sample_dir)[0]] if command == "predict" else []
+    res = invoke(command, trained_run, *files, "--device", device)
+    assert res.exit_code == code
+    line = one_error_line(res, "--device", problem)
+    assert "train.device" not in line and "preset" not in line

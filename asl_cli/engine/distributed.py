@@ -181,7 +181,7 @@ def _reloader(loader, batch_sampler):
 
 def setup(device_spec: str = "auto", *, timeout_s: float = 1800.0) -> DistContext:
     """Join torchrun's process group (or describe the single process when there is none)."""
-    from asl_cli.engine.trainer import resolve_device
+    from asl_cli.engine.device import resolve_device
 
     world = env_world_size()
     if world <= 1:

@@ -34,8 +34,7 @@ from asl_cli.engine.checkpoint import (all_finite, load_checkpoint, model_finger
 from asl_cli.engine.metrics import SmoothedValue, Throughput, peak_memory_mb, topk_correct
 from asl_cli.engine.precision import Precision, choose_precision
 from asl_cli.engine.run_dir import RunDir, find_checkpoint
-from asl_cli.errors import (CheckpointError, ConfigError, DataError, NoGPUError, NonFiniteLossError, OutOfMemoryError,
-                            TrainingInterrupted)
+from asl_cli.errors import CheckpointError, DataError, NonFiniteLossError, OutOfMemoryError, TrainingInterrupted
 
 log = logging.getLogger("asl.engine")
 
@@ -43,26 +42,6 @@ RESUME_KEYS = ("model", "optimizer", "progress", "rng", "sampler")  # what a res
 
 
 # --- devices and backend flags ------------------------------------------------------------------
-
-def resolve_device(spec: str) -> torch.device:
-    """`auto` -> cuda if available else cpu; an explicit cuda device must exist."""
-    spec = (spec or "auto").strip().lower()
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise ConfigError(f"train.device: {spec!r} is not a device (auto, cpu, cuda, cuda:N)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise NoGPUError(f"train.device is {spec!r} but no CUDA GPU is available "
-                             f"(use --device cpu or the cpu preset)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise NoGPUError(f"train.device is {spec!r} but only {torch.cuda.device_count()} GPU(s) exist")
-    elif device.type != "cpu":
-        raise ConfigError(f"train.device: {spec!r} is not supported (auto, cpu, cuda, cuda:N)")
-    return device
-
 
 def cuda_device_uuid(device: torch.device) -> str:
     """The CUDA device's UUID as torch reports it (no NVML "GPU-" prefix); "" when not CUDA or unknown.
