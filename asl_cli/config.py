@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import sys
 from dataclasses import dataclass, field, fields
@@ -389,10 +390,19 @@ def list_presets() -> dict[str, Path]:
     return {p.stem: p for p in sorted(presets_dir().glob("*.toml"))}
 
 
+def looks_like_preset_path(name_or_path: str) -> bool:
+    """A .toml file name or anything with a path separator is a file; preset names are neither."""
+    separators = {"/", os.sep, os.altsep} - {None}
+    return name_or_path.endswith(".toml") or any(sep in name_or_path for sep in separators)
+
+
 def read_preset(name_or_path: str) -> tuple[dict, str]:
     """Parsed TOML of a preset given by name or path, and the source label used in errors."""
     path = Path(name_or_path)
-    if not (path.suffix == ".toml" and path.exists()):
+    if looks_like_preset_path(name_or_path):
+        if not path.exists():  # "unknown preset" would send the user to `asl presets` for a typo in a path
+            raise ConfigError("preset file not found", path=path)
+    else:
         available = list_presets()
         if name_or_path not in available:
             raise ConfigError(f"unknown preset {name_or_path!r} (available: {', '.join(available)})")

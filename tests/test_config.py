@@ -87,6 +87,21 @@ def test_bad_preset_files(tmp_path):
         load_config("nope")
 
 
+@pytest.mark.parametrize("value", ["missing.toml", "sub/missing", "/nonexistent.toml"])
+def test_a_preset_path_that_does_not_exist_is_a_file_not_found(tmp_path, value):
+    """A path is not a preset name: its error names the file, not the list of presets."""
+    path = value if value.startswith("/") else str(tmp_path / value)
+    with pytest.raises(ConfigError, match="preset file not found") as info:
+        load_config(path)
+    assert info.value.path == path and "unknown preset" not in str(info.value)
+
+
+def test_a_preset_path_without_the_toml_suffix_is_read_as_a_file(tmp_path):
+    mine = tmp_path / "mine"
+    mine.write_text("[train]\nepochs = 3\n")
+    assert load_config(str(mine)).train.epochs == 3
+
+
 def test_round_trip_through_dict():
     cfg = load_config("rtx4070", ["aug.flip=false"])
     again = RunConfig.from_dict(cfg.to_dict())

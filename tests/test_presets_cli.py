@@ -70,6 +70,15 @@ def test_unknown_preset_is_one_line_exit_2():
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize("command", [["train"], ["train", "--print-config"], ["ablate", "--print-config"],
+                                     ["test-fix"]])
+def test_a_missing_preset_file_is_one_line_naming_it_exit_2(tmp_path, command):
+    missing = tmp_path / "nope.toml"
+    out = invoke(*command, "--preset", str(missing))
+    assert out.exit_code == 2, out.output
+    assert out.stderr.strip() == f"error: {missing}: preset file not found" and out.stdout == ""
+
+
 FLAG_VALUES = {
     "epochs": ("--epochs", "7", 7), "batch_size": ("--batch-size", "5", 5), "accum": ("--accum", "3", 3),
     "lr": ("--lr", "0.01", 0.01), "max_steps": ("--max-steps", "11", 11),
