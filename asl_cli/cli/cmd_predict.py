@@ -4,7 +4,7 @@ Thin: options -> `asl_cli.inference.predict_files` -> a Rich table, JSON or NDJS
 asl-signs layout and the variants other MediaPipe Holistic capture scripts write (other column
 order, no row_id, int64 frame). A bad file stops the command with one line naming it (exit 3)
 before anything is printed; with `--skip-bad` it is reported on stderr and the others are predicted
-(exit 3 only if no file could be read).
+(when no file could be read: only the library's one error line, exit 3, and nothing on stdout).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ def predict_command(
 ) -> None:
     """Top-k signs with probabilities for each landmark file."""
     with user_errors():
-        from asl_cli.errors import DataError
         from asl_cli.inference import load_for_inference, predict_files, top_k as best_k
 
         loaded = load_for_inference(checkpoint, device=device)
@@ -63,5 +62,3 @@ def predict_command(
                 table.add_row(r["file"], str(r["frames"]),
                               *[f"{t['sign']} {100 * t['probability']:.1f}%" for t in r["top"]])
             Console().print(table)
-        if not records:
-            raise DataError(f"none of the {len(files)} file(s) could be read")
