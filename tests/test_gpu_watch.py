@@ -116,6 +116,15 @@ def test_bad_fake_file_is_exit_2(tmp_path):
     assert r.exit_code == 2 and r.stderr.startswith(f"error: {bad}: not valid JSON")
 
 
+def test_fake_file_with_a_non_numeric_number_is_refused_not_shown_as_na(tmp_path):
+    bad = tmp_path / "hot.json"
+    bad.write_text('{"gpus": [{"name": "X", "memory_total_mib": 100, "memory_used_mib": 10, "temperature": "hot"}]}')
+    r = invoke("--fake-gpu", str(bad), "--once")
+    assert r.exit_code == 2 and r.stdout == "", r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: gpus[0].temperature: expected a number")
+
+
 def write_status(run_dir: Path, **fields) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     status = {"run": run_dir.name, "state": "running", "epoch": 2, "epochs": 10, "step": 340, "total_steps": 1700,

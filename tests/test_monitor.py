@@ -279,6 +279,16 @@ def test_fake_lost_after_n_samples(tmp_path):
     ("{not json", "not valid JSON"),
     ('{"gpu": []}', 'expected {"gpus"'),
     ('{"gpus": [1]}', "must be an object"),
+    # a number the fake cannot read would show as N/A, like a GPU that does not report it
+    ('{"gpus": [{"temperature": "hot"}]}', r"gpus\[0\]\.temperature: expected a number, .* got 'hot'"),
+    ('{"gpus": [{}, {"memory_used_mib": [10, "12GB"]}]}', r"gpus\[1\]\.memory_used_mib\[1\]: .* got '12GB'"),
+    ('{"gpus": [{"power_w": true}]}', r"gpus\[0\]\.power_w: .* got True"),
+    ('{"gpus": [{"util_gpu": []}]}', r"gpus\[0\]\.util_gpu: .* got \[\]"),
+    ('{"gpus": [{"reserved_mib": "254"}]}', r"gpus\[0\]\.reserved_mib: expected a number"),
+    ('{"gpus": [{"compute_capability": ["8", 9]}]}', r"gpus\[0\]\.compute_capability: expected \[major, minor\]"),
+    ('{"gpus": [{"lost_after": "soon"}]}', r"gpus\[0\]\.lost_after: expected a number of calls"),
+    ('{"gpus": [{"processes": [{"pid": 1, "used_mib": "big"}]}]}', r"gpus\[0\]\.processes\[0\]\.used_mib: .* 'big'"),
+    ('{"gpus": [{"processes": [{"pid": "x"}]}]}', r"gpus\[0\]\.processes\[0\]\.pid: expected a process id"),
 ])
 def test_broken_fake_file_is_a_config_error_naming_the_file(tmp_path, content, message):
     path = tmp_path / "bad.json"
@@ -288,6 +298,15 @@ def test_broken_fake_file_is_a_config_error_naming_the_file(tmp_path, content, m
     assert info.value.path == str(path)
     with pytest.raises(ConfigError, match="not found"):
         load_spec(tmp_path / "missing.json")
+
+
+def test_fake_numbers_may_be_constants_scripts_or_nvml_errors(tmp_path):
+    from asl_cli.monitor.fake import bad_numeric_field
+
+    assert bad_numeric_field({"temperature": 41, "power_w": [18.5, "UNKNOWN", 141.0], "fan": "NOT_SUPPORTED",
+                              "compute_capability": [8, 9], "lost_after": None, "reserved_mib": 254,
+                              "processes": "NO_PERMISSION",
+                              "graphics_processes": [{"pid": 2210, "used_mib": [212, 300]}]}) is None
 
 
 def test_env_var_selects_the_fake(monkeypatch):

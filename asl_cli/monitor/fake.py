@@ -21,12 +21,14 @@ samples change) or one of "NOT_SUPPORTED", "NO_PERMISSION", "UNKNOWN" (the call 
 error; "UNKNOWN" is a transient failure). A missing field is NOT_SUPPORTED. `memory_v2: false` /
 `temperature_v: false` emulate a driver without `nvmlDeviceGetMemoryInfo_v2` /
 `nvmlDeviceGetTemperatureV` (FUNCTION_NOT_FOUND). `lost: true` makes every query raise
-GPU_IS_LOST; `lost_after: N` does so from the (N+1)-th call of each query.
+GPU_IS_LOST; `lost_after: N` does so from the (N+1)-th call of each query. Anything else where a
+number is read (a string, true/false, an empty list) is refused by `load_spec`, naming the field.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter
 from pathlib import Path
@@ -217,7 +219,69 @@ def load_spec(path: str | Path) -> dict:
             procs = gpu.get(key)
             if isinstance(procs, list) and not all(isinstance(p, dict) and "pid" in p for p in procs):
                 raise ConfigError(f"gpus[{i}].{key}: each entry needs a pid", path=path)
+        problem = bad_numeric_field(gpu)
+        if problem:
+            raise ConfigError(f"gpus[{i}].{problem}", path=path)
     return spec
+
+
+# Fields read as numbers. Checked when the file is loaded: the backend shows a failed read as N/A,
+# so a typo ("hot", "12GB") would otherwise pass for a GPU that does not report the value.
+SCRIPTED_NUMBERS = ("memory_total_mib", "memory_used_mib", "util_gpu", "util_mem", "temperature", "power_w",
+                    "power_limit_w", "fan", "clock_sm", "clock_mem", "pcie_gen")
+SCRIPTED = "a number, a list of numbers or one of NOT_SUPPORTED, NO_PERMISSION, UNKNOWN"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value: Any) -> bool:
+    return _is_number(value) and value == int(value) and value >= 0
+
+
+def _is_capability(value: Any) -> bool:
+    if isinstance(value, list):
+        return len(value) == 2 and all(_is_count(v) for v in value)
+    return isinstance(value, str) and value in _ERRORS
+
+
+def _scripted_problem(key: str, value: Any) -> str | None:
+    """Why `value` is no scripted number (a number or an NVML error name, or a list of those), or None."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        return f"{key}: expected {SCRIPTED}, got []"
+    for j, item in enumerate(items):
+        if not (_is_number(item) or (isinstance(item, str) and item in _ERRORS)):
+            where = f"{key}[{j}]" if isinstance(value, list) else key
+            return f"{where}: expected {SCRIPTED}, got {item!r}"
+    return None
+
+
+def bad_numeric_field(gpu: dict) -> str | None:
+    """The first field of one fake GPU where the fake reads a number but the file has none, as
+    `"field: expected ..., got ..."`; None when all are fine. Pure."""
+    for key in SCRIPTED_NUMBERS:
+        problem = _scripted_problem(key, gpu[key]) if key in gpu else None
+        if problem:
+            return problem
+    if "reserved_mib" in gpu and not _is_number(gpu["reserved_mib"]):
+        return f"reserved_mib: expected a number, got {gpu['reserved_mib']!r}"
+    if gpu.get("lost_after") is not None and not _is_count(gpu["lost_after"]):
+        return f"lost_after: expected a number of calls or null, got {gpu['lost_after']!r}"
+    cc = gpu.get("compute_capability")
+    if cc is not None and not _is_capability(cc):
+        return f"compute_capability: expected [major, minor] or one of NOT_SUPPORTED, NO_PERMISSION, UNKNOWN, " \
+               f"got {cc!r}"
+    for procs_key in ("processes", "graphics_processes"):
+        procs = gpu.get(procs_key)
+        for j, proc in enumerate(procs if isinstance(procs, list) else []):
+            if not _is_count(proc["pid"]):
+                return f"{procs_key}[{j}].pid: expected a process id, got {proc['pid']!r}"
+            problem = _scripted_problem(f"{procs_key}[{j}].used_mib", proc["used_mib"]) if "used_mib" in proc else None
+            if problem:
+                return problem
+    return None
 
 
 def fake_backend(path: str | Path) -> NVMLBackend:
