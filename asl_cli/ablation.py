@@ -227,7 +227,8 @@ def write_results(plan: Plan, results: dict[str, dict], *, device: str = "") -> 
 
 def comparison_rows(results: dict[str, dict], order: list[str]) -> list[dict]:
     """One flat row per finished variant: each metric and its delta against the baseline
-    (absolute for accuracy/loss, relative % for speed, memory and time). Pure."""
+    (absolute for accuracy/loss, relative % for speed, memory and time), and whether it was
+    resumed. Pure."""
     base = results.get(BASELINE)
     rows = []
     for name in order:
@@ -242,6 +243,8 @@ def comparison_rows(results: dict[str, dict], order: list[str]) -> list[dict]:
                 if name != BASELINE else None
         row["steps"] = r.get("steps")
         row["run_dir"] = r.get("run_dir", "")
+        # continued from an interrupted ablation's checkpoint: its speed, memory and wall time are partial
+        row["resumed"] = bool(r.get("resumed"))
         rows.append(row)
     return rows
 
@@ -395,6 +398,8 @@ def _run_variants(plan: Plan, *, callbacks, on_variant, on_trainer, on_result, w
         if on_trainer:
             on_trainer(trainer)
         summary = trainer.fit()
+        if summary["state"] == "already_finished":  # stopped after its last checkpoint, before results.json
+            summary = {**summary, "state": "finished"}
         results[name] = result_from_summary(summary, note=note, description=description)
         # A resumed variant's speed and wall time cover only the part after the resume.
         results[name]["resumed"] = resume is not None

@@ -101,6 +101,48 @@ def test_deltas_absolute_for_accuracy_relative_for_speed():
     assert rows[1]["best_top1_delta"] == pytest.approx(-0.1) and rows[1]["samples_per_s_delta"] == pytest.approx(20.0)
 
 
+def test_rows_table_and_notes_mark_a_resumed_variant():
+    from rich.console import Console
+
+    from asl_cli.cli.cmd_ablate import RESUMED_MARK, comparison_table, notes_lines
+
+    results = {BASELINE: {"status": "done", "best_top1": 0.4, "samples_per_s": 100.0},
+               "no-aug": {"status": "done", "best_top1": 0.3, "samples_per_s": 20.0, "resumed": True}}
+    rows = comparison_rows(results, [BASELINE, "no-aug"])
+    assert [r["resumed"] for r in rows] == [False, True]
+    console = Console(width=100, record=True)
+    console.print(comparison_table(rows))
+    text = console.export_text()
+    assert f"no-aug {RESUMED_MARK}" in text and f"baseline {RESUMED_MARK}" not in text
+    notes = notes_lines(rows)
+    assert len(notes) == 1 and notes[0].startswith(f"{RESUMED_MARK} no-aug: resumed")
+    assert "samples/s, peak memory and wall time cover only the part after the resume" in notes[0]
+
+
+@pytest.mark.parametrize("mode", ["plain", "live", "json"])
+def test_the_final_table_marks_variants_resumed_earlier(tmp_path, monkeypatch, mode):
+    """results.json's `"resumed": true` shows in the table (live and plain) and in the JSON rows."""
+    import asl_cli.cli.dashboard as dashboard
+
+    from asl_cli.cli.cmd_ablate import RESUMED_MARK
+
+    plan = plan_ablation(load_config("cpu"), ["no-aug"], device_type="cpu", out_dir=tmp_path)
+    ablation.write_results(plan, {BASELINE: {"status": "done", "best_top1": 0.5, "note": ""},
+                                  "no-aug": {"status": "done", "best_top1": 0.4, "note": "", "resumed": True}})
+    monkeypatch.delenv("ASL_FAKE_GPU", raising=False)
+    if mode == "live":  # CliRunner's stdout is no terminal: ask for the live dashboard anyway
+        monkeypatch.setattr(dashboard, "choose_mode", lambda **kwargs: dashboard.LIVE)
+    extra = {"plain": ["--plain"], "live": [], "json": ["--json"]}[mode]
+    r = runner.invoke(app, ["ablate", "--resume", str(tmp_path), *extra])
+    assert r.exit_code == 0, r.output
+    if mode == "json":
+        rows = json.loads(r.stdout.splitlines()[-1])["rows"]
+        assert {row["variant"]: row["resumed"] for row in rows} == {BASELINE: False, "no-aug": True}
+        return
+    assert f"no-aug {RESUMED_MARK}" in r.stdout and f"{RESUMED_MARK} no-aug: resumed" in r.stdout
+    assert f"baseline {RESUMED_MARK}" not in r.stdout
+
+
 def test_resuming_with_another_configuration_is_refused(tmp_path):
     base = load_config("cpu")
     plan = plan_ablation(base, ["no-aug"], device_type="cpu", out_dir=tmp_path)
@@ -140,6 +182,25 @@ def test_an_ablation_stopped_in_its_first_variant_can_be_resumed(tmp_path, monke
     other.train.seed = 1
     with pytest.raises(ConfigError, match="different configuration"):
         ablation.run_ablation(plan_ablation(other, ["no-aug"], device_type="cpu", out_dir=tmp_path), warmup_steps=0)
+
+
+def test_a_variant_killed_after_its_last_checkpoint_is_recorded_as_finished(tmp_path, monkeypatch):
+    """Killed between its final checkpoint and results.json: the resumed trainer has nothing left
+    to train ("already_finished"); the ablation records the variant as finished, not as that."""
+    import asl_cli.engine.trainer as trainer_mod
+
+    class FinishedTrainer:
+        def __init__(self, cfg, **kwargs):
+            self.device = "cpu"
+
+        def fit(self):
+            return {"state": "already_finished", "reason": "already finished its 1 epochs (3 steps)",
+                    "steps": 3, "best_top1": 0.5, "wall_s": 0.0, "samples_per_s": None}
+
+    monkeypatch.setattr(trainer_mod, "ASLTrainer", FinishedTrainer)
+    plan = plan_ablation(load_config("cpu"), ["no-aug"], device_type="cpu", out_dir=tmp_path)
+    results = ablation.run_ablation(plan, warmup_steps=0)
+    assert {r["state"] for r in results.values()} == {"finished"} and len(results) == 2
 
 
 @pytest.mark.parametrize("extra", [["--max-steps", "50"], ["--set", "model.dim=32"], ["--no-clip"],
@@ -256,6 +317,7 @@ def test_interrupted_ablation_resumes_without_redoing_finished_variants(tiny, en
     assert after[BASELINE] == before[BASELINE]  # not redone
     assert after["no-aug"]["status"] == "done" and after["no-aug"]["resumed"] is True
     assert "no-aug" in again.stdout and "deltas against the baseline" in again.stdout
+    assert "no-aug †" in again.stdout and "† no-aug: resumed from its checkpoint" in again.stdout
 
 
 def test_subprocess_exit_codes(tiny, env):

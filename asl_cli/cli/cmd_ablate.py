@@ -34,6 +34,14 @@ def device_type_of(device: str) -> str:
     return "cuda" if device.startswith("cuda") else "cpu"
 
 
+RESUMED_MARK = "†"  # "*" already marks a note
+
+
+def variant_label(row: dict) -> str:
+    """The variant's name with its footnote marks: * a note, † resumed (see `notes_lines`)."""
+    return row["variant"] + (" *" if row.get("note") else "") + (f" {RESUMED_MARK}" if row.get("resumed") else "")
+
+
 def comparison_table(rows: list[dict], title: str = ""):
     """The comparison as a Rich table: each metric with its delta against the baseline."""
     from rich import box
@@ -49,7 +57,7 @@ def comparison_table(rows: list[dict], title: str = ""):
     for _key, col, _hib in METRICS:
         table.add_column(col, justify="right", no_wrap=True)
     for r in rows:
-        cells: list[Any] = [r["variant"] + (" *" if r.get("note") else "")]
+        cells: list[Any] = [variant_label(r)]
         for key, _col, higher_is_better in METRICS:
             cell = Text(format_value(key, r.get(key)))
             delta = r.get(f"{key}_delta")
@@ -63,12 +71,17 @@ def comparison_table(rows: list[dict], title: str = ""):
 
 
 def notes_lines(rows: list[dict]) -> list[str]:
-    """Footnotes; a variant identical to the baseline re-measures it, so its deltas show the noise."""
+    """Footnotes; a variant identical to the baseline re-measures it, so its deltas show the noise.
+    A resumed variant was measured only after its resume: its speed, memory and time are not comparable."""
     out = []
     for r in rows:
         if r.get("note"):
             noise = " — its deltas show the run-to-run noise" if r["note"].startswith("same as baseline") else ""
             out.append(f"* {r['variant']}: {r['note']}{noise}")
+    for r in rows:
+        if r.get("resumed"):
+            out.append(f"{RESUMED_MARK} {r['variant']}: resumed from its checkpoint after an interruption — its "
+                       f"samples/s, peak memory and wall time cover only the part after the resume")
     return out
 
 
