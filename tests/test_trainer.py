@@ -196,17 +196,34 @@ def test_resume_refuses_another_model_size(tiny_data, tmp_path):
         ASLTrainer(make_cfg(tiny_data, tmp_path, "model.dim=64"), resume=first.run_dir)
 
 
-def test_a_trainer_holds_its_run_folder_from_set_up_until_fit_returns(tiny_data, tmp_path):
-    during = []
-    first = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=2", "name=held"),
-                       callbacks=[lambda e: during.append(folder_is_free(e_run)) if e["event"] == "step" else None])
-    e_run = first.run_dir
+def test_a_trainer_holds_its_run_folder_from_set_up_until_fit_returns(tiny_data, tmp_path, monkeypatch):
+    during, refused, built = [], [], []
+    original_build = ASLTrainer._build
+
+    def build(self, cfg):
+        built.append(cfg)
+        return original_build(self, cfg)
+
+    def second_trainer(event):
+        if event["event"] != "step":
+            return
+        during.append(folder_is_free(first.run_dir))
+        if event["step"] == 1:  # a resume while it trains: refused before any data or model set-up
+            built.clear()
+            with pytest.raises(ConfigError, match="in use by another trainer") as info:
+                ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=4"), resume=first.run_dir)
+            refused.append((info.value.path, list(built)))
+
+    monkeypatch.setattr(ASLTrainer, "_build", build)
+    first = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=2", "name=held"), callbacks=[second_trainer])
     assert not folder_is_free(first.run_dir)
+    built.clear()
     with pytest.raises(ConfigError, match="in use by another trainer") as info:
         ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=4"), run_dir=first.run_dir)
-    assert info.value.path == str(first.run_dir)
+    assert info.value.path == str(first.run_dir) and built == []
     first.fit()
     assert during and not any(during)
+    assert refused == [(str(first.run_dir), [])]
     assert folder_is_free(first.run_dir)  # released: the run can be resumed
     second = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=4"), resume=first.run_dir)
     assert not folder_is_free(first.run_dir)

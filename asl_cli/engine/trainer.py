@@ -33,7 +33,7 @@ from asl_cli.engine.checkpoint import (all_finite, load_checkpoint, model_finger
                                        save_checkpoint, set_rng_state, unwrap_model)
 from asl_cli.engine.metrics import SmoothedValue, Throughput, peak_memory_mb, topk_correct
 from asl_cli.engine.precision import Precision, choose_precision
-from asl_cli.engine.run_dir import RunDir, find_checkpoint
+from asl_cli.engine.run_dir import FolderLock, RunDir, find_checkpoint
 from asl_cli.errors import CheckpointError, DataError, NonFiniteLossError, OutOfMemoryError, TrainingInterrupted
 
 log = logging.getLogger("asl.engine")
@@ -252,6 +252,42 @@ class ASLTrainer:
         self.gpu_uuid = cuda_device_uuid(self.device)
         configure_backends(t, self.device)
         seed_everything(t.seed)
+        # A folder named by the caller (a resume, `run_dir`) is held from here, so a second trainer on
+        # it is refused before spending seconds on data and model; a new folder is made and held after
+        # the set-up, so a set-up that fails leaves no empty run folder behind. One trainer per folder
+        # until fit() returns: a second one would interleave metrics and checkpoints.
+        ckpt_path, ckpt_run = (find_checkpoint(resume) if resume is not None else (None, None))
+        named = RunDir.open(run_dir) if run_dir is not None else ckpt_run
+        self._folder_lock: FolderLock | None = None
+        if named is not None:
+            self._use_run(named)
+        try:
+            self._build(cfg)
+            if named is None:
+                self._use_run(self.dist.shared_run_dir(
+                    lambda: RunDir.create(cfg.runs_dir, cfg.name, preset=cfg.preset)))
+            if ckpt_path is not None:
+                # Loaded to the CPU: RNG states must stay CPU tensors (torch.set_rng_state refuses CUDA ones),
+                # and load_state_dict moves weights and optimizer moments to the model's device (not `step`).
+                self._restore(load_checkpoint(ckpt_path, expect_fingerprint=self.fingerprint,
+                                              map_location="cpu"), path=ckpt_path)
+            if self.nothing_left() is None:  # a finished run resumed without more epochs keeps its files
+                self.run.write_config(cfg.to_dict())
+            self.status: dict[str, Any] = {"state": "running"}
+            self.status = self._status("running")
+        except BaseException:
+            if self._folder_lock is not None:
+                self._folder_lock.release()  # a traceback may keep this half-built trainer alive
+            raise
+
+    def _use_run(self, run: RunDir) -> None:
+        self.run = self.dist.run_view(run)  # only rank 0 writes the run folder
+        self.run_dir = self.run.path
+        self._folder_lock = self.run.hold()
+
+    def _build(self, cfg: RunConfig) -> None:
+        """Threads and workers, data, model, optimizer, schedule, precision, train step; progress at 0."""
+        t = cfg.train
         # Workers and compute threads share the cores (loader.num_workers -1 = auto). The config
         # keeps -1, so a resume works it out again for its machine; status.json has the numbers.
         from asl_cli import parallelism
@@ -322,32 +358,6 @@ class ASLTrainer:
         self.val_metrics: dict[str, float | None] = {"val_loss": None, "val_top1": None, "val_top5": None}
         self._measured: dict[str, Any] = dict.fromkeys(("loss", "lr", "grad_norm", "samples_per_s", "data_wait",
                                                         "amp_scale"))
-
-        ckpt_path, ckpt_run = (find_checkpoint(resume) if resume is not None else (None, None))
-        if run_dir is not None:
-            self.run = RunDir.open(run_dir)
-        elif ckpt_run is not None:
-            self.run = ckpt_run
-        else:
-            self.run = self.dist.shared_run_dir(lambda: RunDir.create(cfg.runs_dir, cfg.name, preset=cfg.preset))
-        self.run = self.dist.run_view(self.run)  # only rank 0 writes the run folder
-        self.run_dir = self.run.path
-        # One trainer per folder, from here (before a resume reads the checkpoint and rewrites
-        # config.json) until fit() returns: a second one would interleave metrics and checkpoints.
-        self._folder_lock = self.run.hold()
-        try:
-            if ckpt_path is not None:
-                # Loaded to the CPU: RNG states must stay CPU tensors (torch.set_rng_state refuses CUDA ones),
-                # and load_state_dict moves weights and optimizer moments to the model's device (not `step`).
-                self._restore(load_checkpoint(ckpt_path, expect_fingerprint=self.fingerprint,
-                                              map_location="cpu"), path=ckpt_path)
-            if self.nothing_left() is None:  # a finished run resumed without more epochs keeps its files
-                self.run.write_config(cfg.to_dict())
-            self.status: dict[str, Any] = {"state": "running"}
-            self.status = self._status("running")
-        except BaseException:
-            self._folder_lock.release()  # a traceback may keep this half-built trainer alive
-            raise
 
     # -- setup helpers --------------------------------------------------------------------------
 
