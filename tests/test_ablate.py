@@ -290,6 +290,14 @@ def test_ablate_json_and_print_config(tiny, env):
     assert cfg.exit_code == 0 and json.loads(cfg.stdout)["train"]["epochs"] == 2
 
 
+def test_the_missing_chart_hint_names_the_plot_extra(tiny, env, monkeypatch):
+    monkeypatch.setattr(ablation, "write_chart", lambda *args, **kwargs: None)  # as without matplotlib
+    out = runner.invoke(app, tiny_args(tiny, "nochart", "--max-steps", "1", "--no-aug", "--plain"))
+    assert out.exit_code == 0, out.stderr
+    # "[plot]" is text, not Rich markup (which silently dropped it)
+    assert "chart skipped: matplotlib is not installed (pip install 'asl-cli[plot]')" in out.stdout
+
+
 def test_interrupted_ablation_resumes_without_redoing_finished_variants(tiny, env):
     folder = tiny / "runs" / "ablate-resume"
     args = tiny_args(tiny, "resume", "--epochs", "1000", "--time-budget", "3", "--no-aug", "--plain",

@@ -251,10 +251,12 @@ def _run(plan, *, as_json: bool, plain: bool, log_interval: float, fake_gpu: str
     console = Console()
     console.print(comparison_table(rows, title=f"ablation {plan.out_dir.name} (deltas against the baseline)"))
     for line in notes_lines(rows):
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, markup=False)
+    # markup=False: "[plot]" and paths with brackets are text, not Rich markup
     console.print(f"results: {plan.out_dir / ablation.RESULTS_JSON}, {plan.out_dir / ablation.RESULTS_CSV}",
-                  highlight=False)
+                  highlight=False, markup=False)
     if chart is None:
-        console.print("chart skipped: matplotlib is not installed (pip install 'asl-cli[plot]')", highlight=False)
+        console.print("chart skipped: matplotlib is not installed (pip install 'asl-cli[plot]')", highlight=False,
+                      markup=False)
     else:
-        console.print(f"chart: {chart}", highlight=False)
+        console.print(f"chart: {chart}", highlight=False, markup=False)
