@@ -251,6 +251,20 @@ def test_request_stop_saves_last_and_raises(tiny_data, tmp_path):
     assert trainer.run.read_status()["state"] == "interrupted"
 
 
+def test_relative_data_paths_are_recorded_absolute(tiny_data, tmp_path, monkeypatch):
+    """A run trained with --data ../x must still evaluate and resume from another folder."""
+    import os
+
+    data_dir, cache_dir = tiny_data
+    monkeypatch.chdir(data_dir.parent)
+    cfg = make_cfg(tiny_data, tmp_path, "train.max_steps=1", "name=rel",
+                   f"data.data_dir={os.path.relpath(data_dir)}", f"data.cache_dir={os.path.relpath(cache_dir)}")
+    trainer = ASLTrainer(cfg)
+    saved = json.loads(trainer.run.config_path.read_text())["data"]
+    assert saved["data_dir"] == str(data_dir) and saved["cache_dir"] == str(cache_dir)
+    assert trainer.cfg.data.data_dir == str(data_dir) and cfg.data.data_dir != str(data_dir)  # the caller's copy
+
+
 def test_resuming_a_finished_run_trains_nothing_and_keeps_its_files(tiny_data, tmp_path):
     done = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.epochs=1", "name=done"))
     done.fit()

@@ -239,6 +239,11 @@ class ASLTrainer:
         if gradient_accumulation_steps is not None:
             cfg.train.gradient_accumulation_steps = int(gradient_accumulation_steps)
         validate(cfg, source="trainer")
+        # config.json must work from any folder (evaluate, resume): relative data paths made absolute
+        for key in ("data_dir", "cache_dir"):
+            value = getattr(cfg.data, key)
+            if value:
+                setattr(cfg.data, key, os.path.abspath(os.path.expanduser(value)))
         self.cfg = cfg
         self.callbacks = list(callbacks)
         self.warnings: list[str] = []
