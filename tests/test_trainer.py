@@ -265,6 +265,20 @@ def test_relative_data_paths_are_recorded_absolute(tiny_data, tmp_path, monkeypa
     assert trainer.cfg.data.data_dir == str(data_dir) and cfg.data.data_dir != str(data_dir)  # the caller's copy
 
 
+def test_a_resume_drops_the_metrics_of_updates_it_redoes(tiny_data, tmp_path):
+    """Killed (or a checkpoint write failed) after the last checkpoint: the updates logged since
+    are redone by the resume, and metrics.jsonl must not hold them twice."""
+    first = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=3", "train.epochs=3", "name=redo"))
+    first.fit()
+    lost = [{"event": "step", "step": 4, "loss": 9.0}, {"event": "step", "step": 5, "loss": 9.0}]
+    with open(first.run.metrics_path, "a", encoding="utf-8") as fh:
+        fh.write("".join(json.dumps(r) + "\n" for r in lost) + '{"event": "step", "st')  # and a torn line
+    second = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.max_steps=5", "train.epochs=3"), resume=first.run_dir)
+    second.fit()
+    steps = [m["step"] for m in second.run.read_metrics() if m["event"] == "step"]
+    assert steps == [1, 2, 3, 4, 5] and 9.0 not in [m.get("loss") for m in second.run.read_metrics()]
+
+
 def test_resuming_a_finished_run_trains_nothing_and_keeps_its_files(tiny_data, tmp_path):
     done = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.epochs=1", "name=done"))
     done.fit()

@@ -251,6 +251,9 @@ class ReadOnlyRunDir:
     def append_metrics(self, record: dict) -> None:
         pass
 
+    def drop_metrics_after(self, step: int) -> int:
+        return 0
+
 
 # --- the sharded batch sampler --------------------------------------------------------------------
 

@@ -217,6 +217,33 @@ class RunDir:
         except OSError as exc:
             raise RunIOError(f"cannot append metrics ({exc.strerror or exc})", path=self.metrics_path) from None
 
+    def drop_metrics_after(self, step: int) -> int:
+        """Remove the records of updates after `step` (a resume redoes them); returns how many.
+
+        A run stopped after its last checkpoint (a kill, a failed checkpoint write) logged updates
+        the resume will log again. Torn lines go too; the file is rewritten atomically, or left
+        untouched when nothing is to be dropped.
+        """
+        if not self.metrics_path.exists():
+            return 0
+        try:
+            lines = self.metrics_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError as exc:
+            raise RunIOError(f"cannot read metrics ({exc.strerror or exc})", path=self.metrics_path) from None
+        kept = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+                later = isinstance(record, dict) and int(record.get("step") or 0) > step
+            except (ValueError, TypeError):
+                continue  # a line torn by a killed writer
+            if not later:
+                kept.append(line)
+        dropped = len([ln for ln in lines if ln.strip()]) - len(kept)
+        if dropped:
+            atomic_write_text(self.metrics_path, "".join(ln + "\n" for ln in kept))
+        return dropped
+
     def read_status(self) -> dict:
         return json.loads(self.status_path.read_text())
 

@@ -278,6 +278,8 @@ class ASLTrainer:
                                               map_location="cpu"), path=ckpt_path)
             if self.nothing_left() is None:  # a finished run resumed without more epochs keeps its files
                 self.run.write_config(cfg.to_dict())
+                if ckpt_path is not None:  # updates logged after this checkpoint are about to be redone
+                    self.run.drop_metrics_after(self.step)
             self.status: dict[str, Any] = {"state": "running"}
             self.status = self._status("running")
         except BaseException:
