@@ -336,6 +336,25 @@ def test_summary_lines_say_how_far_a_stopped_run_got():
                          "with a higher --max-steps (0: no limit)")
 
 
+def test_json_stream_of_a_stopped_run_ends_with_its_summary(tiny, env):
+    run = tiny / "runs" / "json-stop"
+    proc = subprocess.Popen(asl(*tiny_args(tiny, "json-stop", "--epochs", "400", "--json")),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if json.loads(line)["event"] == "step":
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    events = [json.loads(line) for line in lines + rest.splitlines()]
+    summary = events[-1]
+    assert summary["event"] == "summary" and summary["state"] == "interrupted" and summary["exit_code"] == 143
+    assert summary["last_checkpoint"] == str(run / "checkpoints" / "last.pt") and summary["steps"] >= 1
+    assert summary["resume"] == f"asl train --resume {run}"
+
+
 def test_warnings_become_one_line_each_once():
     import logging
     import warnings

@@ -104,6 +104,16 @@ def interrupted_line(exc, run_dir: Path | None) -> str:
     return f"stopped by {name}: {where}{how}"
 
 
+def interrupted_summary(exc, run_dir: Path | None, trainer) -> dict[str, Any]:
+    """The `--json` summary of a stopped run (pure but for reading the trainer's counters)."""
+    path = getattr(exc, "path", None) or (run_dir / "checkpoints" / "last.pt" if run_dir else None)
+    return {"event": "summary", "state": "interrupted", "signal": "SIGTERM" if exc.exit_code == 143 else "SIGINT",
+            "exit_code": exc.exit_code, "run_dir": str(run_dir) if run_dir else None,
+            "last_checkpoint": str(path) if path else None,
+            "resume": f"asl train --resume {run_dir}" if run_dir else None,
+            "steps": getattr(trainer, "step", None), "best_top1": getattr(trainer, "best_top1", None)}
+
+
 @app.command("train")
 def train_cmd(
     preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name (see `asl presets`) "
@@ -186,6 +196,7 @@ def _train(cfg, *, resume: Path | None, as_json: bool, plain: bool, log_interval
     dashboard = TrainDashboard(mode, log_interval=log_interval, sampler=open_sampler(fake_gpu))
     requests = StopRequests(dashboard)
     run_dir: Path | None = resume
+    trainer = None
     try:
         with tidy_warnings(), stop_on_signals(requests), dashboard:
             dashboard.set_note("preparing the data and the model …", live_only=True)
@@ -195,6 +206,10 @@ def _train(cfg, *, resume: Path | None, as_json: bool, plain: bool, log_interval
             requests.attach(trainer)
             summary = trainer.fit()
     except TrainingInterrupted as exc:
+        if mode == JSON:  # the stream still ends with its summary: where the checkpoint is, how to go on
+            from asl_cli.monitor.render import ndjson_line
+
+            typer.echo(ndjson_line(interrupted_summary(exc, run_dir, trainer)))
         typer.echo(interrupted_line(exc, run_dir), err=True)
         raise typer.Exit(exc.exit_code) from None
     except StopBeforeStart as exc:
