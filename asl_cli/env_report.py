@@ -180,7 +180,7 @@ def data_facts(data_dir: str | Path, *, max_errors: int = 5, workers: int | None
     Uses the reader the trainer uses (`read_index`, `read_landmarks`), so "OK" here means the
     training pipeline can read it. Reports counts and the first `max_errors` problems.
     """
-    from asl_cli.data.reader import read_index, read_landmarks
+    from asl_cli.data.reader import COORDINATES, read_index, read_landmarks
     from asl_cli.errors import DataError
 
     facts: dict[str, Any] = {"dir": str(data_dir), "ok": False, "sequences": 0, "ok_files": 0, "bad_files": 0,
@@ -195,7 +195,7 @@ def data_facts(data_dir: str | Path, *, max_errors: int = 5, workers: int | None
 
     def check(i: int) -> str | None:
         try:
-            read_landmarks(index.file(i), columns=("x", "y"))  # what the cache reads
+            read_landmarks(index.file(i), columns=COORDINATES)  # what the cache reads
             return None
         except DataError as exc:
             return str(exc)

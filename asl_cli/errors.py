@@ -4,16 +4,18 @@ Library code raises these; the CLI turns each into one line on stderr and its ex
 Exit codes (documented in docs/exit-codes.md):
 
     0   success
-    1   a check found a problem (check-env, test-fix)
+    1   a check found a problem (check-env, test-fix); a missing optional extra (export: onnx,
+        show: matplotlib); export failed or its verification did not match
     2   bad usage or configuration (unknown preset key, wrong type, out of range)
     3   bad input data (missing/corrupt parquet, bad train.csv or sign map)
     4   bad checkpoint (not a checkpoint, other model size, unsafe pickle)
-    5   no NVIDIA GPU / NVML not available (gpu-watch, check-env --require-gpu)
+    5   no usable NVIDIA GPU / NVML not available (gpu-watch, check-env --require-gpu,
+        --device cuda in train, ablate, evaluate, predict)
     6   training stopped: non-finite loss
     7   out of memory
-    8   cannot write the run folder (disk full, permissions)
-    130 interrupted by Ctrl-C (SIGINT), after saving a checkpoint
-    143 terminated by SIGTERM, after saving a checkpoint
+    8   cannot write an output (run folder, checkpoint, cache, synth/evaluate/export/show output)
+    130 interrupted by Ctrl-C (SIGINT): train/ablate after saving a checkpoint, synth/prepare at once
+    143 terminated by SIGTERM: as 130
 """
 
 from __future__ import annotations

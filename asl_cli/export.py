@@ -160,25 +160,74 @@ class Verification:
         return self.max_abs_diff < MAX_ABS_DIFF
 
 
-def verification_inputs(sample_dir: str | Path | None, *, limit: int = 8) -> list[tuple[str, np.ndarray]]:
-    """(name, landmarks) pairs: real files of the sample (those with a missing hand first) or generated ones."""
-    from asl_cli.data.reader import read_landmarks
+@dataclass
+class VerificationInputs:
+    """The sequences an export is verified on, and the files of the folder that could not be read."""
 
+    inputs: list[tuple[str, np.ndarray]]  # (name, (T, 543, 3) landmarks); names of generated ones: generated-T
+    skipped: list[str] = field(default_factory=list)  # "path: reason" per unreadable file
+
+    @property
+    def generated(self) -> bool:
+        return bool(self.inputs) and self.inputs[0][0].startswith("generated-")
+
+
+def generated_inputs() -> list[tuple[str, np.ndarray]]:
+    """Five generated sequences (1-400 frames, a hand missing) for when there are no real files."""
+    rng = np.random.default_rng(0)
+    return [(f"generated-{t}", synthetic_landmarks(rng, t)) for t in (1, 7, 23, 64, 400)]
+
+
+def verification_data(folder: str | Path, *, limit: int = 8) -> VerificationInputs:
+    """Real sequences of `folder` (`--verify-data`): those with a hand missing in some frame first.
+
+    The first `4 * limit` parquet files (sorted, any depth) are read; unreadable ones are listed in
+    `.skipped` (as `asl predict --skip-bad` lists them) and the others used. DataError (exit 3),
+    naming the folder, when it does not exist, is not a folder or holds no parquet file; when none
+    of its files can be read, the first one's DataError with how many failed (as `asl predict`).
+    """
+    from asl_cli.data.reader import read_landmarks
+    from asl_cli.inference import all_unreadable
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError("--verify-data folder not found" if not folder.exists() else
+                        "--verify-data is not a folder (give a folder of landmark parquet files)", path=folder)
+    files = sorted(folder.rglob("*.parquet"))[: 4 * limit]
+    if not files:
+        raise DataError("--verify-data folder holds no .parquet files", path=folder)
     out: list[tuple[str, np.ndarray]] = []
-    if sample_dir is not None and Path(sample_dir).is_dir():
-        files = sorted(Path(sample_dir).rglob("*.parquet"))[: 4 * limit]
-        for f in files:
-            try:
-                out.append((str(f), read_landmarks(f)))
-            except DataError:
-                continue
-        # Put sequences with a hand missing in some frame first, so they are always among those checked.
-        out.sort(key=lambda item: not _has_missing_hand(item[1]))
-        out = out[:limit]
+    skipped: list[str] = []
+    first_error: DataError | None = None
+    for f in files:
+        try:
+            out.append((str(f), read_landmarks(f)))  # (T, 543, 3), the raw graph's input; no z -> NaN
+        except DataError as exc:
+            skipped.append(str(exc))
+            first_error = first_error or exc
     if not out:
-        rng = np.random.default_rng(0)
-        out = [(f"generated-{t}", synthetic_landmarks(rng, t)) for t in (1, 7, 23, 64, 400)]
-    return out
+        raise all_unreadable(first_error, len(skipped))
+    # Put sequences with a hand missing in some frame first, so they are always among those checked.
+    out.sort(key=lambda item: not _has_missing_hand(item[1]))
+    return VerificationInputs(out[:limit], skipped)
+
+
+def default_verification_data(sample_dir: str | Path | None, *, limit: int = 8) -> VerificationInputs:
+    """Lenient, for the default sample (which may be absent): its real files (and those skipped), or
+    generated sequences when it is missing or has no readable file. A folder the user named goes
+    through `verification_data`, which refuses a folder without usable files.
+    """
+    if sample_dir is not None and Path(sample_dir).is_dir():
+        try:
+            return verification_data(sample_dir, limit=limit)
+        except DataError:
+            pass
+    return VerificationInputs(generated_inputs())
+
+
+def verification_inputs(sample_dir: str | Path | None, *, limit: int = 8) -> list[tuple[str, np.ndarray]]:
+    """(name, landmarks) pairs of `default_verification_data` (real files, else generated ones)."""
+    return default_verification_data(sample_dir, limit=limit).inputs
 
 
 def _has_missing_hand(landmarks: np.ndarray) -> bool:

@@ -55,6 +55,9 @@ def resolve_checkpoint(run_or_checkpoint: str | Path) -> tuple[Path, Path | None
         for name in ("best.pt", "last.pt"):
             if (p / "checkpoints" / name).is_file():
                 return p / "checkpoints" / name, p
+        if not (p / "config.json").is_file() and not (p / "checkpoints").is_dir():
+            raise CheckpointError("not a run folder or checkpoint file (no config.json or checkpoints/ in it; "
+                                  "give the folder `asl train` made, or a .pt file)", path=p)
         raise CheckpointError("no checkpoints/best.pt or checkpoints/last.pt in this run folder", path=p)
     if not p.is_file():
         raise CheckpointError("no such run folder or checkpoint file", path=p)
@@ -101,7 +104,7 @@ def load_for_inference(run_or_checkpoint: str | Path, device: str = "cpu") -> Lo
 # --- prediction -------------------------------------------------------------------------------
 
 def features_from_landmarks(landmarks: np.ndarray, max_len: int) -> np.ndarray:
-    """`(T, 543, 3)` raw landmarks -> `(T', 708)` model features (the 118 points, preprocessed)."""
+    """`(T, 543, C>=2)` raw landmarks -> `(T', 708)` model features (the 118 points, preprocessed; x, y only)."""
     from asl_cli.data.preprocess import preprocess, select_points
 
     return preprocess(select_points(landmarks), max_len)
@@ -152,7 +155,7 @@ def predict_files(loaded: LoadedModel, files: Sequence[str | Path], *, batch_siz
     others are still predicted. When no file at all could be read there is nothing to show, so
     `skip_bad` too raises one DataError: the first bad file's, with how many others failed.
     """
-    from asl_cli.data.reader import read_landmarks
+    from asl_cli.data.reader import COORDINATES, read_landmarks
 
     good: list[Path] = []
     feats: list[np.ndarray] = []
@@ -161,7 +164,7 @@ def predict_files(loaded: LoadedModel, files: Sequence[str | Path], *, batch_siz
     first_error: DataError | None = None
     for f in files:
         try:
-            landmarks = read_landmarks(f)
+            landmarks = read_landmarks(f, columns=COORDINATES)  # what training reads: one rule
         except DataError as exc:
             if not skip_bad:
                 raise

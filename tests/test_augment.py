@@ -579,6 +579,7 @@ def test_show_writes_a_png_of_the_expected_size(sample_dir, tmp_path):
                                       "--frames", "5", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "flip" in result.output and "affine" in result.output  # seed 6 fires the spatial group
+    assert "5 of 18 frames)" in result.output  # what was drawn, not the file's frame count alone
     with Image.open(out) as im:
         assert im.format == "PNG" and im.size == (5 * 170, 2 * 170 + 35)
         pixels = np.asarray(im.convert("RGB"))
@@ -602,8 +603,14 @@ def test_show_gif_and_one_line_errors(sample_dir, tmp_path, monkeypatch):
     result = runner.invoke(app, ["show", str(sample_dir / SHOW_FILE), "--augment", "--profile", "winner",
                                  "--frames", "3", "--out", str(gif)])
     assert result.exit_code == 0, result.output
+    assert "3 of 18 frames, 3 animation steps)" in result.output
     with Image.open(gif) as im:
         assert im.format == "GIF" and im.n_frames == 3
+    for args, drawn in ((["--out", str(tmp_path / "all.png"), "--frames", "20"], "all 18 frames)"),
+                        (["--out", str(tmp_path / "d.png")], "8 of 18 frames)"),
+                        (["--out", str(tmp_path / "all.gif")], "all 18 frames, 18 animation steps)")):
+        res = runner.invoke(app, ["show", str(sample_dir / SHOW_FILE), *args])
+        assert res.exit_code == 0 and drawn in res.output, (args, res.output)
 
     bad = runner.invoke(app, ["show", str(sample_dir / SHOW_FILE), "--out", str(tmp_path / "a.jpg")])
     assert bad.exit_code == 2 and bad.stderr.strip().count("\n") == 0 and ".png or .gif" in bad.stderr

@@ -226,3 +226,31 @@ def test_damaged_index_is_a_data_error(sample_dir, tmp_path, damage):
         with pytest.raises(DataError, match="damaged prepared cache") as info:
             opener()
         assert info.value.path == str(good.path) and "\n" not in str(info.value)
+
+
+def test_cli_prepare_stopped_by_ctrl_c_says_so_and_writes_nothing(sample_dir, tmp_path, monkeypatch):
+    """A real SIGINT mid-build: one line on stderr, exit 130, no cache and no temp folder left."""
+    import signal
+
+    from typer.testing import CliRunner
+
+    from asl_cli.cli.app import app
+
+    data = small_copy(sample_dir, tmp_path / "data", n=5)
+    root = tmp_path / "c"
+    calls = {"n": 0}
+    real = cache_mod.load_sequence
+
+    def ctrl_c_midway(path):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # as a terminal's Ctrl-C: the handler runs here
+        return real(path)
+
+    monkeypatch.setattr(cache_mod, "load_sequence", ctrl_c_midway)
+    res = CliRunner().invoke(app, ["prepare", str(data), "--cache-dir", str(root), "--workers", "1"])
+    assert res.exit_code == 130, res.output
+    assert res.stderr.strip().splitlines()[-1] == "stopped by Ctrl-C: nothing written (the cache folder is as it was)"
+    assert "Traceback" not in res.output and res.stdout == ""
+    assert not root.exists() or list(root.iterdir()) == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored

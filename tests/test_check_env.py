@@ -165,6 +165,9 @@ def test_data_check_counts_bad_files_and_names_them(damaged):
 
 def test_data_check_reports_a_broken_index(tmp_path):
     facts = data_facts(tmp_path)
+    assert not facts["ok"] and "not an asl-signs data folder" in facts["index_error"]  # an empty folder
+    (tmp_path / "train.csv").write_text("path,participant_id,sequence_id,sign\n")
+    facts = data_facts(tmp_path)
     assert not facts["ok"] and "sign map not found" in facts["index_error"]
 
 
@@ -222,3 +225,11 @@ def test_an_unreadable_fake_gpu_file_is_a_problem_not_a_machine_without_gpus(tmp
     assert report["problems"] and str(bad) in report["problems"][0] and "not valid JSON" in report["problems"][0]
     r = check_env("--json", "--fake-gpu", str(bad))
     assert r.exit_code == 1 and json.loads(r.stdout)["problems"] == report["problems"]
+
+
+def test_command_piped_problem_lines_stay_whole(tmp_path):
+    """`asl check-env > report.txt`: a problem line is one line, its path whole (not cut at 80 columns)."""
+    missing = tmp_path / "a-rather-long-folder-name-for-testing-wrapping" / "another-level-of-nesting" / "asl-signs"
+    r = check_env("--fake-gpu", H100, "--data", str(missing), env={"COLUMNS": None})
+    assert r.exit_code == 1
+    assert f"problem: data: {missing}: data folder not found" in r.stdout.splitlines()

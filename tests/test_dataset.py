@@ -153,8 +153,14 @@ def test_participant_folds_grouped_and_balanced():
     sizes = np.bincount(folds)
     assert sizes.max() - sizes.min() <= np.bincount(np.unique(participants, return_inverse=True)[1]).max()
     np.testing.assert_array_equal(folds, participant_folds(participants, 5, seed=0))
-    with pytest.raises(ConfigError, match="at least 5 participants"):
+    with pytest.raises(ConfigError, match="at least 5 participants") as info:
         participant_folds(np.array([1, 2, 3, 1]), 5)
+    # the message names the setting to change (as `--set data.n_folds=...` spells it)
+    assert str(info.value).startswith("data.n_folds = 5: ") and "set data.n_folds to at most 3" in str(info.value)
+    with pytest.raises(ConfigError, match="data.n_folds must be at least 2"):
+        participant_folds(np.array([1, 2]), 1)
+    with pytest.raises(ConfigError, match="data.val_fold=-1"):  # one participant: no fold count works
+        participant_folds(np.array([1, 1]), 2)
 
 
 def test_train_val_indices(sample_cache):

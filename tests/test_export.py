@@ -130,11 +130,55 @@ def test_export_features_variant_dynamic_batch_and_length(export_run, loaded, tm
         assert np.allclose(got.sum(axis=1), 1, atol=1e-5)
 
 
-def test_export_verifies_on_generated_sequences_without_a_sample(export_run, tmp_path):
-    res = runner.invoke(app, ["export", str(export_run), "--out", str(tmp_path / "g.onnx"),
-                              "--verify-data", str(tmp_path / "nowhere")])
+def test_export_verifies_on_generated_sequences_without_a_sample(export_run, tmp_path, monkeypatch):
+    import asl_cli.cli.cmd_export as cmd_export
+
+    monkeypatch.setattr(cmd_export, "DEFAULT_SAMPLE", tmp_path / "no-sample-here")  # e.g. a plain pip install
+    res = runner.invoke(app, ["export", str(export_run), "--out", str(tmp_path / "g.onnx")])
     assert res.exit_code == 0, res.output
-    assert "generated sequences" in res.output
+    assert "verified 5 generated sequences" in res.output
+
+
+def test_export_refuses_a_verify_data_folder_without_usable_files(export_run, tmp_path):
+    """A --verify-data the user named is never silently replaced by generated sequences: exit 3, one line."""
+    from asl_cli.errors import EXIT_DATA
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "bad").mkdir()
+    for name in ("a.parquet", "b.parquet"):
+        (tmp_path / "bad" / name).write_text("not parquet")
+    for folder, problem in ((tmp_path / "nowhere", "--verify-data folder not found"),
+                            (tmp_path / "notes.txt", "--verify-data is not a folder"),
+                            (tmp_path / "empty", "--verify-data folder holds no .parquet files"),
+                            (tmp_path / "bad", "none of the 2 files could be read")):
+        out = tmp_path / "x.onnx"
+        res = runner.invoke(app, ["export", str(export_run), "--out", str(out), "--verify-data", str(folder)])
+        assert res.exit_code == EXIT_DATA, (folder, res.output)
+        lines = [x for x in res.output.splitlines() if x.strip()]
+        assert len(lines) == 1 and lines[0].startswith(f"error: {folder}") and problem in lines[0], lines
+        assert not out.exists()
+
+
+def test_export_reports_unreadable_verify_data_files(export_run, sample_dir, tmp_path):
+    """Unreadable files are skipped as `asl predict --skip-bad` skips them: one stderr line each, and counted."""
+    import shutil
+
+    good = sorted((sample_dir / "train_landmark_files").rglob("*.parquet"))[:2]
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for f in good:
+        shutil.copy(f, folder / f.name)
+    (folder / "zz-broken.parquet").write_bytes(b"PAR1 nonsense")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pq.read_table(good[0]).drop(["z"]), folder / "no-z.parquet")  # usable: z is optional
+    res = runner.invoke(app, ["export", str(export_run), "--out", str(tmp_path / "m.onnx"),
+                              "--verify-data", str(folder)])
+    assert res.exit_code == 0, res.output
+    assert res.stderr.splitlines() == [l for l in res.stderr.splitlines() if l.startswith("skipped: ")]
+    assert len(res.stderr.splitlines()) == 1 and f"skipped: {folder / 'zz-broken.parquet'}: " in res.stderr
+    assert "verified 3 real files (1 unreadable file skipped)" in res.stdout
 
 
 def test_export_refuses_a_mismatch_and_removes_the_file(export_run, tmp_path, monkeypatch):

@@ -195,6 +195,30 @@ def test_predict_same_result_for_every_file_variant(trained_run, sample_dir, tmp
         assert np.allclose([t["probability"] for t in p["top"]], [t["probability"] for t in first], atol=1e-6)
 
 
+def test_predict_and_show_accept_what_training_accepts_a_file_without_z(trained_run, sample_dir, tmp_path):
+    """Training reads only frame, x, y; so do predict and show (one reader rule), so a file without z works."""
+    pytest.importorskip("matplotlib")
+    src = sample_files(sample_dir)[0]
+    noz = tmp_path / "noz.parquet"
+    pq.write_table(pq.read_table(src).drop(["z"]), noz)
+    res = invoke("predict", trained_run, src, noz, "--json")
+    assert res.exit_code == 0, res.output
+    a, b = json.loads(res.stdout)["predictions"]
+    assert a["frames"] == b["frames"] and [t["sign"] for t in a["top"]] == [t["sign"] for t in b["top"]]
+    assert np.allclose([t["probability"] for t in a["top"]], [t["probability"] for t in b["top"]], atol=1e-6)
+    res = invoke("show", noz, "--augment", "--out", tmp_path / "noz.png")
+    assert res.exit_code == 0, res.output
+    res = invoke("show", src, "--augment", "--out", tmp_path / "src.png")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "noz.png").read_bytes() == (tmp_path / "src.png").read_bytes()  # z is never drawn
+
+
+def test_predict_refuses_json_with_ndjson(trained_run, sample_dir):
+    res = invoke("predict", trained_run, sample_files(sample_dir)[0], "--json", "--ndjson")
+    assert res.exit_code == 2 and res.stdout == ""
+    one_error_line(res, "--json and --ndjson cannot be used together")
+
+
 def test_predict_batched_equals_one_by_one(trained_run, sample_dir):
     from asl_cli.inference import load_for_inference, predict_files
 
@@ -265,8 +289,16 @@ def test_bad_checkpoints(tmp_path, sample_dir):
     res = invoke("predict", foreign, good)
     assert res.exit_code == EXIT_CHECKPOINT
     one_error_line(res, "foreign.pt", "not an asl checkpoint")
-    res = invoke("evaluate", tmp_path)  # a folder without checkpoints
+    res = invoke("evaluate", tmp_path)  # a folder that is no run folder (no config.json, no checkpoints/)
     assert res.exit_code == EXIT_CHECKPOINT
+    one_error_line(res, str(tmp_path), "not a run folder or checkpoint file")
+    res = invoke("evaluate", tmp_path / "nowhere")
+    assert res.exit_code == EXIT_CHECKPOINT
+    one_error_line(res, "nowhere", "no such run folder or checkpoint file")
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)  # a run folder whose checkpoints are gone
+    res = invoke("evaluate", tmp_path / "run")
+    assert res.exit_code == EXIT_CHECKPOINT
+    one_error_line(res, "no checkpoints/best.pt or checkpoints/last.pt in this run folder")
 
 
 def test_real_subprocess_one_line_and_exit_codes(trained_run, tmp_path, sample_dir):
@@ -337,3 +369,29 @@ def test_device_errors_name_the_commands_own_option(trained_run, sample_dir, mon
     assert res.exit_code == code
     line = one_error_line(res, "--device", problem)
     assert "train.device" not in line and "preset" not in line
+
+
+def test_piped_predict_and_evaluate_keep_long_paths_whole(trained_run, sample_dir, tmp_path):
+    """`asl predict RUN FILE > p.txt`, `asl evaluate RUN > e.txt`: not a terminal, so Rich would fold at
+    80 columns; every path must come out whole, on one line (docs/predict.md, docs/evaluate.md)."""
+    import shutil
+
+    deep = tmp_path / "a-rather-long-folder-name-for-testing-wrapping" / "another-level-of-nesting"
+    deep.mkdir(parents=True)
+    src = sample_files(sample_dir)[0]
+    copy = deep / f"{src.parent.name}-{src.name}"
+    shutil.copy(src, copy)
+    assert len(str(copy)) > 80
+    res = runner.invoke(app, ["predict", str(trained_run), str(copy)], env={"COLUMNS": None})
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert any(line.startswith(f"│ {copy} ") for line in lines), res.stdout
+    assert lines[0].startswith(str(trained_run / "checkpoints"))  # the title's checkpoint path too
+
+    out = deep / "eval"
+    res = runner.invoke(app, ["evaluate", str(trained_run), "--out", str(out)], env={"COLUMNS": None})
+    assert res.exit_code == 0, res.output
+    last = res.stdout.splitlines()[-1]
+    assert last.startswith(f"metrics: {out / 'metrics.json'}")
+    if (out / "confusion.png").is_file():
+        assert last.endswith(f"confusion matrix: {out / 'confusion.png'}")

@@ -181,6 +181,30 @@ def test_missing_columns(tmp_path):
     expect_error(write(tmp_path / "f.parquet", cols), "missing column(s) frame")
 
 
+def test_z_is_optional_x_and_y_are_not(tmp_path):
+    """One rule for every reader: frame, x, y required; z optional (NaN when asked for and absent)."""
+    from asl_cli.data.reader import COORDINATES
+
+    a = frames_array(3)
+    cols = landmark_table(a)
+    full = read_landmarks(write(tmp_path / "full.parquet", cols))
+    del cols["z"]
+    p = write(tmp_path / "noz.parquet", cols)
+    got = read_landmarks(p)
+    assert got.shape == (3, ROWS_PER_FRAME, 3) and np.isnan(got[..., 2]).all()
+    np.testing.assert_array_equal(got[..., :2], full[..., :2])
+    np.testing.assert_array_equal(read_landmarks(p, columns=COORDINATES), full[..., :2])
+    np.testing.assert_array_equal(read_landmarks(p, columns=("x", "z", "y"))[..., [0, 2]], full[..., :2])
+    cols = landmark_table(a)
+    del cols["x"]
+    expect_error(write(tmp_path / "nox.parquet", cols), "missing column(s) x", columns=("y",))  # x always needed
+    cols = landmark_table(a)
+    cols["z"] = pa.array(["?"] * len(cols["z"]))  # z that is not numbers: refused when asked for, else unread
+    p = write(tmp_path / "badz.parquet", cols)
+    expect_error(p, "column 'z' has type string")
+    np.testing.assert_array_equal(read_landmarks(p, columns=COORDINATES), full[..., :2])
+
+
 def test_rows_not_multiple_of_543(tmp_path):
     cols = {k: v.slice(0, 2 * ROWS_PER_FRAME - 3) for k, v in landmark_table(frames_array(2)).items()}
     expect_error(write(tmp_path / "r.parquet", cols), "not a multiple of 543")
@@ -300,8 +324,24 @@ def test_index_missing_files(tmp_path):
     root = make_data_dir(tmp_path / "d")
     (root / "train.csv").unlink()
     expect_index_error(root, "train.csv", "not found")
+    root = make_data_dir(tmp_path / "e")
     (root / "sign_to_prediction_index_map.json").unlink()
     expect_index_error(root, "sign_to_prediction_index_map.json", "not found")
+
+
+def test_index_wrong_folder_says_what_is_wrong_with_the_folder(tmp_path):
+    """A missing path, a file and a folder that is no data set each get their own message naming the
+    folder (not "sign map not found" for a folder that does not exist, nor "not found" for a file)."""
+    for path, fragment in ((tmp_path / "nowhere", "data folder not found"),
+                           (make_data_dir(tmp_path / "d") / "train.csv", "not a folder"),
+                           (tmp_path / "empty", "not an asl-signs data folder: it holds neither train.csv nor "
+                                                "sign_to_prediction_index_map.json")):
+        if path.name == "empty":
+            path.mkdir()
+        with pytest.raises(DataError) as info:
+            read_index(path)
+        assert info.value.path == str(path) and fragment in info.value.message, info.value
+        assert info.value.exit_code == EXIT_DATA and "\n" not in str(info.value)
 
 
 def test_sign_map_not_json(tmp_path):

@@ -343,13 +343,13 @@ def test_default_dir_honours_asl_cache(tmp_path, monkeypatch):
 def test_ensure_generates_once_then_reuses(tmp_path, monkeypatch):
     cfg = SynthConfig(num_signs=3, num_participants=3, repetitions=1, seed=2)
     calls = []
-    real_generate = synth.generate
+    real_write = synth._write_set
 
     def counting(*args, **kwargs):
         calls.append(kwargs)
-        return real_generate(*args, **kwargs)
+        return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(synth, "generate", counting)
+    monkeypatch.setattr(synth, "_write_set", counting)
     progress = []
     path = synth.ensure_default_dataset(cfg, cache_root=tmp_path, progress=lambda d, t: progress.append((d, t)))
     assert path == synth.default_dataset_dir(cfg, tmp_path) and (path / "train.csv").is_file()
@@ -379,16 +379,17 @@ def test_a_set_finished_meanwhile_by_another_process_is_kept(tmp_path, monkeypat
     """Two first runs at once: the later one must not delete the set the earlier one is using."""
     cfg = SynthConfig(num_signs=3, num_participants=3, repetitions=1, seed=2)
     target = synth.default_dataset_dir(cfg, tmp_path)
-    real_generate = synth.generate
+    real_write = synth._write_set
 
-    def racing(out, **kwargs):
-        summary = real_generate(out, **kwargs)
-        real_generate(target, **kwargs)  # the other process completes first...
+    def racing(out, name, **kwargs):
+        summary = real_write(out, name, **kwargs)
+        target.mkdir()
+        real_write(target, target, **kwargs)  # the other process completes first...
         (target / synth.COMPLETE_FILE).write_text(json.dumps(synth._params(cfg)))
         (target / "theirs").write_text("in use")
         return summary
 
-    monkeypatch.setattr(synth, "generate", racing)
+    monkeypatch.setattr(synth, "_write_set", racing)
     assert synth.ensure_default_dataset(cfg, cache_root=tmp_path) == target
     assert (target / "theirs").is_file() and [p.name for p in tmp_path.iterdir()] == [target.name]
 
@@ -447,4 +448,78 @@ def test_cli_errors_are_one_line_with_their_exit_code(tmp_path):
         locked.mkdir(mode=0o500)
         res = runner.invoke(app, ["synth", str(locked / "x"), "--signs", "2", "--participants", "3",
                                   "--repetitions", "1"])
-        assert res.exit_code == 3 and "cannot create" in res.stderr
+        assert res.exit_code == 8 and "cannot create" in res.stderr
+
+
+def test_cli_unwritable_output_is_exit_8_and_creates_nothing(tmp_path):
+    """Like `evaluate --out` / `export --out`: a folder that cannot be written is RunIOError (8), not 3."""
+    from typer.testing import CliRunner
+
+    from asl_cli.cli.app import app
+    from asl_cli.errors import EXIT_IO
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")  # even root cannot create a folder below a file
+    res = CliRunner().invoke(app, ["synth", str(blocker / "syn"), "--signs", "2", "--participants", "3",
+                                   "--repetitions", "1"])
+    assert res.exit_code == EXIT_IO, res.output
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()]  # one line
+    assert res.stderr.startswith(f"error: {blocker / 'syn'}: cannot create the output folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_generate_builds_aside_and_an_interrupted_one_leaves_nothing(tmp_path):
+    out = tmp_path / "syn"
+    seen = []
+
+    def interrupted(done, total):
+        seen.append(sorted(p.name for p in tmp_path.iterdir()))
+        if done >= 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        synth.generate(out, num_signs=3, num_participants=3, repetitions=1, workers=1, progress=interrupted)
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # neither the folder nor its temp sibling
+    assert seen[0][0].startswith(".syn.tmp-")  # built beside the target, not in it
+    # An empty folder given as the target is filled; a killed generation's leftover is cleared.
+    out.mkdir()
+    leftover = tmp_path / f".syn.tmp-{2 ** 22 + 12345}-deadbeef"
+    leftover.mkdir()
+    summary = synth.generate(out, num_signs=3, num_participants=3, repetitions=1, workers=1)
+    assert summary.out_dir == out and (out / "train.csv").is_file() and (out / synth.INFO_FILE).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize("signame, code, said", [("SIGINT", 130, "Ctrl-C"), ("SIGTERM", 143, "SIGTERM")])
+def test_cli_stopped_by_a_signal_writes_nothing_and_says_so(tmp_path, signame, code, said):
+    """Ctrl-C / SIGTERM while `asl synth` writes: nothing left (a rerun works), one line, 130 / 143."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "s"
+    args = [sys.executable, "-m", "asl_cli", "synth", str(out), "--signs", "20", "--participants", "12",
+            "--repetitions", "10", "--workers", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline and not any(tmp_path.rglob("*.parquet")):
+            time.sleep(0.05)
+        assert proc.poll() is None, "synth ended before the signal"
+        proc.send_signal(getattr(signal, signame))
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr and stdout == ""
+    assert stderr.strip().splitlines()[-1] == f"stopped by {said}: nothing written to {out}"
+    assert list(tmp_path.iterdir()) == []  # no half-written folder, no temp folder
+    from typer.testing import CliRunner
+
+    from asl_cli.cli.app import app
+
+    again = CliRunner().invoke(app, ["synth", str(out), "--signs", "2", "--participants", "3", "--repetitions", "1"])
+    assert again.exit_code == 0, again.output

@@ -343,3 +343,15 @@ def test_auto_workers_are_checked_against_the_rule(workdir, monkeypatch):
     _patch_build_loaders(monkeypatch, ignore_workers)
     r = check(workdir, "loader-settings", preset="cpu")
     assert r.status == FAIL and "num_workers=0 (expected 1)" in r.reason, r.reason
+
+
+def test_docs_show_the_real_number_of_settings(workdir):
+    """docs/test-fix.md's captured output quotes the checkpoint-config reason: keep its count true."""
+    import re
+    from pathlib import Path
+
+    result = check(workdir, "checkpoint-config")
+    assert result.status == PASS, result.reason
+    real = re.search(r"all (\d+) settings", result.reason).group(1)
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "test-fix.md").read_text(encoding="utf-8")
+    assert set(re.findall(r"all (\d+) settings", doc)) == {real}

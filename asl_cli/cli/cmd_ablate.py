@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from asl_cli.cli.app import app
-from asl_cli.cli.common import user_errors
+from asl_cli.cli.common import make_console, user_errors
 from asl_cli.cli.options import (DataOpt, DeviceOpt, EpochsOpt, JsonOpt, MaxStepsOpt, NameOpt, PresetOpt,
                                  PrintConfigOpt, RunsDirOpt, SeedOpt, SetOpt, TimeBudgetOpt, WorkersOpt,
                                  print_config, resolve_config)
@@ -246,9 +246,7 @@ def _run(plan, *, as_json: bool, plain: bool, log_interval: float, fake_gpu: str
         typer.echo(ndjson_line({"event": "ablation", "dir": str(plan.out_dir), "rows": rows,
                                 "chart": None if chart is None else str(chart)}))
         return
-    from rich.console import Console
-
-    console = Console()
+    console = make_console()
     console.print(comparison_table(rows, title=f"ablation {plan.out_dir.name} (deltas against the baseline)"))
     for line in notes_lines(rows):
         console.print(line, highlight=False, markup=False)

@@ -16,7 +16,7 @@ import typer
 
 from asl_cli.cli.app import app
 from asl_cli.cli.cmd_gpu_watch import FakeGpuOpt
-from asl_cli.cli.common import user_errors
+from asl_cli.cli.common import make_console, user_errors
 from asl_cli.cli.options import JsonOpt
 
 
@@ -34,13 +34,11 @@ def check_env(
         import json
         import sys
 
-        from rich.console import Console
-
         from asl_cli.env_report import collect_report
         from asl_cli.errors import EXIT_NO_GPU, EXIT_OK, EXIT_PROBLEM
         from asl_cli.monitor.render import env_report_view, json_safe
 
-        err = Console(stderr=True)
+        err = make_console(stderr=True)
         progress = None
         if data is not None and err.is_terminal and not json_out:
             def progress(done: int, total: int) -> None:
@@ -52,7 +50,7 @@ def check_env(
         if json_out:
             print(json.dumps(json_safe(report), indent=2))
         else:
-            Console().print(env_report_view(report))
+            make_console().print(env_report_view(report))
         code = EXIT_PROBLEM if report["problems"] else EXIT_OK
         if require_gpu and not report["cuda_usable"]:
             why = report["nvml"].get("message") if not report["gpus"] else "torch cannot use CUDA here"

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from asl_cli.cli.app import app
-from asl_cli.cli.common import user_errors
+from asl_cli.cli.common import make_console, user_errors
 
 
 def _pct(x: float | None) -> str:
@@ -22,10 +22,12 @@ def _pct(x: float | None) -> str:
 
 
 def render_evaluation(result: dict, console, *, rows: int = 15) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     split = "validation fold " + str(result["val_fold"]) if result["split"] == "val" else "all sequences"
-    console.print(f"[bold]{result['checkpoint']}[/] on {result['data_dir']} ({split}: {result['n']} sequences)")
+    console.print(f"[bold]{escape(str(result['checkpoint']))}[/] on {escape(str(result['data_dir']))} "
+                  f"({split}: {result['n']} sequences)")
     console.print(f"top-1 {_pct(result['top1'])}   top-5 {_pct(result['top5'])}   "
                   f"correct {result['correct']}/{result['n']}")
     per = Table(title=f"Per-sign accuracy (worst {min(rows, len(result['per_sign']))} of "
@@ -89,8 +91,7 @@ def evaluate_command(
         if as_json:
             typer.echo(json.dumps(result))
             return
-        from rich.console import Console
-
-        console = Console()
+        console = make_console()
         render_evaluation(result, console)
-        console.print(f"metrics: {folder / 'metrics.json'}" + (f"   confusion matrix: {png}" if png else ""))
+        console.print(f"metrics: {folder / 'metrics.json'}" + (f"   confusion matrix: {png}" if png else ""),
+                      markup=False, highlight=False)  # paths are text, whatever brackets they hold

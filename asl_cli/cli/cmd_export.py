@@ -3,7 +3,9 @@
 Thin: options -> `asl_cli.export` -> size, agreement with PyTorch and CPU latency. The default graph
 takes raw landmarks (T, 543, 3) float32 with NaN and does the preprocessing itself; `--features`
 takes ready features (B, L, 708) + mask. The graph is checked on the real sample (or generated
-sequences): a max abs difference >= 1e-4 deletes the file and exits 1.
+sequences): a max abs difference >= 1e-4 deletes the file and exits 1. A `--verify-data` folder that is
+missing, not a folder, or holds no readable parquet file is refused (exit 3, naming it); unreadable
+files in it are skipped, each reported on stderr as `skipped: <file>: <reason>`.
 """
 
 from __future__ import annotations
@@ -38,18 +40,26 @@ def export_command(
 
         if fmt.lower() != "onnx":
             raise ConfigError(f"--format {fmt!r} is not supported (only onnx)")
-        from asl_cli.export import (MAX_ABS_DIFF, ExportMismatch, export_onnx, require_onnx,
-                                    verification_inputs, verify_onnx)
+        from asl_cli.export import (MAX_ABS_DIFF, ExportMismatch, default_verification_data, export_onnx,
+                                    require_onnx, verification_data, verify_onnx)
         from asl_cli.inference import load_for_inference
 
         require_onnx()
         loaded = load_for_inference(checkpoint)
         target = out or loaded.checkpoint_path.with_name(
             loaded.checkpoint_path.stem + ("-features" if features else "") + ".onnx")
-        inputs = verification_inputs(verify_data if verify_data is not None else DEFAULT_SAMPLE)
+        # A folder named with --verify-data must hold readable parquet files (else exit 3, naming it);
+        # the default sample may be absent (then generated sequences).
+        data = verification_data(verify_data) if verify_data is not None else default_verification_data(DEFAULT_SAMPLE)
+        for line in data.skipped:  # as `asl predict --skip-bad` reports them
+            typer.echo(f"skipped: {line}", err=True)
+        inputs = data.inputs
         path = export_onnx(loaded, target, features=features, probabilities=probabilities, example=inputs[0][1])
         check = verify_onnx(path, loaded, inputs, features=features, probabilities=probabilities)
-        source = "real files" if not inputs[0][0].startswith("generated-") else "generated sequences"
+        source = ("generated sequences" if data.generated else
+                  f"real file{'s' if len(inputs) != 1 else ''}" +
+                  (f" ({len(data.skipped)} unreadable file{'s' if len(data.skipped) != 1 else ''} skipped)"
+                   if data.skipped else ""))
         if not check.ok:
             worst = max(check.per_sample, key=lambda r: r[2])
             path.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from asl_cli.cli.app import app
-from asl_cli.cli.common import user_errors
+from asl_cli.cli.common import make_console, user_errors
 from asl_cli.cli.options import JsonOpt
 
 FakeGpuOpt = Annotated[Optional[Path], typer.Option(
@@ -46,8 +46,6 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
     import sys
     from datetime import datetime
 
-    from rich.console import Console
-
     from asl_cli.errors import ConfigError, NoGPUError
     from asl_cli.monitor import GPUSampler, open_backend
     from asl_cli.monitor import render
@@ -68,7 +66,7 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
         if backend.device_count() == 0:
             raise NoGPUError("NVML sees no GPU (the driver is loaded but lists no device); "
                              "hint: check `nvidia-smi -L` and CUDA_VISIBLE_DEVICES/container --gpus")
-        console = Console()
+        console = make_console()
         host = socket.gethostname()
         source = "fake GPUs" if backend.fake else ""
         sampler = GPUSampler(backend, interval=interval)

@@ -5,6 +5,8 @@ asl-signs layout and the variants other MediaPipe Holistic capture scripts write
 order, no row_id, int64 frame). A bad file stops the command with one line naming it (exit 3)
 before anything is printed; with `--skip-bad` it is reported on stderr and the others are predicted
 (when no file could be read: only the library's one error line, exit 3, and nothing on stdout).
+Files are read as training reads them (`frame`, `x`, `y`; `z` optional). `--json` and `--ndjson`
+together are refused (exit 2).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Annotated
 import typer
 
 from asl_cli.cli.app import app
-from asl_cli.cli.common import user_errors
+from asl_cli.cli.common import make_console, user_errors
 
 
 @app.command("predict")
@@ -34,7 +36,12 @@ def predict_command(
 ) -> None:
     """Top-k signs with probabilities for each landmark file."""
     with user_errors():
+        from asl_cli.errors import ConfigError
         from asl_cli.inference import load_for_inference, predict_files, top_k as best_k
+
+        if as_json and ndjson:
+            raise ConfigError("--json and --ndjson cannot be used together (one JSON object, or one per line: "
+                              "choose one)")
 
         loaded = load_for_inference(checkpoint, device=device)
         result = predict_files(loaded, files, batch_size=batch_size, skip_bad=skip_bad)
@@ -50,7 +57,6 @@ def predict_command(
             for r in records:
                 typer.echo(json.dumps(r))
         else:
-            from rich.console import Console
             from rich.table import Table
 
             table = Table(title=f"{loaded.checkpoint_path} ({loaded.num_classes} signs)", title_justify="left")
@@ -61,4 +67,4 @@ def predict_command(
             for r in records:
                 table.add_row(r["file"], str(r["frames"]),
                               *[f"{t['sign']} {100 * t['probability']:.1f}%" for t in r["top"]])
-            Console().print(table)
+            make_console().print(table)

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from asl_cli.cli.app import app
-from asl_cli.cli.common import stderr_console, user_errors
+from asl_cli.cli.common import stderr_console, stop_at_once_on_signals, user_errors
 
 
 def human_bytes(n: float) -> str:
@@ -43,8 +43,10 @@ def prepare_command(
 
         console = stderr_console()
         started = time.perf_counter()
-        cache = prepare(data_dir, cache_dir, skip_bad=skip_bad, limit=limit, workers=workers,
-                        force=force, progress=console)
+        # Ctrl-C / SIGTERM: the build in its temporary folder is dropped; one line, exit 130 / 143
+        with stop_at_once_on_signals("nothing written (the cache folder is as it was)"):
+            cache = prepare(data_dir, cache_dir, skip_bad=skip_bad, limit=limit, workers=workers,
+                            force=force, progress=console)
         seconds = time.perf_counter() - started
         typer.echo(f"cache: {cache.path}")
         typer.echo(f"  sequences {len(cache):,}  frames {cache.total_frames:,}  classes {cache.num_classes}  "

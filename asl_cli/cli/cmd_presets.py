@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from asl_cli.cli.app import app
-from asl_cli.cli.common import user_errors
+from asl_cli.cli.common import make_console, user_errors
 from asl_cli.cli.options import JsonOpt, print_config
 
 
@@ -100,9 +100,7 @@ def presets_cmd(
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
-        from rich.console import Console
-
-        console = Console()
+        console = make_console()
         console.print(presets_table(rows))
         console.print(descriptions(rows))
         console.print("eff. = batch × accum; prec. auto = bf16 where the GPU supports it, else fp16. Full settings: "

@@ -1,8 +1,9 @@
 """`asl show SEQUENCE.parquet`: draw a sequence's landmarks, before and after augmentation.
 
-Thin: options -> read the parquet (`read_landmarks`, all 543 landmarks, x y z) -> `ASLAugmentations`
-on the whole layout (so pose pairs flip too) -> a PNG frame grid or an animated GIF
-(`asl_cli.augment.render`, matplotlib imported only there).
+Thin: options -> read the parquet (`read_landmarks`, all 543 landmarks, x and y: the columns training
+reads, so any file training accepts can be drawn) -> `ASLAugmentations` on the whole layout (so pose
+pairs flip too) -> a PNG frame grid or an animated GIF (`asl_cli.augment.render`, matplotlib imported
+only there). The summary line says how many of the sequence's frames were drawn.
 """
 
 from __future__ import annotations
@@ -43,10 +44,10 @@ def show_command(
         import numpy as np
 
         from asl_cli.augment import ASLAugmentations
-        from asl_cli.augment.render import Row, render_gif, render_grid, require_matplotlib
+        from asl_cli.augment.render import Row, frame_positions, render_gif, render_grid, require_matplotlib
         from asl_cli.cli.options import apply_cli
         from asl_cli.config import apply_overrides, load_config
-        from asl_cli.data.reader import read_landmarks
+        from asl_cli.data.reader import COORDINATES, read_landmarks
         from asl_cli.errors import ConfigError
 
         if out.suffix.lower() not in SUFFIXES:
@@ -59,7 +60,7 @@ def show_command(
             apply_overrides(cfg, [f"aug.profile={profile}"], source="--profile")
         apply_cli(cfg, sets)
         require_matplotlib()  # fail before reading anything when the extra is missing
-        landmarks = read_landmarks(sequence)
+        landmarks = read_landmarks(sequence, columns=COORDINATES)
         rows = [Row("original", landmarks)]
         detail = ""
         if augment:
@@ -78,10 +79,19 @@ def show_command(
             from asl_cli.errors import RunIOError
 
             raise RunIOError(f"cannot create the folder ({exc.strerror})", path=out.parent) from None
-        if out.suffix.lower() == ".gif":
-            width, height = render_gif(rows, out, frames=frames)
+        gif = out.suffix.lower() == ".gif"
+        # the same count the renderer uses: PNG panels per row, GIF steps (default: the longest row)
+        count = (frames or max(r.landmarks.shape[0] for r in rows)) if gif else (frames or 8)
+        if gif:
+            width, height = render_gif(rows, out, frames=count)
         else:
-            width, height = render_grid(rows, out, frames=frames or 8)
-        typer.echo(f"wrote {out} ({width}x{height} px, {landmarks.shape[0]} frames)")
+            width, height = render_grid(rows, out, frames=count)
+        total = landmarks.shape[0]
+        drawn = len(np.unique(frame_positions(total, count)))  # distinct frames of the original drawn
+        what = (f"{drawn} of {total} frames" if drawn < total else
+                "its 1 frame" if total == 1 else f"all {total} frames")
+        if gif:
+            what += f", {count} animation steps"
+        typer.echo(f"wrote {out} ({width}x{height} px, {what})")
         if detail:
             typer.echo(f"  {detail}")

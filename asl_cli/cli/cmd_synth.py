@@ -3,6 +3,7 @@
 Thin: options -> `asl_cli.data.synth.generate` -> a summary line. The result is an ordinary
 asl-signs folder (`asl prepare OUT_DIR`, `asl train --data OUT_DIR`). `asl train` without
 `--data` generates (and caches) the default set by itself, so this command is optional.
+The set appears in OUT_DIR only when complete: Ctrl-C (exit 130) or SIGTERM (143) leaves nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from asl_cli.cli.app import app
-from asl_cli.cli.common import stderr_console, user_errors
+from asl_cli.cli.common import stderr_console, stop_at_once_on_signals, user_errors
 from asl_cli.config import SynthConfig
 
 _DEFAULTS = SynthConfig()
@@ -75,11 +76,13 @@ def synth_command(
         total = signs * participants * repetitions
         console = stderr_console()
         bar = _LazyBar(total, console)
-        try:
-            summary = generate(out_dir, num_signs=signs, num_participants=participants, repetitions=repetitions,
-                               seed=seed, workers=workers, progress=bar.update)
-        finally:
-            bar.stop()
+        # Ctrl-C / SIGTERM: generate() removes its temporary folder on the way out; one line, exit 130 / 143
+        with stop_at_once_on_signals(f"nothing written to {out_dir}"):
+            try:
+                summary = generate(out_dir, num_signs=signs, num_participants=participants,
+                                   repetitions=repetitions, seed=seed, workers=workers, progress=bar.update)
+            finally:
+                bar.stop()
         typer.echo(f"wrote {summary.sequences:,} sequences ({signs} signs x {participants} participants x "
                    f"{repetitions} repetitions), {summary.frames:,} frames, {_human_bytes(summary.bytes)} "
                    f"in {summary.seconds:.1f} s -> {summary.out_dir}")

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from asl_cli.cli.app import app
-from asl_cli.cli.common import user_errors
+from asl_cli.cli.common import make_console, user_errors
 from asl_cli.cli.options import JsonOpt, PresetOpt, SetOpt, resolve_config
 
 STYLE = {"PASS": "bold green", "FAIL": "bold red", "SKIP": "yellow"}
@@ -71,11 +71,9 @@ def test_fix_cmd(
 
 
 def _run_with_progress(cfg, only, compile_timeout):
-    from rich.console import Console
-
     from asl_cli.selfcheck import CHECKS, run_checks
 
-    console = Console()
+    console = make_console()
     titles = {name: title for name, title, _fn in CHECKS}
     if console.is_terminal:
         with console.status("checking …") as status:

@@ -1,14 +1,20 @@
-"""Helpers shared by the command modules: error reporting and console set-up."""
+"""Helpers shared by the command modules: error reporting, console set-up and stopping on a signal."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
-from typing import Iterator
+from typing import Any, Iterator
 
 import typer
 
 from asl_cli.errors import ASLError
+
+# Width of a console whose stream is not a terminal (a pipe, a file, a CI log) when $COLUMNS is not
+# set. Rich would use 80 there and fold tables and messages into pieces.
+PIPE_WIDTH = 160
+_UNLIMITED = 1_000_000
 
 
 @contextlib.contextmanager
@@ -21,10 +27,78 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(exc.exit_code) from None
 
 
-def stderr_console():
+class _WholeWords:
+    """Renders a renderable at least as wide as its longest unbreakable word (a path, a file name),
+    so that a table folds no file name into pieces when its stream has no width of its own."""
+
+    def __init__(self, renderable: Any) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console, options):
+        from rich.measure import Measurement
+
+        natural = Measurement.get(console, options.update_width(_UNLIMITED), self.renderable)
+        # A table as wide as its longest row; what fills the width it is given (a panel) at least
+        # as wide as its longest word.
+        need = natural.maximum if natural.maximum < _UNLIMITED else natural.minimum
+        yield from console.render(self.renderable, options.update_width(max(options.max_width, need)))
+
+
+class _KeepWordsWhole:
+    """A Rich render hook (`Console.push_render_hook`) wrapping each printed renderable in `_WholeWords`."""
+
+    def process_renderables(self, renderables: list) -> list:
+        from rich.control import Control
+
+        return [r if isinstance(r, Control) else _WholeWords(r) for r in renderables]
+
+
+def _is_tty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def make_console(*, stderr: bool = False):
+    """The Rich console every command prints through (stdout, or stderr with `stderr=True`).
+
+    On a terminal: Rich's own (the terminal's width, wrapped as Rich wraps). Anywhere else (a pipe,
+    a file, a CI log): $COLUMNS wide if set, else `PIPE_WIDTH`; message lines are never wrapped
+    (soft wrap) and a table or panel is widened rather than fold a word such as a file path, so
+    paths stay whole and can be copied or grepped.
+    """
     from rich.console import Console
 
-    return Console(stderr=True)
+    stream = sys.stderr if stderr else sys.stdout
+    if _is_tty(stream):
+        return Console(stderr=stderr)
+    columns = os.environ.get("COLUMNS", "").strip()
+    width = int(columns) if columns.isdigit() and int(columns) > 0 else PIPE_WIDTH
+    out = Console(stderr=stderr, width=width, soft_wrap=True)
+    out.push_render_hook(_KeepWordsWhole())
+    return out
+
+
+def stderr_console():
+    return make_console(stderr=True)
+
+
+@contextlib.contextmanager
+def stop_at_once_on_signals(what: str) -> Iterator[None]:
+    """Ctrl-C / SIGTERM during a one-off job (synth, prepare) stop it at once: the job unwinds (its
+    temporary files removed on the way), then one line `stopped by Ctrl-C: <what>` on stderr and
+    exit 130 (SIGTERM: 143), never a traceback."""
+    from asl_cli.cli.dashboard import StopRequests, stop_on_signals as handlers
+    from asl_cli.errors import EXIT_SIGINT, EXIT_SIGTERM
+
+    try:
+        with handlers(StopRequests()):  # no trainer is ever attached: every signal stops at once
+            yield
+    except KeyboardInterrupt as exc:
+        code = getattr(exc, "exit_code", EXIT_SIGINT)
+        typer.echo(f"stopped by {'SIGTERM' if code == EXIT_SIGTERM else 'Ctrl-C'}: {what}", err=True)
+        raise typer.Exit(code) from None
 
 
 def is_interactive() -> bool:

@@ -38,7 +38,7 @@ import numpy as np
 
 from asl_cli.data.landmarks import NUM_POINTS
 from asl_cli.data.preprocess import POINT_INDEX, valid_frames
-from asl_cli.data.reader import SIGN_MAP, TRAIN_CSV, SignIndex, read_index, read_landmarks
+from asl_cli.data.reader import COORDINATES, SIGN_MAP, TRAIN_CSV, SignIndex, read_index, read_landmarks
 from asl_cli.data.pool import imap_ordered
 from asl_cli.errors import DataError, RunIOError, first_line
 from asl_cli.tempfiles import abandoned, temp_sibling
@@ -198,7 +198,7 @@ def fingerprint(index: SignIndex, *, limit: int = 0) -> str:
 
 def load_sequence(path: str) -> np.ndarray:
     """One parquet -> the `(T, 118, 2)` float32 points stored in the cache (all-NaN frames dropped)."""
-    frames = read_landmarks(path, columns=("x", "y"))
+    frames = read_landmarks(path, columns=COORDINATES)
     points = frames[:, POINT_INDEX]
     keep = valid_frames(points)
     return points if keep.all() else points[keep]

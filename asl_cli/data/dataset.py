@@ -259,10 +259,13 @@ def participant_folds(participants: Sequence[int] | np.ndarray, n_folds: int, se
     participants = np.asarray(participants)
     ids, inverse, counts = np.unique(participants, return_inverse=True, return_counts=True)
     if n_folds < 2:
-        raise ConfigError(f"n_folds must be at least 2, got {n_folds}")
+        raise ConfigError(f"data.n_folds must be at least 2, got {n_folds}")
     if len(ids) < n_folds:
-        raise ConfigError(f"{n_folds} participant-grouped folds need at least {n_folds} participants; "
-                          f"the data has {len(ids)}")
+        raise ConfigError(f"data.n_folds = {n_folds}: {n_folds} participant-grouped folds need at least "
+                          f"{n_folds} participants; the data has {len(ids)} (set data.n_folds to at most "
+                          f"{len(ids)})" if len(ids) >= 2 else
+                          f"data.n_folds = {n_folds}: participant-grouped folds need at least 2 participants; "
+                          f"the data has {len(ids)} (set data.val_fold=-1 to train without validation)")
     rng = np.random.default_rng(seed)
     shuffled = rng.permutation(len(ids))
     order = shuffled[np.argsort(-counts[shuffled], kind="stable")]

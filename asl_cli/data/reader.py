@@ -4,7 +4,13 @@ Every problem becomes one `DataError` whose `path` names the offending file and 
 what is wrong; nothing from pyarrow or the csv module leaks out as a traceback, and nothing is
 silently repaired. Parquet files are read with pyarrow directly (only the needed columns), so the
 reader does not depend on column order, tolerates a missing `row_id`, `frame` as any integer type,
-frame numbers that do not start at 0, and NaN (or null) landmarks.
+frame numbers that do not start at 0, NaN (or null) landmarks, and a missing `z` column.
+
+One rule for every reader of landmark files: a file needs `frame`, `x` and `y` (`REQUIRED_COLUMNS`);
+`z` is optional, because nothing uses it (the features are built from x and y). Training (the
+cache), `asl check-env --data`, `asl predict` and `asl show` read exactly `COORDINATES` (x, y), so
+a file one of them accepts, all accept; a caller that asks for `z` (the default, (T, 543, 3), e.g.
+`asl export`'s verification) gets NaN for it when the file has none.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from asl_cli.errors import DataError, first_line
 TRAIN_CSV = "train.csv"
 SIGN_MAP = "sign_to_prediction_index_map.json"
 CSV_COLUMNS = ("path", "participant_id", "sequence_id", "sign")
+COORDINATES = ("x", "y")  # what the model uses: the coordinates training, predict and show read
+REQUIRED_COLUMNS = ("frame", *COORDINATES)  # every landmark file has these
+OPTIONAL_COLUMNS = ("z",)  # read when asked for and present; NaN when the file has none
 
 
 # --- train.csv and the sign map ---------------------------------------------------------------
@@ -101,13 +110,17 @@ def read_sign_map(path: str | Path) -> dict[str, int]:
 def read_index(data_dir: str | Path) -> SignIndex:
     """Read and check `train.csv` + the sign map of an asl-signs folder.
 
-    Checks: both files exist and parse; train.csv has the four columns (any order); ids are
-    integers; every sign is in the map; no path is listed twice; no path leaves the data folder.
-    The parquet files themselves are checked when read (`read_landmarks`).
+    Checks: the folder exists and is a folder; both files exist and parse; train.csv has the four
+    columns (any order); ids are integers; every sign is in the map; no path is listed twice; no
+    path leaves the data folder. The parquet files themselves are checked when read (`read_landmarks`).
     """
     root = Path(data_dir)
     if not root.is_dir():
-        raise DataError("data folder not found", path=root)
+        raise DataError("data folder not found" if not root.exists() else
+                        f"not a folder (a data folder holds {TRAIN_CSV}, {SIGN_MAP} and the parquet files)",
+                        path=root)
+    if not (root / SIGN_MAP).exists() and not (root / TRAIN_CSV).exists():
+        raise DataError(f"not an asl-signs data folder: it holds neither {TRAIN_CSV} nor {SIGN_MAP}", path=root)
     sign_map = read_sign_map(root / SIGN_MAP)
     csv_path = root / TRAIN_CSV
     try:
@@ -197,8 +210,10 @@ def _int_field(text: str, name: str, line_no: int, path: Path) -> int:
 def read_landmarks(path: str | Path, columns: Sequence[str] = ("x", "y", "z")) -> np.ndarray:
     """One sequence's landmarks as float32 `(T, 543, len(columns))`, frames in ascending order.
 
-    NaN (or null) stays NaN. Rows are grouped by `frame`; within a frame they must be the 543
-    landmarks in the standard order, or, when `type` and `landmark_index` columns exist, each
+    The file needs `REQUIRED_COLUMNS` (frame, x, y) and the requested columns, except those in
+    `OPTIONAL_COLUMNS` (`z`): one of these that the file lacks is returned as NaN. NaN (or null)
+    stays NaN. Rows are grouped by `frame`; within a frame they must be the 543 landmarks in the
+    standard order, or, when `type` and `landmark_index` columns exist, each
     landmark exactly once in any order (they are then used to place the rows).
     """
     import pyarrow as pa
@@ -217,13 +232,15 @@ def read_landmarks(path: str | Path, columns: Sequence[str] = ("x", "y", "z")) -
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged footer
         raise DataError(f"not a readable parquet file ({first_line(exc)})", path=path) from None
     names = schema.names
-    missing = [c for c in ("frame", *columns) if c not in names]
+    missing = [c for c in dict.fromkeys((*REQUIRED_COLUMNS, *columns))
+               if c not in names and c not in OPTIONAL_COLUMNS]
     if missing:
         raise DataError(f"missing column(s) {', '.join(missing)} (found: {', '.join(names)})", path=path)
+    present = [c for c in columns if c in names]  # the others are optional ones the file lacks: NaN
     ftype = schema.field("frame").type
     if not pa.types.is_integer(ftype):
         raise DataError(f"column 'frame' has type {ftype}, expected integers", path=path)
-    for c in columns:
+    for c in present:
         t = schema.field(c).type
         if not (pa.types.is_floating(t) or pa.types.is_integer(t)):
             raise DataError(f"column {c!r} has type {t}, expected numeric coordinates", path=path)
@@ -232,7 +249,7 @@ def read_landmarks(path: str | Path, columns: Sequence[str] = ("x", "y", "z")) -
               and (pa.types.is_integer(schema.field("landmark_index").type)
                    or pa.types.is_floating(schema.field("landmark_index").type))
               and _is_text(schema.field("type").type, pa))
-    read_cols = ["frame", *columns] + (["type", "landmark_index"] if placed else [])
+    read_cols = ["frame", *dict.fromkeys(present)] + (["type", "landmark_index"] if placed else [])
     try:
         table = pf.read(columns=read_cols, use_threads=False)
     except Exception as exc:  # damaged pages, bad compression, ...
@@ -250,7 +267,7 @@ def read_landmarks(path: str | Path, columns: Sequence[str] = ("x", "y", "z")) -
     coords = np.empty((n, len(columns)), dtype=np.float32)
     with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf, reported below
         for j, c in enumerate(columns):
-            coords[:, j] = table.column(c).to_numpy()  # nulls arrive as NaN
+            coords[:, j] = table.column(c).to_numpy() if c in names else np.nan  # nulls arrive as NaN
 
     flat = _flat_landmark_index(table, path) if placed else None
     # Fast path: frames already ascending and (when known) landmarks in the standard order.

@@ -34,7 +34,9 @@ gives byte-identical files (for a given pyarrow version), independent of generat
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -45,13 +47,13 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from asl_cli.data.landmarks import ROWS_PER_FRAME, TYPE_OFFSETS, TYPE_SIZES
 from asl_cli.data.pool import imap_ordered
-from asl_cli.errors import DataError
+from asl_cli.errors import DataError, RunIOError
 from asl_cli.tempfiles import abandoned, temp_sibling
 
 GENERATOR_VERSION = 2  # bump when the output for a given seed changes (invalidates cached sets)
@@ -715,22 +717,70 @@ def generate(out_dir: str | Path, *, num_signs: int = 20, num_participants: int 
 
     `workers`: generator processes (default: one per CPU, at most 8; 1 generates in this process;
     the output does not depend on it). `progress(done, total)` is called as sequences are written.
+
+    The set is built in a temporary sibling folder (`.<name>.tmp-<pid>-<random>`) and renamed into
+    place when complete, so an interrupted or failed generation (Ctrl-C, a full disk) leaves
+    `out_dir` as it was; the temporary folder of a killed one is removed by the next generation
+    beside it. DataError (exit 3) for a non-empty `out_dir`, RunIOError (exit 8) when it cannot be
+    written.
     """
     if num_signs < 2 or num_participants < 1 or repetitions < 1:
         raise DataError(f"need >= 2 signs, >= 1 participant, >= 1 repetition (got {num_signs}, "
                         f"{num_participants}, {repetitions})")
     if num_signs > math.factorial(8):
         raise DataError(f"at most {math.factorial(8)} signs (got {num_signs})")
-    started = time.perf_counter()
     out = Path(out_dir)
+    _check_empty_or_absent(out)
+    with _building(out, "output folder") as tmp:
+        summary = _write_set(tmp, out, num_signs=num_signs, num_participants=num_participants,
+                             repetitions=repetitions, seed=seed, workers=workers, progress=progress)
+        _check_empty_or_absent(out)  # nothing appeared there meanwhile
+        try:
+            os.replace(tmp, out)  # over an empty folder too (POSIX rename)
+        except OSError as exc:
+            raise RunIOError(f"cannot write the synthetic set ({exc.strerror or exc})", path=out) from None
+    return dataclasses.replace(summary, out_dir=out)
+
+
+def _check_empty_or_absent(out: Path) -> None:
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        if not out.exists():
+            return
+        if not out.is_dir():
+            raise DataError("output path is a file, not a folder", path=out)
         if any(out.iterdir()):
             raise DataError("output folder is not empty", path=out)
-        (out / FILES_DIR).mkdir()
     except OSError as exc:
-        raise DataError(f"cannot create the output folder ({exc.strerror})", path=out) from None
+        raise RunIOError(f"cannot use the output folder ({exc.strerror or exc})", path=out) from None
 
+
+@contextlib.contextmanager
+def _building(target: Path, what: str) -> Iterator[Path]:
+    """A fresh temporary sibling of `target` to build a set in, for renaming into place.
+
+    Leftovers of generators that no longer run are removed first; the temporary folder is removed
+    on the way out unless it was renamed into place (also on Ctrl-C: nothing half-written stays).
+    """
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunIOError(f"cannot create the {what} ({exc.strerror or exc})", path=target) from None
+    _remove_leftovers(target)
+    tmp = temp_sibling(target)
+    try:
+        tmp.mkdir()
+    except OSError as exc:
+        raise RunIOError(f"cannot create the {what} ({exc.strerror or exc})", path=target) from None
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # already gone when it was renamed into place
+
+
+def _write_set(out: Path, name: Path, *, num_signs: int, num_participants: int, repetitions: int, seed: int,
+               workers: int | None, progress: ProgressFn | None) -> SynthSummary:
+    """Generate the set into the existing empty folder `out`; errors name `name` (the final folder)."""
+    started = time.perf_counter()
     recipes = make_recipes(num_signs, seed)
     people = make_participants(num_participants, len(recipes.pool), seed)
     total = num_signs * num_participants * repetitions
@@ -742,6 +792,7 @@ def generate(out_dir: str | Path, *, num_signs: int = 20, num_participants: int 
     rows: list[tuple[str, int, int, str]] = []
     frames_total = 0
     try:
+        (out / FILES_DIR).mkdir()
         for person in people:
             (out / FILES_DIR / str(person.pid)).mkdir()
         for task_rows, frames in _map(_run_task, tasks, workers if total >= POOL_MIN_SEQUENCES else 1):
@@ -762,9 +813,9 @@ def generate(out_dir: str | Path, *, num_signs: int = 20, num_participants: int 
                            "second_order": list(r.second_order) if r.two_handed else None}
                           for r in recipes.signs]}
         (out / INFO_FILE).write_text(json.dumps(info, indent=1), encoding="utf-8")
+        size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     except OSError as exc:
-        raise DataError(f"cannot write the synthetic set ({exc.strerror})", path=out) from None
-    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+        raise RunIOError(f"cannot write the synthetic set ({exc.strerror or exc})", path=name) from None
     return SynthSummary(out, total, num_signs, num_participants, frames_total, size,
                         time.perf_counter() - started)
 
@@ -817,35 +868,24 @@ def ensure_default_dataset(synth_cfg: Any, *, progress: ProgressFn | None = None
     params = _params(synth_cfg)
     if _is_complete(target, params):
         return target
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot create the cache folder ({exc.strerror})", path=target.parent) from None
-    _remove_leftovers(target)
-    tmp = temp_sibling(target)
-    try:
-        generate(tmp, num_signs=params["num_signs"], num_participants=params["num_participants"],
-                 repetitions=params["repetitions"], seed=params["seed"], progress=progress)
-        (tmp / COMPLETE_FILE).write_text(json.dumps(params), encoding="utf-8")
-        if _is_complete(target, params):  # another process finished first (and may be using it)
-            shutil.rmtree(tmp, ignore_errors=True)
-            return target
-        if target.exists():  # incomplete: move it aside, then remove it
-            old = temp_sibling(target, "old")
-            os.replace(target, old)
-            shutil.rmtree(old, ignore_errors=True)
+    with _building(target, "cache folder") as tmp:
+        _write_set(tmp, target, num_signs=params["num_signs"], num_participants=params["num_participants"],
+                   repetitions=params["repetitions"], seed=params["seed"], workers=None, progress=progress)
         try:
-            os.replace(tmp, target)
-        except OSError:
-            if not _is_complete(target, params):  # not "another process finished first"
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise DataError(f"cannot write the synthetic set ({exc.strerror})", path=target) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            (tmp / COMPLETE_FILE).write_text(json.dumps(params), encoding="utf-8")
+            if _is_complete(target, params):  # another process finished first (and may be using it)
+                return target
+            if target.exists():  # incomplete: move it aside, then remove it
+                old = temp_sibling(target, "old")
+                os.replace(target, old)
+                shutil.rmtree(old, ignore_errors=True)
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                if not _is_complete(target, params):  # not "another process finished first"
+                    raise
+        except OSError as exc:
+            raise RunIOError(f"cannot write the synthetic set ({exc.strerror or exc})", path=target) from None
     return target
 
 

@@ -247,3 +247,47 @@ def test_run_names_cannot_leave_the_runs_folder(tmp_path, ledger):
             assert out.exit_code == EXIT_USAGE, (name, out.stderr)
             one_error_line(out.stderr)
             assert not (tmp_path / "escape").exists()
+
+
+def test_wrong_paths_and_option_clashes_say_what_is_wrong(tmp_path, cache_env, ledger, finished_run):
+    """A path that is missing, a file, or a folder of the wrong kind is named with that problem (not the
+    problem of a file it would have held); a fold count the data cannot fill names its setting."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("hello")
+    cases = {"missing": (tmp_path / "nowhere", "data folder not found"),
+             "a file": (tmp_path / "notes.txt", "not a folder"),
+             "an empty folder": (tmp_path / "empty", "not an asl-signs data folder")}
+    for kind, (path, problem) in cases.items():
+        for command in (["prepare", str(path)], train_args(path, tmp_path / "runs", "x")):
+            with ledger.case("bad input", f"data folder {kind}", command=command[0]):
+                out = runner.invoke(app, command)
+                assert out.exit_code == EXIT_DATA, (kind, command[0], out.stderr)
+                line = one_error_line(out.stderr)
+                assert str(path.name) in line and problem in line, line
+    for kind, (path, problem) in {"missing": (tmp_path / "nowhere", "no such run folder or checkpoint file"),
+                                  "an empty folder": (tmp_path / "empty", "not a run folder")}.items():
+        with ledger.case("bad input", f"run folder {kind}", command="evaluate"):
+            out = runner.invoke(app, ["evaluate", str(path), "--device", "cpu"])
+            assert out.exit_code == EXIT_CHECKPOINT, (kind, out.stderr)
+            assert problem in one_error_line(out.stderr)
+    with ledger.case("bad input", "more folds than participants", command="train --set"):
+        data = dataset(tmp_path / "one-participant")
+        out = runner.invoke(app, train_args(data, tmp_path / "runs", "folds"))
+        assert out.exit_code == EXIT_USAGE, out.stderr
+        assert one_error_line(out.stderr).startswith("error: data.n_folds = 3: ")
+    with ledger.case("bad input", "--json with --ndjson", command="predict"):
+        out = runner.invoke(app, ["predict", str(finished_run / "runs/done"), str(finished_run / "seq.parquet"),
+                                  "--json", "--ndjson"])
+        assert out.exit_code == EXIT_USAGE and out.stdout == ""
+        assert "--json and --ndjson" in one_error_line(out.stderr)
+
+
+def test_a_file_training_accepts_predict_accepts(tmp_path, cache_env, ledger, finished_run):
+    """One reader rule: frame, x, y required, z optional; a file without z prepares and predicts alike."""
+    with ledger.case("bad input", "no z column", command="prepare + predict", expect="accepted"):
+        cols = drop(landmark_table(frames_array(5)), "z")
+        root = dataset(tmp_path / "noz", cols)
+        out = runner.invoke(app, ["prepare", str(root), "--workers", "1"])
+        assert out.exit_code == 0, out.stderr
+        out = runner.invoke(app, ["predict", str(finished_run / "runs/done"), str(root / REL)])
+        assert out.exit_code == 0, out.stderr
