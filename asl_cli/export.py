@@ -225,11 +225,6 @@ def default_verification_data(sample_dir: str | Path | None, *, limit: int = 8) 
     return VerificationInputs(generated_inputs())
 
 
-def verification_inputs(sample_dir: str | Path | None, *, limit: int = 8) -> list[tuple[str, np.ndarray]]:
-    """(name, landmarks) pairs of `default_verification_data` (real files, else generated ones)."""
-    return default_verification_data(sample_dir, limit=limit).inputs
-
-
 def _has_missing_hand(landmarks: np.ndarray) -> bool:
     from asl_cli.data.landmarks import TYPE_OFFSETS, TYPE_SIZES
 
