@@ -5,7 +5,8 @@ Exit codes (documented in docs/exit-codes.md):
 
     0   success
     1   a check found a problem (check-env, test-fix); a missing optional extra (export: onnx,
-        show: matplotlib); export failed or its verification did not match
+        show: matplotlib); export failed or its verification did not match; a data worker
+        process died (WorkerPoolError)
     2   bad usage or configuration (unknown preset key, wrong type, out of range)
     3   bad input data (missing/corrupt parquet, bad train.csv or sign map)
     4   bad checkpoint (not a checkpoint, other model size, unsafe pickle)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 
-from asl_cli.data.pool import imap_ordered
+import pytest
+
+from asl_cli.data.pool import WorkerPoolError, imap_ordered
 
 
 def test_results_keep_input_order_in_processes():
@@ -15,3 +20,31 @@ def test_workers_ignore_sigint_main_process_does_not():
     handlers = list(imap_ordered(signal.getsignal, [signal.SIGINT] * 2, 2))
     assert handlers == [signal.SIG_IGN, signal.SIG_IGN]
     assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+
+
+def _die(_item) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer would
+
+
+def test_a_dead_worker_stops_the_map_with_one_error_instead_of_hanging():
+    with pytest.raises(WorkerPoolError, match="worker process died"):
+        list(imap_ordered(_die, [1, 2, 3], 2))
+
+
+def test_leaving_early_cancels_the_rest():
+    results = imap_ordered(abs, range(-1000, 0), 2, chunksize=1)
+    assert next(results) == 1000
+    results.close()  # the consumer stops: pending work is cancelled, nothing waits for it
+
+
+def test_unguarded_script_using_the_api_fails_fast(tmp_path):
+    # Spawned workers re-run a script without a main guard; its own call to imap_ordered in the
+    # worker must not start a pool there (Pool used to respawn such workers forever).
+    script = tmp_path / "unguarded.py"
+    script.write_text("from asl_cli.data.pool import imap_ordered\n"
+                      "print(list(imap_ordered(abs, [-1, -2], 2)))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert done.returncode != 0
+    assert "WorkerPoolError" in done.stderr and "__main__" in done.stderr
+    assert "guard the script's entry point" in done.stderr  # the worker's own line
