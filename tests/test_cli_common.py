@@ -77,3 +77,23 @@ def test_stop_at_once_on_signals_is_one_line_and_the_documented_code(capsys, sig
     assert info.value.exit_code == code
     assert capsys.readouterr().err == f"stopped by {said}: nothing written to /tmp/s\n"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are put back
+
+
+def test_setup_note_announces_the_first_run_generation_in_every_mode(tmp_path, monkeypatch):
+    from asl_cli.cli.common import setup_note
+    from asl_cli.config import load_config
+    from asl_cli.data.synth import default_dataset_ready, ensure_default_dataset
+
+    monkeypatch.setenv("ASL_CACHE", str(tmp_path))
+    cfg = load_config("cpu", ["synth.num_signs=2", "synth.num_participants=3", "synth.repetitions=1"])
+    assert not default_dataset_ready(cfg.synth)
+    text, worth_a_line = setup_note(cfg)
+    assert worth_a_line and text.startswith("first run: generating the synthetic default set once")
+    assert "6 sequences" in text and str(tmp_path) in text
+
+    ensure_default_dataset(cfg.synth)
+    assert default_dataset_ready(cfg.synth)
+    assert setup_note(cfg) == ("preparing the data and the model …", False)  # live display only
+
+    own_data = load_config("cpu", [f"data.data_dir={tmp_path}"])
+    assert setup_note(own_data)[1] is False  # no generation for a user's own data set

@@ -85,9 +85,12 @@ def test_no_data_trains_on_the_synthetic_default(tiny, env):
                               "--set", "synth.repetitions=2", "--set", "model.dim=32", "--set", "data.n_folds=3",
                               "--max-steps", "1", "--runs-dir", str(tiny / "runs"), "--name", "synthetic", "--json"])
     assert out.exit_code == 0, out.stderr
-    start = json.loads(out.stdout.splitlines()[0])
-    assert start["config"]["data"]["data_dir"] is None
-    assert json.loads(out.stdout.splitlines()[-1])["steps"] == 1
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    # the generation is announced before anything else, so the stream never sits silent
+    assert events[0]["event"] == "note" and events[0]["message"].startswith("first run: generating")
+    start = events[1]
+    assert start["event"] == "start" and start["config"]["data"]["data_dir"] is None
+    assert events[-1]["steps"] == 1
 
 
 @pytest.mark.parametrize("args, code, message", [

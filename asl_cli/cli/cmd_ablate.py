@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from asl_cli.cli.app import app
-from asl_cli.cli.common import make_console, user_errors
+from asl_cli.cli.common import make_console, setup_note, user_errors
 from asl_cli.cli.options import (DataOpt, DeviceOpt, EpochsOpt, JsonOpt, MaxStepsOpt, NameOpt, PresetOpt,
                                  PrintConfigOpt, RunsDirOpt, SeedOpt, SetOpt, TimeBudgetOpt, WorkersOpt,
                                  print_config, resolve_config)
@@ -226,6 +226,9 @@ def _run(plan, *, as_json: bool, plain: bool, log_interval: float, fake_gpu: str
 
     try:
         with tidy_warnings(), stop_on_signals(requests), dashboard:
+            note, worth_a_line = setup_note(plan.base)
+            if worth_a_line:  # the first variant's set-up will generate the default set
+                dashboard.set_note(note)
             results = ablation.run_ablation(plan, callbacks=(dashboard,), on_variant=on_variant,
                                             on_trainer=on_trainer, on_result=on_result)
     except TrainingInterrupted as exc:

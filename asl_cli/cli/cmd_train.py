@@ -17,7 +17,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from asl_cli.cli.app import app
-from asl_cli.cli.common import user_errors
+from asl_cli.cli.common import setup_note, user_errors
 from asl_cli.cli.options import (AccumOpt, BatchSizeOpt, CompileOpt, DataOpt, DeterministicOpt, DeviceOpt,
                                  EpochsOpt, JsonOpt, LrOpt, MaxStepsOpt, NameOpt, NoAmpOpt, NoAugOpt,
                                  PrintConfigOpt, RunsDirOpt, SeedOpt, SetOpt, SkipBadOpt, TimeBudgetOpt,
@@ -199,7 +199,8 @@ def _train(cfg, *, resume: Path | None, as_json: bool, plain: bool, log_interval
     trainer = None
     try:
         with tidy_warnings(), stop_on_signals(requests), dashboard:
-            dashboard.set_note("preparing the data and the model …", live_only=True)
+            note, worth_a_line = setup_note(cfg)
+            dashboard.set_note(note, live_only=not worth_a_line)
             # The trainer holds the run folder (one writer per folder) until fit() returns.
             trainer = ASLTrainer(cfg, run_dir=resume, resume=resume, callbacks=(dashboard,))
             run_dir = Path(str(trainer.run_dir))

@@ -103,3 +103,20 @@ def stop_at_once_on_signals(what: str) -> Iterator[None]:
 
 def is_interactive() -> bool:
     return sys.stdout.isatty()
+
+
+def setup_note(cfg: Any) -> tuple[str, bool]:
+    """(text, worth a log line) for the wait before training starts.
+
+    The first run on the embedded default generates the synthetic set (10-20 s on 2 cores): say so
+    in every mode, or plain and JSON output would sit silent. Otherwise a passing state.
+    """
+    if cfg.data.data_dir is None:
+        from asl_cli.data.synth import default_dataset_dir, default_dataset_ready
+
+        if not default_dataset_ready(cfg.synth):
+            s = cfg.synth
+            n = s.num_signs * s.num_participants * s.repetitions
+            return (f"first run: generating the synthetic default set once ({n:,} sequences, cached in "
+                    f"{default_dataset_dir(cfg.synth)}) …", True)
+    return "preparing the data and the model …", False

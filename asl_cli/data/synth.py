@@ -857,6 +857,11 @@ def _is_complete(path: Path, params: dict) -> bool:
         return False
 
 
+def default_dataset_ready(synth_cfg: Any, cache_root: str | Path | None = None) -> bool:
+    """Whether the set of `synth_cfg` is already generated (`ensure_default_dataset` returns at once)."""
+    return _is_complete(default_dataset_dir(synth_cfg, cache_root), _params(synth_cfg))
+
+
 def ensure_default_dataset(synth_cfg: Any, *, progress: ProgressFn | None = None,
                            cache_root: str | Path | None = None) -> Path:
     """Generate the synthetic set of `synth_cfg` once (cached) and return its folder.
