@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -31,10 +33,19 @@ def test_a_dead_worker_stops_the_map_with_one_error_instead_of_hanging():
         list(imap_ordered(_die, [1, 2, 3], 2))
 
 
-def test_leaving_early_cancels_the_rest():
-    results = imap_ordered(abs, range(-1000, 0), 2, chunksize=1)
-    assert next(results) == 1000
-    results.close()  # the consumer stops: pending work is cancelled, nothing waits for it
+def _mark(path: str) -> str:
+    time.sleep(0.02)
+    Path(path).touch()
+    return path
+
+
+def test_leaving_early_cancels_the_rest(tmp_path):
+    items = [str(tmp_path / f"{i}.done") for i in range(200)]  # ~2 s of work for two workers
+    results = imap_ordered(_mark, items, 2)
+    assert next(results) == items[0]
+    results.close()  # the consumer stops: the pending work is cancelled, not waited for
+    # close() returned without the other items having run (running them all first would mark 200)
+    assert len(list(tmp_path.glob("*.done"))) < len(items)
 
 
 def test_unguarded_script_using_the_api_fails_fast(tmp_path):
