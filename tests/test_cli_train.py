@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -234,6 +235,47 @@ def test_first_signal_asks_the_trainer_to_stop_and_a_second_ctrl_c_quits():
     late = Trainer()
     req.attach(late)  # the next trainer after a signal (ablate's next variant) stops at once
     assert late.stopped == signal.SIGINT
+
+
+def test_the_signal_handler_takes_no_lock_and_writes_nothing():
+    """A signal can land while the main thread holds the dashboard's lock (building a frame) or is
+    half-way through a write. The handler used to refresh the live view itself and so waited for that
+    lock forever: Ctrl-C hung the run (seen once in CI). Now it only posts the note: the live view's
+    refresh thread shows it, plain and JSON output write it at the next event or on close."""
+    from rich.console import Console
+
+    class Trainer:
+        stopped = None
+
+        def request_stop(self, signum):
+            self.stopped = signum
+
+    console = Console(width=100, file=io.StringIO(), force_terminal=True)
+    with TrainDashboard(LIVE, console=console) as dash:
+        req = StopRequests(dash)
+        req.attach(Trainer())
+        with dash._lock:  # the main thread, interrupted inside renderable()
+            handler = threading.Thread(target=req.handle, args=(signal.SIGINT, None), daemon=True)
+            handler.start()
+            handler.join(timeout=5)
+            assert not handler.is_alive(), "the signal handler waited for the dashboard's lock"
+        assert req.trainer.stopped == signal.SIGINT
+        frame = Console(width=100, record=True, file=io.StringIO())
+        frame.print(dash.renderable())
+        assert "Ctrl-C: stopping at the next safe point" in frame.export_text()
+
+    for mode in (PLAIN, JSON):
+        out = io.StringIO()
+        with TrainDashboard(mode, out=out, clock=lambda: 0.0) as dash:
+            req = StopRequests(dash)
+            req.attach(Trainer())
+            req.handle(signal.SIGTERM, None)
+            assert out.getvalue() == "", f"{mode}: the handler wrote"
+            dash({"event": "step", "step": 1})
+            first = out.getvalue().splitlines()[0]
+            assert "SIGTERM: stopping at the next safe point" in first, mode
+            req.handle(signal.SIGTERM, None)  # a second SIGTERM, and no event after it: written on close
+        assert out.getvalue().count("SIGTERM: stopping") == 2, mode
 
 
 # --- real processes --------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ cooperate with the live display (restore the terminal, say what happens next).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import signal
@@ -83,6 +84,7 @@ class TrainDashboard:
         self._last_text = ""
         self._live = None
         self._lock = threading.Lock()
+        self._posted: collections.deque[str] = collections.deque()  # notes from signal handlers
 
     # -- lifecycle -------------------------------------------------------------------------------
     def __enter__(self) -> "TrainDashboard":
@@ -103,6 +105,7 @@ class TrainDashboard:
 
     def close(self) -> None:
         """Stop the live display (its last frame stays on screen) and the sampler."""
+        self._write_posted_notes()
         if self._live is not None:
             live, self._live = self._live, None
             with contextlib.suppress(Exception):
@@ -117,6 +120,7 @@ class TrainDashboard:
     # -- the trainer callback --------------------------------------------------------------------
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("event", "")
+        self._write_posted_notes()
         with self._lock:
             if kind == "start":
                 self.note = ""  # e.g. "preparing the data": done once training starts
@@ -147,6 +151,20 @@ class TrainDashboard:
             self._write(ndjson_line({"event": "note", "message": text}))
         elif self._live is not None:
             self._live.refresh()
+
+    def post_note(self, text: str) -> None:
+        """`set_note` for a signal handler: no lock, no I/O. The handler may have interrupted this
+        very object holding its lock or half-way through a write; waiting for that lock would hang
+        the process. The live view's refresh thread shows the note within a quarter second; plain
+        and JSON output write it at the next trainer event or on close."""
+        self.note = text
+        self._posted.append(text)  # deque.append/popleft: atomic, safe against the main thread
+
+    def _write_posted_notes(self) -> None:
+        while self._posted:
+            text = self._posted.popleft()
+            if self.mode != LIVE:
+                self.set_note(text)
 
     # -- output ----------------------------------------------------------------------------------
     def _write(self, line: str) -> None:
@@ -304,7 +322,7 @@ class StopRequests:
             self.trainer.request_stop(signum)
         if self.dashboard is not None:
             name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-            self.dashboard.set_note(f"{name}: stopping at the next safe point and saving a checkpoint "
+            self.dashboard.post_note(f"{name}: stopping at the next safe point and saving a checkpoint "
                                     "(Ctrl-C again to quit now)")
 
 
