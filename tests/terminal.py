@@ -46,9 +46,25 @@ def run_on_terminal(cmd: list[str], *, env: dict | None = None, cwd: str | os.Pa
                     break
                 out += chunk
             elif proc.poll() is not None:
+                # it may have written its last lines between the select and its exit
+                out += _drain(master)
                 break
     finally:
         os.close(master)
         if proc.poll() is None:
             proc.kill()
     return proc.wait(timeout=30), out
+
+
+def _drain(master: int) -> bytes:
+    """Whatever is still buffered on the terminal once the process has exited."""
+    rest = b""
+    while select.select([master], [], [], 0.05)[0]:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: nothing left and no writer
+            break
+        if not chunk:
+            break
+        rest += chunk
+    return rest
