@@ -18,7 +18,7 @@ import sysconfig
 from pathlib import Path
 from typing import Any, Callable
 
-PACKAGES = ("torch", "typer", "rich", "numpy", "pandas", "pyarrow", "nvidia-ml-py")
+PACKAGES = ("torch", "typer", "rich", "numpy", "pandas", "pyarrow", "nvidia-ml-py", "numba")
 MIB = 1024 * 1024
 
 
@@ -250,6 +250,14 @@ def recommend_preset(gpus: list[dict], *, cuda_usable: bool, available: list[str
     return rec
 
 
+def data_path_facts() -> dict[str, Any]:
+    """Whether training samples go through the compiled kernel (numba) or the numpy code. Loading
+    the kernel is part of the check: a numba that cannot compile it shows here, not mid-run."""
+    from asl_cli.data import fast
+
+    return {"compiled": fast.available(), "status": fast.status()}
+
+
 def collect_report(*, data_dir: str | Path | None = None, fake_gpu: str | Path | None = None, torch: Any = None,
                    version: Callable[[str], str] = importlib.metadata.version,
                    progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -266,6 +274,7 @@ def collect_report(*, data_dir: str | Path | None = None, fake_gpu: str | Path |
     report["fake_gpus"] = fake
     report["compile"] = compile_facts(report["torch"], gpus)
     report["packages"] = package_versions(version=version)
+    report["data_path"] = data_path_facts()
     warnings: list[str] = []
     problems: list[str] = []
     deprecated = deprecated_pynvml_warning(version)

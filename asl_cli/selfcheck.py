@@ -222,9 +222,11 @@ def check_features_key(ws: Workspace) -> tuple[str, str]:
 
 
 def _preprocess_functions() -> dict[str, Callable]:
+    from asl_cli.data import fast
     from asl_cli.data import preprocess as pp
 
-    funcs = {"preprocess": pp.preprocess}
+    # fused_features: the compiled data path preprocesses (with numba installed) instead of preprocess
+    funcs = {"preprocess": pp.preprocess, "fused_features": fast.fused_features}
     with contextlib.suppress(ImportError):
         from asl_cli.data import preprocess_torch as ppt
 

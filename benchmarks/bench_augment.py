@@ -13,6 +13,8 @@ throughput is printed next to it:
   seed profile      every augmentation on, the seed's group probabilities (0.5/0.7/0.3/0.2)
   winner profile    the notebook's order and probabilities
   augment alone     cache -> augment only (seed, winner), no preprocess or collate
+  ..., compiled     the first three again on the compiled data path (numba installed; asl_cli/data/fast.py),
+                    with the ratio compiled / numpy
 
 Goal (issue 3): >= 5,000 samples/s per core for the seed profile end to end.
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_augment.py [--rounds 7] [--epochs 6] [--batch 64]
@@ -87,6 +89,7 @@ def main() -> None:
     from asl_cli.augment import ASLAugmentations
     from asl_cli.config import AugConfig
     from asl_cli.data.dataset import LengthBucketBatchSampler, SignDataset, collate, sample_rng
+    from asl_cli.data import fast
     from asl_cli.data.cache import prepare
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,13 +124,27 @@ def main() -> None:
                 return len(idx)
             return run
 
-        variants = {
-            "no augmentation: cache -> preprocess -> collate": pipeline(None),
-            "seed profile: cache -> augment -> preprocess -> collate": pipeline(augs["seed"]),
-            "winner profile: cache -> augment -> preprocess -> collate": pipeline(augs["winner"]),
-            "augment alone, seed profile": augment_alone(augs["seed"]),
-            "augment alone, winner profile": augment_alone(augs["winner"]),
-        }
+        def on_path(fn, compiled: bool):  # the data path is chosen per call (ASL_NUMBA)
+            def run(epoch: int) -> int:
+                os.environ[fast.ENV_SWITCH] = "1" if compiled else "0"
+                try:
+                    return fn(epoch)
+                finally:
+                    os.environ.pop(fast.ENV_SWITCH, None)
+            return run
+
+        paths = [("", False)] + ([(", compiled", True)] if fast.available() else [])
+        variants = {}
+        for label, compiled in paths:
+            variants.update({
+                f"no augmentation{label}: cache -> preprocess -> collate": on_path(pipeline(None), compiled),
+                f"seed profile{label}: cache -> augment -> preprocess -> collate":
+                    on_path(pipeline(augs["seed"]), compiled),
+                f"winner profile{label}: cache -> augment -> preprocess -> collate":
+                    on_path(pipeline(augs["winner"]), compiled),
+            })
+        variants["augment alone, seed profile"] = augment_alone(augs["seed"])
+        variants["augment alone, winner profile"] = augment_alone(augs["winner"])
         rates: dict[str, list[float]] = {k: [] for k in variants}  # samples per CPU-second
         walls: dict[str, list[float]] = {k: [] for k in variants}  # samples per wall-clock second
         for fn in variants.values():  # warm-up (imports, caches)
@@ -147,7 +164,13 @@ def main() -> None:
         med = statistics.median(values)
         print(f"{name:58s} {med:13.0f} {1e6 / med:9.1f} {med / base:9.2f} {max(values):10.0f} "
               f"{statistics.median(walls[name]):14.0f}")
-    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}; data path: {fast.status()}")
+    for what in ("no augmentation", "seed profile", "winner profile"):
+        numpy_path = [k for k in rates if k.startswith(what + ":")]
+        compiled = [k for k in rates if k.startswith(what + ", compiled:")]
+        if numpy_path and compiled:
+            print(f"compiled / numpy path, {what}: "
+                  f"{statistics.median(rates[compiled[0]]) / statistics.median(rates[numpy_path[0]]):.2f}x")
     seed_rate = statistics.median(rates["seed profile: cache -> augment -> preprocess -> collate"])
     print(f"\ngoal >= 5000 samples/s per core (seed profile end to end, per CPU-second of this process): "
           f"{'met' if seed_rate >= 5000 else 'NOT met'} ({seed_rate:.0f})")

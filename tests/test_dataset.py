@@ -210,13 +210,14 @@ def test_loaders_from_config(sample_cache):
     assert not train.pin_memory and train.num_workers == 0
     sampler = train.batch_sampler
     assert isinstance(sampler, LengthBucketBatchSampler)
-    # Validation: every sample once, no augmentation, features as preprocess gives them.
+    # Validation: every sample once, no augmentation, features as preprocess gives them (within
+    # float32 rounding: with numba installed the compiled data path computes them, tests/test_fast.py).
     seen = []
     for batch in val:
         for row, i in enumerate(batch["index"].tolist()):
             n = int(batch["lengths"][row])
-            np.testing.assert_array_equal(batch["features"][row, :n].numpy(),
-                                          preprocess(sample_cache.points(i), 32))
+            np.testing.assert_allclose(batch["features"][row, :n].numpy(),
+                                       preprocess(sample_cache.points(i), 32), rtol=1e-5, atol=2e-5)
         seen += batch["index"].tolist()
         assert batch["features"].shape[1] % 8 == 0 or batch["features"].shape[1] == 32
     assert aug.calls == 0

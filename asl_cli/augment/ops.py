@@ -76,6 +76,22 @@ def resample_plan(length: int, new_length: int, mode: str, dtype: str = "float32
     return taps, w
 
 
+def resample_taps(length: int, new_length: int, mode: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """`resample`'s source frames and weights (K, new_length) as float32, None where it copies
+    (`new_length == length`); a single frame repeats. For kernels that apply them themselves."""
+    new_length = max(1, int(new_length))
+    if new_length == length:
+        return None
+    if length == 1:
+        return _repeat_plan(new_length)
+    return resample_plan(length, new_length, mode)
+
+
+@functools.lru_cache(maxsize=512)
+def _repeat_plan(new_length: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((1, new_length), dtype=np.intp), np.ones((1, new_length), dtype=np.float32)
+
+
 def resample(points: np.ndarray, new_length: int, mode: str = "linear") -> np.ndarray:
     """Stretch or squeeze time to `new_length` (>= 1) frames (see `resample_plan`).
 
@@ -133,15 +149,21 @@ def affine_matrix(*, scale: float = 1.0, shear_x: float = 0.0, shear_y: float = 
     scale by `scale`, shear (x' = x + shear_x * y, y' = y + shear_y * x), rotate by `degrees`
     (x' = x cos - y sin, y' = x sin + y cos), all three about `centre`; then add `shift` (dx, dy).
     """
+    m00, m01, m10, m11, b0, b1 = affine_entries(scale=scale, shear_x=shear_x, shear_y=shear_y,
+                                                degrees=degrees, shift=shift, centre=centre)
+    return np.array([[m00, m01], [m10, m11]]), np.array([b0, b1])
+
+
+def affine_entries(*, scale: float = 1.0, shear_x: float = 0.0, shear_y: float = 0.0, degrees: float = 0.0,
+                   shift: tuple[float, float] = (0.0, 0.0),
+                   centre: tuple[float, float] = CENTRE) -> tuple[float, float, float, float, float, float]:
+    """`affine_matrix` as six Python floats m00, m01, m10, m11, b0, b1 (numpy's overhead on 2x2
+    arrays exceeds the work)."""
     c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
-    # (scale * shear) @ rotate, written out: numpy's overhead on 2x2 arrays exceeds the work.
-    a00, a01, a10, a11 = scale, scale * shear_y, scale * shear_x, scale
-    m = np.array([[a00 * c - a01 * s, a00 * s + a01 * c],
-                  [a10 * c - a11 * s, a10 * s + a11 * c]])
+    a00, a01, a10, a11 = scale, scale * shear_y, scale * shear_x, scale  # (scale * shear) @ rotate
+    m00, m01, m10, m11 = a00 * c - a01 * s, a00 * s + a01 * c, a10 * c - a11 * s, a10 * s + a11 * c
     cx, cy = centre
-    b = np.array([cx - (cx * m[0, 0] + cy * m[1, 0]) + shift[0],
-                  cy - (cx * m[0, 1] + cy * m[1, 1]) + shift[1]])
-    return m, b
+    return (m00, m01, m10, m11, cx - (cx * m00 + cy * m10) + shift[0], cy - (cx * m01 + cy * m11) + shift[1])
 
 
 def affine(points: np.ndarray, matrix: np.ndarray, offset: np.ndarray, *,
@@ -159,19 +181,29 @@ def affine(points: np.ndarray, matrix: np.ndarray, offset: np.ndarray, *,
     return out
 
 
+def affine_complex_coefficients(matrix: np.ndarray, offset: np.ndarray) -> tuple[complex, complex, complex]:
+    """(alpha, beta, gamma) of the affine map on z = x + iy: z' = alpha z + beta conj(z) + gamma."""
+    (m00, m01), (m10, m11) = np.asarray(matrix, dtype=np.float64).tolist()
+    return complex_coefficients(m00, m01, m10, m11, float(offset[0]), float(offset[1]))
+
+
+def complex_coefficients(m00: float, m01: float, m10: float, m11: float, b0: float,
+                         b1: float) -> tuple[complex, complex, complex]:
+    """`affine_complex_coefficients` of the entries `affine_entries` returns."""
+    return complex((m00 + m11) / 2, (m01 - m10) / 2), complex((m00 - m11) / 2, (m01 + m10) / 2), complex(b0, b1)
+
+
 def _affine_complex(points: np.ndarray, matrix: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """The same map on (x, y) viewed as one complex number z = x + iy per landmark:
     z' = alpha z + beta conj(z) + gamma (beta = 0 without shear or mirror). Several times faster
     than a matmul plus a broadcast offset, whose innermost loops run over only 2 values."""
-    (m00, m01), (m10, m11) = np.asarray(matrix, dtype=np.float64).tolist()
+    alpha, beta, gamma = affine_complex_coefficients(matrix, offset)
     ctype = np.complex64 if points.dtype == np.float32 else np.complex128
     z = np.ascontiguousarray(points).view(ctype)
-    alpha = ctype(complex((m00 + m11) / 2, (m01 - m10) / 2))
-    beta = complex((m00 - m11) / 2, (m01 + m10) / 2)
-    out = z * alpha
+    out = z * ctype(alpha)
     if beta != 0:
         out += np.conj(z) * ctype(beta)
-    out += ctype(complex(float(offset[0]), float(offset[1])))
+    out += ctype(gamma)
     return out.view(points.dtype)
 
 
@@ -199,11 +231,16 @@ def standard_normal_f32(rng: np.random.Generator, n: int) -> np.ndarray:
     return out[:n]
 
 
-def gaussian_noise(points: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
-    """Independent N(0, std) jitter on x and y of every landmark (missing ones stay NaN)."""
-    shape = points.shape[:-1] + (2,)
+def gaussian_noise_values(shape: tuple[int, ...], std: float, rng: np.random.Generator) -> np.ndarray:
+    """float32 N(0, std) values of `shape` (the jitter `gaussian_noise` adds)."""
     noise = standard_normal_f32(rng, math.prod(shape)).reshape(shape)
     noise *= np.float32(std)
+    return noise
+
+
+def gaussian_noise(points: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
+    """Independent N(0, std) jitter on x and y of every landmark (missing ones stay NaN)."""
+    noise = gaussian_noise_values(points.shape[:-1] + (2,), std, rng)
     if points.shape[-1] == 2:
         return points + noise.astype(points.dtype, copy=False)
     out = points.copy()

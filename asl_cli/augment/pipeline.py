@@ -228,6 +228,35 @@ def apply_params(points: np.ndarray, p: AugParams, rng: np.random.Generator,
     return x
 
 
+def fused_features(points: np.ndarray, p: AugParams, rng: np.random.Generator, permutation: np.ndarray,
+                   max_len: int) -> np.ndarray:
+    """`preprocess(apply_params(points, p, rng, permutation), max_len, drop_nan_frames=False)` by the
+    compiled kernel (asl_cli/data/fast.py) in one pass; the per-landmark random values (noise,
+    dropout) are drawn here exactly as `apply_params` draws them, so either path gives the same sample."""
+    from asl_cli.data import fast
+
+    t, n = p.length_out, points.shape[1]
+    affine = None
+    if p.affine:
+        affine = ops.complex_coefficients(*ops.affine_entries(
+            scale=p.scale, shear_x=p.shear_x, shear_y=p.shear_y, degrees=p.degrees, shift=(p.shift_x, p.shift_y)))
+    masked = None
+    if p.feature_mask:
+        masked = np.zeros(n, dtype=bool)
+        masked[p.feature_mask_points] = True
+    return fast.fused_features(
+        points, max_len, resample=ops.resample_taps(points.shape[0], p.resample_length, p.resample_mode)
+        if p.resample else None, first=p.crop_start if p.crop else 0, length=t,
+        permutation=permutation if p.flip else None, complex_affine=affine,
+        noise=ops.gaussian_noise_values((t, n, 2), p.noise_std, rng) if p.noise else None,
+        frames_masked=(p.temporal_mask_start, p.temporal_mask_start + p.temporal_mask_length)
+        if p.temporal_mask else (0, 0),
+        points_masked=masked,
+        dropout_uniforms=rng.random((t, n), dtype=np.float32) if p.landmark_dropout else None,
+        dropout_prob=p.landmark_dropout_prob,
+        square=(p.spatial_mask_x0, p.spatial_mask_y0, p.spatial_mask_side) if p.spatial_mask else None)
+
+
 class ASLAugmentations:
     """The training augmentations: `aug(points, rng) -> points'`.
 
@@ -277,11 +306,28 @@ class ASLAugmentations:
         """`(points', params)`: the augmented sample and what was drawn for it (None when off)."""
         if not self.enabled:
             return points, None
+        params = self.augment_params(points, rng)
+        return apply_params(points, params, rng, self.permutation), params
+
+    def features(self, points: np.ndarray, rng: np.random.Generator, max_len: int) -> np.ndarray:
+        """`preprocess(self(points, rng), max_len, drop_nan_frames=False)`: the augmented sample's
+        features. Where the compiled data path is available (asl_cli/data/fast.py) the operations
+        after the resampling and the crop run fused with the preprocessing in one pass, with the same
+        random draws in the same order (the numpy path stays the reference; tests/test_fast.py)."""
+        from asl_cli.data import fast
+
+        if not self.enabled or not fast.available():
+            from asl_cli.data.preprocess import preprocess
+
+            return preprocess(self(points, rng), max_len, drop_nan_frames=False)
+        params = self.augment_params(points, rng)
+        return fused_features(points, params, rng, self.permutation, max_len)
+
+    def augment_params(self, points: np.ndarray, rng: np.random.Generator) -> AugParams:
         if points.ndim != 3 or points.shape[1] != len(self.points) or points.shape[2] < 2 \
                 or points.shape[0] < 1:
             raise ValueError(f"expected (T>=1, {len(self.points)}, C>=2) points, got shape {points.shape}")
-        params = self.draw(rng, points.shape[0])
-        return apply_params(points, params, rng, self.permutation), params
+        return self.draw(rng, points.shape[0])
 
     def describe(self) -> list[str]:
         """One short line per active group/op with its probability, for logs and dashboards."""

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from asl_cli.data import fast
 from asl_cli.data.landmarks import NUM_FEATURES
 from asl_cli.data.preprocess import preprocess
 from asl_cli.errors import ConfigError
@@ -56,12 +57,15 @@ class SignDataset:
         position, epoch = item if isinstance(item, tuple) else (item, 0)
         index = int(self.indices[position])
         points = self.cache.points(index)
-        if self.augment is not None:
-            rng = sample_rng(self.seed, int(epoch), index)
-            points = self.augment(points, rng)
         # All-NaN frames were dropped when the cache was built (before augmentation, as the
         # winner does); frames an augmentation masks out stay, as zero rows.
-        features = preprocess(points, self.max_len, drop_nan_frames=False)
+        if self.augment is None:
+            features = fast.features(points, self.max_len)
+        elif hasattr(self.augment, "features"):  # ASLAugmentations: augment + preprocess in one pass
+            features = self.augment.features(points, sample_rng(self.seed, int(epoch), index), self.max_len)
+        else:
+            points = self.augment(points, sample_rng(self.seed, int(epoch), index))
+            features = preprocess(points, self.max_len, drop_nan_frames=False)
         return {"features": features, "label": int(self.labels[position]), "index": index}
 
 
@@ -328,6 +332,7 @@ def build_loaders(cfg, cache, *, augment: Augment | None = None, device_type: st
     if workers > 0:
         kwargs.update(persistent_workers=bool(ld.persistent_workers), prefetch_factor=ld.prefetch_factor)
 
+    fast.available()  # compiles or loads the data kernel once, here, before any worker starts
     train_ds = SignDataset(cache, train_idx, max_len=d.max_len, augment=augment, seed=seed)
     train_loader = DataLoader(train_ds, batch_sampler=sampler(train_idx, True), **kwargs)
     val_loader = None
