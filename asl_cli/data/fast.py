@@ -117,14 +117,11 @@ def fused_features(points: np.ndarray, max_len: int, *, resample: tuple[np.ndarr
     taps, weights = _NO_TAPS if resample is None else resample
     if length is None:
         length = (x.shape[0] if resample is None else taps.shape[1]) - first
-    fparams = np.zeros(11, dtype=np.float32)
-    if complex_affine is not None:  # rounded to complex64 first, as ops._affine_complex does
-        alpha, beta, gamma = complex_affine
-        fparams[0:6] = (alpha.real, alpha.imag, beta.real, beta.imag, gamma.real, gamma.imag)
-    fparams[6] = dropout_prob
-    if square is not None:  # numpy compares float32 coordinates with the bounds rounded to float32
-        x0, y0, side = square
-        fparams[7:11] = (x0, x0 + side, y0, y0 + side)
+    # float32 parameters, rounded as numpy rounds them (complex64 coefficients, float32 bounds)
+    alpha, beta, gamma = complex_affine if complex_affine is not None else (1, 0, 0)
+    x0, y0, side = square if square is not None else (0.0, 0.0, 0.0)
+    fparams = np.array([alpha.real, alpha.imag, beta.real, beta.imag, gamma.real, gamma.imag, dropout_prob,
+                        x0, x0 + side, y0, y0 + side], dtype=np.float32)
     iparams = np.array([max_len, first, length, permutation is not None, complex_affine is not None,
                         frames_masked[0], frames_masked[1], square is not None, CENTRE_POS], dtype=np.int64)
     return _load()[0](x, taps, weights, _EMPTY_PERM if permutation is None else permutation,

@@ -22,6 +22,25 @@ MAX_LEN, FIRST, LENGTH, FLIP, AFFINE, MASK_START, MASK_STOP, SQUARE, CENTRE = ra
 AR, AI, BR, BI, GR, GI, DROP_P, X0, X1, Y0, Y1 = range(11)
 
 
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
+def _sums(flat):
+    """Sum, sum of squares and count of the valid x (even slots) and y (odd slots), in float64 (a
+    float32 squared is exact there). `reassoc` lets LLVM vectorise these reductions (the order of
+    the additions changes, by float64 rounding only); NaN checks stay exact (no `nnan`)."""
+    sx, sy, qx, qy, vx, vy = 0.0, 0.0, 0.0, 0.0, 0, 0
+    for j in range(0, flat.shape[0], 2):
+        x, y = np.float64(flat[j]), np.float64(flat[j + 1])
+        valid_x, valid_y = x == x, y == y
+        x, y = x if valid_x else 0.0, y if valid_y else 0.0
+        sx += x
+        qx += x * x
+        vx += valid_x
+        sy += y
+        qy += y * y
+        vy += valid_y
+    return sx, sy, qx, qy, vx, vy
+
+
 @njit(cache=True, nogil=True)
 def augment_and_preprocess(pts, taps, weights, perm, noise, pmask, drop_u, iparams, fparams):
     """Features `(min(LENGTH, MAX_LEN), 6 * N)` of the augmented `pts` (T, N, >=2) float32.
@@ -88,14 +107,7 @@ def augment_and_preprocess(pts, taps, weights, perm, noise, pmask, drop_u, ipara
             x, y = flat[j], flat[j + 1]
             if x0 < x < x1 and y0 < y < y1:
                 flat[j], flat[j + 1] = nan, nan
-    # the sums the statistics need (float64: a float32 squared is exact there)
-    sx, sy, qx, qy, vx, vy = 0.0, 0.0, 0.0, 0.0, 0, 0
-    for j in range(0, size, 2):
-        x, y = flat[j], flat[j + 1]
-        if x == x:
-            sx, qx, vx = sx + x, qx + float(x) * x, vx + 1
-        if y == y:
-            sy, qy, vy = sy + y, qy + float(y) * y, vy + 1
+    sx, sy, qx, qy, vx, vy = _sums(flat)
 
     # 2. preprocess (data/preprocess.py): centre = NaN-mean of the lower lip (0.5 where never
     # seen); scale = root of the NaN-mean squared distance to it, per coordinate (0/undefined -> 1)
@@ -124,19 +136,22 @@ def augment_and_preprocess(pts, taps, weights, perm, noise, pmask, drop_u, ipara
     rows = min(length, iparams[MAX_LEN])
     centre, scale = np.empty(width, dtype=np.float32), np.empty(width, dtype=np.float32)
     centre[0::2], centre[1::2], scale[0::2], scale[1::2] = cx, cy, kx, ky
-    out = np.zeros((rows, 3 * width), dtype=np.float32)
+    out = np.empty((rows, 3 * width), dtype=np.float32)
     for t in range(rows):
         pos, src = out[t, :width], xy[t]
         for j in range(width):
             pos[j] = (src[j] - centre[j]) * scale[j]
-    for lag in (1, 2):
-        for t in range(rows - lag):
-            a, b, d = out[t, :width], out[t + lag, :width], out[t, lag * width:(lag + 1) * width]
-            for j in range(width):
-                v = b[j] - a[j]
-                d[j] = v if v == v else zero
-    for t in range(rows):
+    for t in range(rows):  # a row's positions are zeroed only after the rows before it read them
         pos = out[t, :width]
+        for lag in (1, 2):
+            d = out[t, lag * width:(lag + 1) * width]
+            if t + lag < rows:
+                later = out[t + lag, :width]
+                for j in range(width):
+                    v = later[j] - pos[j]
+                    d[j] = v if v == v else zero
+            else:
+                d[:] = zero
         for j in range(width):
             v = pos[j]
             pos[j] = v if v == v else zero
