@@ -48,7 +48,8 @@ def compiled_path(points, p: AugParams, seed: int, perm, max_len: int) -> tuple[
 
 
 def assert_same(points, p: AugParams, seed: int, perm, max_len: int = 64) -> None:
-    (a, after_a), (b, after_b) = reference(points, p, seed, perm, max_len), compiled_path(points, p, seed, perm, max_len)
+    a, after_a = reference(points, p, seed, perm, max_len)
+    b, after_b = compiled_path(points, p, seed, perm, max_len)
     assert a.shape == b.shape and b.dtype == np.float32
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=ATOL, err_msg=p.summary())
     np.testing.assert_array_equal(after_a, after_b, err_msg="the two paths drew different random numbers")
@@ -213,3 +214,17 @@ def test_resample_taps_agree_with_resample():
         taps, w = plan
         manual = sum(points[taps[k]] * w[k][:, None, None] for k in range(taps.shape[0]))
         np.testing.assert_allclose(ops.resample(points, new, mode), manual, rtol=1e-6, atol=1e-6)
+
+
+def test_argument_dtypes_do_not_matter():
+    """Arrays of other integer/float types are converted, not compiled for anew or refused."""
+    rng = np.random.default_rng(4)
+    points = landmarks(rng, 12)
+    perm = AUG.permutation
+    a = fast.fused_features(points, 64, permutation=perm, points_masked=np.arange(118) % 7 == 0,
+                            dropout_uniforms=rng.random((12, 118)).astype(np.float32), dropout_prob=0.2)
+    b = fast.fused_features(points.astype(np.float64), 64, permutation=perm.astype(np.int32),
+                            points_masked=(np.arange(118) % 7 == 0).astype(np.uint8),
+                            dropout_uniforms=rng.random((12, 118)), dropout_prob=0.2)
+    assert a.shape == b.shape == (12, 708) and np.isfinite(b).all()
+    assert len(fast._load()[0].signatures) == 1  # one compiled kernel for every call above

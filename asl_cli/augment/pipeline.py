@@ -244,16 +244,16 @@ def fused_features(points: np.ndarray, p: AugParams, rng: np.random.Generator, p
     if p.feature_mask:
         masked = np.zeros(n, dtype=bool)
         masked[p.feature_mask_points] = True
+    # the generator's draws, in apply_params' order: noise, then dropout
+    noise = ops.gaussian_noise_values((t, n, 2), p.noise_std, rng) if p.noise else None
+    dropout = rng.random((t, n), dtype=np.float32) if p.landmark_dropout else None
     return fast.fused_features(
         points, max_len, resample=ops.resample_taps(points.shape[0], p.resample_length, p.resample_mode)
         if p.resample else None, first=p.crop_start if p.crop else 0, length=t,
-        permutation=permutation if p.flip else None, complex_affine=affine,
-        noise=ops.gaussian_noise_values((t, n, 2), p.noise_std, rng) if p.noise else None,
+        permutation=permutation if p.flip else None, complex_affine=affine, noise=noise,
         frames_masked=(p.temporal_mask_start, p.temporal_mask_start + p.temporal_mask_length)
         if p.temporal_mask else (0, 0),
-        points_masked=masked,
-        dropout_uniforms=rng.random((t, n), dtype=np.float32) if p.landmark_dropout else None,
-        dropout_prob=p.landmark_dropout_prob,
+        points_masked=masked, dropout_uniforms=dropout, dropout_prob=p.landmark_dropout_prob,
         square=(p.spatial_mask_x0, p.spatial_mask_y0, p.spatial_mask_side) if p.spatial_mask else None)
 
 

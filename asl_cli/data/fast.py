@@ -9,12 +9,12 @@ numba is an optional extra (`pip install 'asl-cli[fast]'`). Without it, or with 
 numpy code (asl_cli/augment/ops.py, asl_cli/data/preprocess.py) runs; it stays the reference the
 kernel is tested against (tests/test_fast.py: the same features within float32 rounding).
 
-What the kernel does, in the order of `augment.pipeline.apply_params` (resampling and the temporal
-crop change the frame count and stay numpy; they run before): mirror (`perm`), affine map, Gaussian
-noise (drawn by the caller, as `ops.gaussian_noise` draws it),
-temporal mask, landmark masks (feature mask, dropout uniforms, spatial square), then the winner's
-preprocessing (`preprocess(..., drop_nan_frames=False)`): centre on the lower lip, scale, truncate,
-xy + dx + dx2, NaN -> 0. Every random number is drawn outside, by the same numpy calls in the same
+What the kernel does, in the order of `augment.pipeline.apply_params`: resampling (the taps and
+weights of `ops.resample_plan`) and the temporal crop, mirror (`perm`), affine map, Gaussian noise
+(drawn by the caller, as `ops.gaussian_noise` draws it), temporal mask, landmark masks (feature
+mask, dropout uniforms, spatial square), then the winner's preprocessing
+(`preprocess(..., drop_nan_frames=False)`): centre on the lower lip, scale, truncate, xy + dx + dx2,
+NaN -> 0. Every random number is drawn outside, by the same numpy calls in the same
 order as the numpy path, so a run is reproducible either way.
 """
 
@@ -53,9 +53,9 @@ def _numba_version() -> str | None:
 
 @functools.lru_cache(maxsize=1)
 def _load() -> tuple[Callable | None, str]:
-    """(kernel, "") or (None, why): imports asl_cli/data/fast_kernels.py and runs the kernel once on
-    a tiny input, which compiles it (~2 s, the first time on a machine) or loads numba's on-disk
-    cache of it (a fraction of a second). Any failure (numba unable to compile, no writable cache
+    """(kernel, "") or (None, why): imports asl_cli/data/fast_kernels.py, which compiles the kernel
+    for its one signature (~2 s, the first time on a machine) or loads numba's on-disk cache of it
+    (a fraction of a second), and runs it once on a tiny input. Any failure (numba unable to compile, no writable cache
     folder) means the numpy path, with one warning."""
     try:
         from asl_cli.data.fast_kernels import augment_and_preprocess
@@ -114,7 +114,8 @@ def fused_features(points: np.ndarray, max_len: int, *, resample: tuple[np.ndarr
         raise ValueError(f"expected (T, {NUM_POINTS}, C>=2) points, got shape {x.shape}")
     if x.shape[0] == 0:
         return np.zeros((1, NUM_FEATURES), dtype=np.float32)
-    taps, weights = _NO_TAPS if resample is None else resample
+    taps, weights = _NO_TAPS if resample is None else (np.ascontiguousarray(resample[0], dtype=np.intp),
+                                                        np.ascontiguousarray(resample[1], dtype=np.float32))
     if length is None:
         length = (x.shape[0] if resample is None else taps.shape[1]) - first
     # float32 parameters, rounded as numpy rounds them (complex64 coefficients, float32 bounds)
@@ -124,10 +125,15 @@ def fused_features(points: np.ndarray, max_len: int, *, resample: tuple[np.ndarr
                         x0, x0 + side, y0, y0 + side], dtype=np.float32)
     iparams = np.array([max_len, first, length, permutation is not None, complex_affine is not None,
                         frames_masked[0], frames_masked[1], square is not None, CENTRE_POS], dtype=np.int64)
-    return _load()[0](x, taps, weights, _EMPTY_PERM if permutation is None else permutation,
-                      _EMPTY_NOISE if noise is None else noise,
-                      _EMPTY_MASK if points_masked is None else points_masked,
-                      _EMPTY_U2 if dropout_uniforms is None else dropout_uniforms, iparams, fparams)
+    # fixed dtypes and layouts: one compiled signature (no-ops for the arrays the pipeline passes)
+    return _load()[0](x, taps, weights,
+                      _EMPTY_PERM if permutation is None else np.ascontiguousarray(permutation, dtype=np.intp),
+                      _EMPTY_NOISE if noise is None else np.ascontiguousarray(noise, dtype=np.float32),
+                      _EMPTY_MASK if points_masked is None else np.ascontiguousarray(points_masked,
+                                                                                     dtype=np.bool_),
+                      _EMPTY_U2 if dropout_uniforms is None else np.ascontiguousarray(dropout_uniforms,
+                                                                                      dtype=np.float32),
+                      iparams, fparams)
 
 
 def features(points: np.ndarray, max_len: int) -> np.ndarray:

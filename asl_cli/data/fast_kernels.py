@@ -12,9 +12,22 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 
 from asl_cli.data.preprocess import MIN_SCALE
+
+
+def _in(dtype, ndim: int):
+    # read-only C arrays: numba types writable and read-only arrays apart (the cache's memory map is
+    # read-only, resample plans are frozen) and would compile a kernel per combination; a writable
+    # array converts to a read-only parameter, so one signature, compiled once, takes them all
+    return types.Array(dtype, ndim, "C", readonly=True)
+
+
+SIGNATURE = types.float32[:, ::1](
+    _in(types.float32, 3), _in(types.intp, 2), _in(types.float32, 2), _in(types.intp, 1),
+    _in(types.float32, 3), _in(types.boolean, 1), _in(types.float32, 2), _in(types.int64, 1),
+    _in(types.float32, 1))
 
 # iparams slots
 MAX_LEN, FIRST, LENGTH, FLIP, AFFINE, MASK_START, MASK_STOP, SQUARE, CENTRE = range(9)
@@ -41,7 +54,7 @@ def _sums(flat):
     return sx, sy, qx, qy, vx, vy
 
 
-@njit(cache=True, nogil=True)
+@njit(SIGNATURE, cache=True, nogil=True)
 def augment_and_preprocess(pts, taps, weights, perm, noise, pmask, drop_u, iparams, fparams):
     """Features `(min(LENGTH, MAX_LEN), 6 * N)` of the augmented `pts` (T, N, >=2) float32.
 
@@ -78,7 +91,8 @@ def augment_and_preprocess(pts, taps, weights, perm, noise, pmask, drop_u, ipara
             for k in range(1, k_taps):
                 frame, w = pts[taps[k, r]], weights[k, r]
                 for n in range(n_pts):
-                    row[2 * n], row[2 * n + 1] = row[2 * n] + frame[src[n], 0] * w, row[2 * n + 1] + frame[src[n], 1] * w
+                    s = src[n]
+                    row[2 * n], row[2 * n + 1] = row[2 * n] + frame[s, 0] * w, row[2 * n + 1] + frame[s, 1] * w
     flat = xy.ravel()
     size = flat.shape[0]
     if flip:
