@@ -35,7 +35,9 @@ import numpy as np
 
 from asl_cli.augment import ops
 from asl_cli.config import AugConfig
+from asl_cli.data import fast  # numpy only until the kernel is used (numba is imported lazily)
 from asl_cli.data.landmarks import POINT_LANDMARKS, flip_permutation
+from asl_cli.data.preprocess import preprocess
 from asl_cli.errors import ConfigError
 
 NUM_UNIFORMS = 20  # scalar draws per sample, taken in one call (one Generator call is ~1 us)
@@ -233,8 +235,6 @@ def fused_features(points: np.ndarray, p: AugParams, rng: np.random.Generator, p
     """`preprocess(apply_params(points, p, rng, permutation), max_len, drop_nan_frames=False)` by the
     compiled kernel (asl_cli/data/fast.py) in one pass; the per-landmark random values (noise,
     dropout) are drawn here exactly as `apply_params` draws them, so either path gives the same sample."""
-    from asl_cli.data import fast
-
     t, n = p.length_out, points.shape[1]
     affine = None
     if p.affine:
@@ -314,11 +314,7 @@ class ASLAugmentations:
         features. Where the compiled data path is available (asl_cli/data/fast.py) the operations
         after the resampling and the crop run fused with the preprocessing in one pass, with the same
         random draws in the same order (the numpy path stays the reference; tests/test_fast.py)."""
-        from asl_cli.data import fast
-
         if not self.enabled or not fast.available():
-            from asl_cli.data.preprocess import preprocess
-
             return preprocess(self(points, rng), max_len, drop_nan_frames=False)
         params = self.augment_params(points, rng)
         return fused_features(points, params, rng, self.permutation, max_len)
