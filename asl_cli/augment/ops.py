@@ -89,7 +89,10 @@ def resample_taps(length: int, new_length: int, mode: str) -> tuple[np.ndarray, 
 
 @functools.lru_cache(maxsize=512)
 def _repeat_plan(new_length: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.zeros((1, new_length), dtype=np.intp), np.ones((1, new_length), dtype=np.float32)
+    taps, w = np.zeros((1, new_length), dtype=np.intp), np.ones((1, new_length), dtype=np.float32)
+    taps.setflags(write=False)  # cached and shared, as resample_plan's
+    w.setflags(write=False)
+    return taps, w
 
 
 def resample(points: np.ndarray, new_length: int, mode: str = "linear") -> np.ndarray:
@@ -181,15 +184,10 @@ def affine(points: np.ndarray, matrix: np.ndarray, offset: np.ndarray, *,
     return out
 
 
-def affine_complex_coefficients(matrix: np.ndarray, offset: np.ndarray) -> tuple[complex, complex, complex]:
-    """(alpha, beta, gamma) of the affine map on z = x + iy: z' = alpha z + beta conj(z) + gamma."""
-    (m00, m01), (m10, m11) = np.asarray(matrix, dtype=np.float64).tolist()
-    return complex_coefficients(m00, m01, m10, m11, float(offset[0]), float(offset[1]))
-
-
 def complex_coefficients(m00: float, m01: float, m10: float, m11: float, b0: float,
                          b1: float) -> tuple[complex, complex, complex]:
-    """`affine_complex_coefficients` of the entries `affine_entries` returns."""
+    """(alpha, beta, gamma) of the affine map with the entries `affine_entries` returns, on
+    z = x + iy: z' = alpha z + beta conj(z) + gamma."""
     return complex((m00 + m11) / 2, (m01 - m10) / 2), complex((m00 - m11) / 2, (m01 + m10) / 2), complex(b0, b1)
 
 
@@ -197,7 +195,8 @@ def _affine_complex(points: np.ndarray, matrix: np.ndarray, offset: np.ndarray) 
     """The same map on (x, y) viewed as one complex number z = x + iy per landmark:
     z' = alpha z + beta conj(z) + gamma (beta = 0 without shear or mirror). Several times faster
     than a matmul plus a broadcast offset, whose innermost loops run over only 2 values."""
-    alpha, beta, gamma = affine_complex_coefficients(matrix, offset)
+    (m00, m01), (m10, m11) = np.asarray(matrix, dtype=np.float64).tolist()
+    alpha, beta, gamma = complex_coefficients(m00, m01, m10, m11, float(offset[0]), float(offset[1]))
     ctype = np.complex64 if points.dtype == np.float32 else np.complex128
     z = np.ascontiguousarray(points).view(ctype)
     out = z * ctype(alpha)

@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from asl_cli.data.landmarks import NUM_FEATURES, NUM_POINTS
-from asl_cli.data.preprocess import CENTRE_POS
+from asl_cli.data.preprocess import CENTRE_POS, preprocess
 
 ENV_SWITCH = "ASL_NUMBA"  # "0": use the numpy path even where numba is installed
 _NO_TAPS = (np.zeros((0, 0), dtype=np.intp), np.zeros((0, 0), dtype=np.float32))
@@ -55,8 +55,8 @@ def _numba_version() -> str | None:
 def _load() -> tuple[Callable | None, str]:
     """(kernel, "") or (None, why): imports asl_cli/data/fast_kernels.py, which compiles the kernel
     for its one signature (~2 s, the first time on a machine) or loads numba's on-disk cache of it
-    (a fraction of a second), and runs it once on a tiny input. Any failure (numba unable to compile, no writable cache
-    folder) means the numpy path, with one warning."""
+    (a fraction of a second), and runs it once on a tiny input. Any failure (numba unable to
+    compile, no writable cache folder) means the numpy path, with one warning."""
     try:
         from asl_cli.data.fast_kernels import augment_and_preprocess
 
@@ -102,7 +102,7 @@ def fused_features(points: np.ndarray, max_len: int, *, resample: tuple[np.ndarr
     resample: (taps, weights) of `ops.resample_plan` (source frames of the resampled sequence);
     first, length: the frames kept of the (resampled) sequence (the temporal crop; default all);
     permutation: the flip's landmark permutation (mirror on); complex_affine: (alpha, beta, gamma)
-    of z' = alpha z + beta conj(z) + gamma (`ops.affine_complex_coefficients`); noise: float32
+    of z' = alpha z + beta conj(z) + gamma (`ops.complex_coefficients`); noise: float32
     (length, N, 2) added to x and y (`ops.gaussian_noise_values`: numpy's vectorised transcendentals
     beat scalar ones in a loop); frames_masked: [start, stop); points_masked: boolean (N,);
     dropout_uniforms: float32 (length, N), missing where < dropout_prob; square: (x0, y0, side) of
@@ -140,6 +140,4 @@ def features(points: np.ndarray, max_len: int) -> np.ndarray:
     """`preprocess(points, max_len, drop_nan_frames=False)`, compiled where available."""
     if available():
         return fused_features(points, max_len)
-    from asl_cli.data.preprocess import preprocess
-
     return preprocess(points, max_len, drop_nan_frames=False)

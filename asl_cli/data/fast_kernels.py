@@ -2,9 +2,9 @@
 
 Kept apart so that importing the data layer never imports numba (~0.3 s) unless the kernel runs.
 See fast.py for what it computes; the numpy functions it mirrors are named in the comments. The
-float32 operations are those of the numpy code in the same order (numba does not contract a*b+c
-into FMA without fastmath), so most features come out bitwise equal; the scale's sum differs in
-rounding (float64 here, BLAS float32 there).
+augmentations' float32 operations are those of the numpy code in the same order (numba does not
+contract a*b+c into FMA without fastmath); the statistics are summed in float64 here (BLAS float32
+there), so the features agree within float32 rounding, not bitwise.
 """
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ def augment_and_preprocess(pts, taps, weights, perm, noise, pmask, drop_u, ipara
     one, zero, nan = np.float32(1.0), np.float32(0.0), np.float32(np.nan)
 
     # 1. augment into one (T, 2N) matrix, x and y interleaved as preprocess lays them out, in
-    # apply_params' order; one simple loop per operation (they vectorise, a single loop with every
-    # branch inside did not)
+    # apply_params' order; one simple loop per operation (measured a little faster than one loop
+    # with every operation's branch inside)
     xy = np.empty((length, width), dtype=np.float32)
     src = np.arange(n_pts) if not flip else perm  # ops.flip_horizontal: the mirror's landmark swap
     if k_taps == 0:
