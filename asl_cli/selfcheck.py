@@ -225,8 +225,8 @@ def _preprocess_functions() -> dict[str, Callable]:
     from asl_cli.data import fast
     from asl_cli.data import preprocess as pp
 
-    # fused_features: the compiled data path preprocesses (with numba installed) instead of preprocess
-    funcs = {"preprocess": pp.preprocess, "fused_features": fast.fused_features}
+    # fast.prepare: one compiled preprocessing (with numba installed), run now or into the batch
+    funcs = {"preprocess": pp.preprocess, "fast.prepare": fast.prepare}
     with contextlib.suppress(ImportError):
         from asl_cli.data import preprocess_torch as ppt
 

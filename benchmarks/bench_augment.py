@@ -15,6 +15,9 @@ throughput is printed next to it:
   augment alone     cache -> augment only (seed, winner), no preprocess or collate
   ..., compiled     the first three again on the compiled data path (numba installed; asl_cli/data/fast.py),
                     with the ratio compiled / numpy
+  ..., batched      the compiled path as the DataLoader runs it: `SignDataset.__getitems__` draws a
+                    batch's values, `collate` runs the kernel straight into the batch's rows (no
+                    array per sample, no copy), with the ratio batched / one sample at a time
 
 Goal (issue 3): >= 5,000 samples/s per core for the seed profile end to end.
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_augment.py [--rounds 7] [--epochs 6] [--batch 64]
@@ -106,13 +109,16 @@ def main() -> None:
                 "winner": ASLAugmentations(AugConfig(profile="winner"), max_len=args.max_len)}
         sampler = LengthBucketBatchSampler(np.minimum(lengths, args.max_len), args.batch, shuffle=True, seed=0)
 
-        def pipeline(aug):
+        def pipeline(aug, batched: bool = False):
             ds = SignDataset(cache, idx, max_len=args.max_len, augment=aug, seed=0)
+            ds.defer_features = batched  # the loader's way: kernel straight into the batch's rows
 
             def run(epoch: int) -> int:
                 n = 0
                 for batch in sampler.batches(epoch):
-                    collate([ds[(int(i), epoch)] for i in batch], bucket_step=16, max_len=args.max_len)
+                    items = [(int(i), epoch) for i in batch]
+                    samples = ds.__getitems__(items) if batched else [ds[item] for item in items]
+                    collate(samples, bucket_step=16, max_len=args.max_len)
                     n += len(batch)
                 return n
             return run
@@ -143,6 +149,13 @@ def main() -> None:
                 f"winner profile{label}: cache -> augment -> preprocess -> collate":
                     on_path(pipeline(augs["winner"]), compiled),
             })
+        if fast.available():  # what build_loaders' DataLoader runs: SignDataset.__getitems__ + collate
+            variants.update({
+                "no augmentation, compiled, batched: features written into the batch":
+                    on_path(pipeline(None, batched=True), True),
+                "seed profile, compiled, batched: features written into the batch":
+                    on_path(pipeline(augs["seed"], batched=True), True),
+            })
         variants["augment alone, seed profile"] = augment_alone(augs["seed"])
         variants["augment alone, winner profile"] = augment_alone(augs["winner"])
         rates: dict[str, list[float]] = {k: [] for k in variants}  # samples per CPU-second
@@ -171,6 +184,12 @@ def main() -> None:
         if numpy_path and compiled:
             print(f"compiled / numpy path, {what}: "
                   f"{statistics.median(rates[compiled[0]]) / statistics.median(rates[numpy_path[0]]):.2f}x")
+    for what in ("no augmentation", "seed profile"):
+        one_by_one = [k for k in rates if k.startswith(what + ", compiled:")]
+        batched = [k for k in rates if k.startswith(what + ", compiled, batched:")]
+        if one_by_one and batched:
+            print(f"batched / one sample at a time (compiled), {what}: "
+                  f"{statistics.median(rates[batched[0]]) / statistics.median(rates[one_by_one[0]]):.2f}x")
     for label, _ in paths:
         seed_rate = statistics.median(rates[f"seed profile{label}: cache -> augment -> preprocess -> collate"])
         print(f"goal >= 5000 samples/s per core (seed profile end to end, per CPU-second of this process), "

@@ -120,6 +120,18 @@ def test_each_operation_alone(name):
         assert_same(points[:1], AugParams(length_in=1, **ONE_OP[name]), seed=2, perm=AUG.permutation)
 
 
+@pytest.mark.parametrize("mode", ["linear", "cubic", "nearest"])
+@pytest.mark.parametrize("channels", [2, 3])
+@pytest.mark.parametrize("flip", [False, True])
+def test_resampling_on_each_of_the_kernels_branches(mode, channels, flip):
+    """The kernel sums whole frames where it can (no flip, x and y only) and gathers otherwise."""
+    rng = np.random.default_rng(channels + 10 * flip)
+    points = np.concatenate([landmarks(rng, 23), rng.random((23, 118, channels - 2), dtype=np.float32)], axis=2)
+    for new_length in (9, 23, 47):
+        p = AugParams(length_in=23, resample=True, resample_length=new_length, resample_mode=mode, flip=flip)
+        assert_same(points, p, seed=5, perm=AUG.permutation)
+
+
 def test_everything_at_once_and_resample_with_crop():
     rng = np.random.default_rng(3)
     points = landmarks(rng, 50)
@@ -188,8 +200,8 @@ def test_the_dataset_uses_it_for_training_and_validation_samples(sample_cache, m
     from asl_cli.data.dataset import SignDataset
 
     calls = []
-    real = fast.fused_features
-    monkeypatch.setattr(fast, "fused_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = fast.prepare
+    monkeypatch.setattr(fast, "prepare", lambda *a, **k: calls.append(1) or real(*a, **k))
     train = SignDataset(sample_cache, np.arange(8), max_len=64, augment=AUG, seed=0)
     val = SignDataset(sample_cache, np.arange(8), max_len=64)
     for i in range(8):
@@ -228,3 +240,85 @@ def test_argument_dtypes_do_not_matter():
                             dropout_uniforms=rng.random((12, 118)), dropout_prob=0.2)
     assert a.shape == b.shape == (12, 708) and np.isfinite(b).all()
     assert len(fast._load()[0].signatures) == 1  # one compiled kernel for every call above
+
+
+# --- the batched path: features computed straight into the batch --------------------------------
+
+def _batches(ds, items, **collate_args):
+    from asl_cli.data.dataset import collate
+
+    ds.defer_features = False
+    eager = collate([ds[i] for i in items], **collate_args)
+    ds.defer_features = True
+    samples = ds.__getitems__(items)
+    return eager, samples, collate(samples, **collate_args)
+
+
+@pytest.mark.parametrize("augmented", [True, False])
+def test_a_batch_written_in_place_is_the_batch_of_its_samples(sample_cache, augmented):
+    """`__getitems__` + `collate` (kernel into the batch's rows) == the samples one by one + copy:
+    the same draws in the same order, the same kernel, so bitwise; padding rows zero."""
+    from asl_cli.data.dataset import SignDataset
+
+    ds = SignDataset(sample_cache, np.arange(len(sample_cache)), max_len=48,
+                     augment=AUG if augmented else None, seed=5)
+    items = [(int(i), 2) for i in np.random.default_rng(0).permutation(len(sample_cache))[:12]]
+    eager, samples, batch = _batches(ds, items, bucket_step=8, max_len=48)
+    assert all(isinstance(s["features"], fast.Pending) for s in samples)
+    for key in eager:
+        assert torch_equal(eager[key], batch[key]), key
+    lengths = batch["lengths"].numpy()
+    assert lengths.min() < batch["features"].shape[1]  # some padding to check
+    for row, n in enumerate(lengths):
+        assert not batch["features"][row, n:].any()
+
+
+def test_without_the_compiled_path_or_a_preparing_augmentation_samples_are_arrays(sample_cache, monkeypatch):
+    from asl_cli.data.dataset import SignDataset
+
+    plain = SignDataset(sample_cache, np.arange(4), max_len=32, augment=lambda p, rng: p[::-1].copy())
+    plain.defer_features = True
+    assert all(isinstance(s["features"], np.ndarray) for s in plain.__getitems__([0, 1]))
+    monkeypatch.setenv(fast.ENV_SWITCH, "0")
+    numpy_path = SignDataset(sample_cache, np.arange(4), max_len=32, augment=AUG)
+    numpy_path.defer_features = True
+    assert all(isinstance(s["features"], np.ndarray) for s in numpy_path.__getitems__([(0, 1), (1, 1)]))
+
+
+def test_collate_writes_every_byte_of_its_uninitialised_block(sample_cache, monkeypatch):
+    """The block is allocated without zeroing: padding, mask and metadata must all be written."""
+    import torch
+
+    from asl_cli.data.dataset import SignDataset, collate
+
+    ds = SignDataset(sample_cache, np.arange(10), max_len=40, augment=AUG, seed=1)
+    ds.defer_features = True
+    items = [(i, 0) for i in range(10)]
+    clean = collate(ds.__getitems__(items), bucket_step=16, max_len=40)
+    real_empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: real_empty(*a, **k).fill_(0xFF))  # dirty memory
+    dirty = collate(ds.__getitems__(items), bucket_step=16, max_len=40)
+    for key in clean:
+        assert torch_equal(clean[key], dirty[key]), key
+
+
+def test_a_pending_call_refuses_an_output_it_cannot_fill():
+    pending = fast.prepare(landmarks(np.random.default_rng(0), 6), 64)
+    assert pending.shape == (6, 708)
+    with pytest.raises(ValueError, match="cannot be written"):
+        pending.write(np.empty((5, 708), np.float32))
+    with pytest.raises(TypeError):  # no compiled signature for float64
+        pending.write(np.empty((6, 708), np.float64))
+    with pytest.raises(TypeError):  # nor for a strided view
+        pending.write(np.empty((6, 1416), np.float32)[:, ::2])
+    out = np.full((6, 708), np.nan, np.float32)
+    pending.write(out)
+    np.testing.assert_array_equal(out, pending.run())
+    empty = fast.prepare(np.zeros((0, 118, 2), np.float32), 64)
+    assert not empty.run().any() and empty.shape == (1, 708)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return a.dtype == b.dtype and a.shape == b.shape and bool(torch.equal(a, b))

@@ -233,8 +233,15 @@ def apply_params(points: np.ndarray, p: AugParams, rng: np.random.Generator,
 def fused_features(points: np.ndarray, p: AugParams, rng: np.random.Generator, permutation: np.ndarray,
                    max_len: int) -> np.ndarray:
     """`preprocess(apply_params(points, p, rng, permutation), max_len, drop_nan_frames=False)` by the
-    compiled kernel (asl_cli/data/fast.py) in one pass; the per-landmark random values (noise,
-    dropout) are drawn here exactly as `apply_params` draws them, so either path gives the same sample."""
+    compiled kernel (asl_cli/data/fast.py) in one pass."""
+    return prepare_fused(points, p, rng, permutation, max_len).run()
+
+
+def prepare_fused(points: np.ndarray, p: AugParams, rng: np.random.Generator, permutation: np.ndarray,
+                  max_len: int) -> fast.Pending:
+    """`fused_features`' kernel call, prepared (run later, e.g. into a batch's rows). The
+    per-landmark random values (noise, dropout) are drawn here, exactly as `apply_params` draws
+    them, so either path gives the same sample."""
     t, n = p.length_out, points.shape[1]
     affine = None
     if p.affine:
@@ -247,7 +254,7 @@ def fused_features(points: np.ndarray, p: AugParams, rng: np.random.Generator, p
     # the generator's draws, in apply_params' order: noise, then dropout
     noise = ops.gaussian_noise_values((t, n, 2), p.noise_std, rng) if p.noise else None
     dropout = rng.random((t, n), dtype=np.float32) if p.landmark_dropout else None
-    return fast.fused_features(
+    return fast.prepare(
         points, max_len, resample=ops.resample_taps(points.shape[0], p.resample_length, p.resample_mode)
         if p.resample else None, first=p.crop_start if p.crop else 0, length=t,
         permutation=permutation if p.flip else None, complex_affine=affine, noise=noise,
@@ -314,10 +321,17 @@ class ASLAugmentations:
         features. Where the compiled data path is available (asl_cli/data/fast.py) the operations
         after the resampling and the crop run fused with the preprocessing in one pass, with the same
         random draws in the same order (the numpy path stays the reference; tests/test_fast.py)."""
-        if not self.enabled or not fast.available():
+        if not fast.available():
             return preprocess(self(points, rng), max_len, drop_nan_frames=False)
-        params = self.augment_params(points, rng)
-        return fused_features(points, params, rng, self.permutation, max_len)
+        return self.prepare_features(points, rng, max_len).run()
+
+    def prepare_features(self, points: np.ndarray, rng: np.random.Generator, max_len: int) -> fast.Pending:
+        """`features`' compiled kernel call, prepared: every random value is drawn now, the kernel runs
+        at `.write(out)` / `.run()` (`collate` writes it straight into the batch). Requires
+        `fast.available()`."""
+        if not self.enabled:
+            return fast.prepare(points, max_len)
+        return prepare_fused(points, self.augment_params(points, rng), rng, self.permutation, max_len)
 
     def augment_params(self, points: np.ndarray, rng: np.random.Generator) -> AugParams:
         if points.ndim != 3 or points.shape[1] != len(self.points) or points.shape[2] < 2 \

@@ -44,6 +44,7 @@ class SignDataset:
         self.augment = augment
         self.seed = int(seed)
         self.labels = np.asarray(cache.labels)[self.indices]
+        self.defer_features = False  # see __getitems__
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
@@ -54,12 +55,27 @@ class SignDataset:
         return np.asarray(self.cache.lengths)[self.indices]
 
     def __getitem__(self, item: tuple[int, int] | int) -> dict[str, Any]:
+        return self._sample(item, deferred=False)
+
+    def __getitems__(self, items: Sequence[tuple[int, int] | int]) -> list[dict[str, Any]]:
+        """A batch's samples (the DataLoader's batched fetch). With `defer_features` on (`build_loaders`
+        sets it: its `collate` takes them) and the compiled data path, each sample's features are a
+        `fast.Pending`: every random value is drawn now, in the batch's order, and `collate` runs the
+        kernel straight into the batch's rows, with no array per sample and no copy."""
+        deferred = self.defer_features and fast.available() and (
+            self.augment is None or hasattr(self.augment, "prepare_features"))
+        return [self._sample(item, deferred) for item in items]
+
+    def _sample(self, item: tuple[int, int] | int, deferred: bool) -> dict[str, Any]:
         position, epoch = item if isinstance(item, tuple) else (item, 0)
         index = int(self.indices[position])
         points = self.cache.points(index)
         # All-NaN frames were dropped when the cache was built (before augmentation, as the
         # winner does); frames an augmentation masks out stay, as zero rows.
-        if self.augment is None:
+        if deferred:
+            features = fast.prepare(points, self.max_len) if self.augment is None else \
+                self.augment.prepare_features(points, sample_rng(self.seed, int(epoch), index), self.max_len)
+        elif self.augment is None:
             features = fast.features(points, self.max_len)
         elif hasattr(self.augment, "features"):  # ASLAugmentations: augment + preprocess in one pass
             features = self.augment.features(points, sample_rng(self.seed, int(epoch), index), self.max_len)
@@ -71,6 +87,8 @@ class SignDataset:
 
 _PHILOX = np.random.Philox(0)
 _SAMPLE_GEN = np.random.Generator(_PHILOX)
+_STATE = _PHILOX.state  # a template the setter copies from: key and counter rewritten per sample
+_KEY = _STATE["state"]["key"]
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -79,16 +97,14 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     Philox streams with different keys are independent by design, so re-keying one generator per
     process is as good as building a new one, at a fifth of the cost (building a SeedSequence per
     sample was the largest single cost of the augmented pipeline). The returned generator is
-    shared: use it before asking for the next sample's.
+    shared: use it before asking for the next sample's (one thread at a time).
     """
-    state = _PHILOX.state
-    inner = state["state"]
-    inner["key"][0] = np.uint64(index & 0xFFFFFFFFFFFFFFFF)
-    inner["key"][1] = np.uint64(((seed & 0xFFFFFFFF) << 32) | (epoch & 0xFFFFFFFF))
-    inner["counter"][:] = 0
-    state["buffer_pos"] = 4  # drop buffered output of the previous sample
-    state["has_uint32"] = 0
-    _PHILOX.state = state
+    _KEY[0] = index & 0xFFFFFFFFFFFFFFFF
+    _KEY[1] = ((seed & 0xFFFFFFFF) << 32) | (epoch & 0xFFFFFFFF)
+    _STATE["state"]["counter"][:] = 0
+    _STATE["buffer_pos"] = 4  # drop buffered output of the previous sample
+    _STATE["has_uint32"] = 0
+    _PHILOX.state = _STATE
     return _SAMPLE_GEN
 
 
@@ -101,7 +117,8 @@ def padded_length(longest: int, *, bucket_step: int, max_len: int | None = None)
 
 def collate(samples: list[dict[str, Any]], *, bucket_step: int = 1, pad_to: int | None = None,
             max_len: int | None = None) -> dict[str, Any]:
-    """Stack samples into zero-padded tensors.
+    """Stack samples into zero-padded tensors. A sample's features are an array or a `fast.Pending`
+    (`SignDataset.__getitems__`), which is computed straight into its rows of the batch.
 
     Returns features (B, L, 708) float32, mask (B, L) bool (True = valid frame), lengths (B,),
     labels (B,), index (B,) (int64). L is the longest sample rounded up to `bucket_step` and capped
@@ -121,7 +138,7 @@ def collate(samples: list[dict[str, Any]], *, bucket_step: int = 1, pad_to: int 
         raise ValueError(f"a sample has {longest} frames, more than the padded length {L}")
     # Layout: int64 lengths, labels, index | float32 features | bool mask (each part stays aligned).
     meta_bytes, feature_bytes = 3 * b * 8, b * L * NUM_FEATURES * 4
-    block = torch.zeros(meta_bytes + feature_bytes + b * L, dtype=torch.uint8)
+    block = torch.empty(meta_bytes + feature_bytes + b * L, dtype=torch.uint8)  # every byte is written below
     meta = block[:meta_bytes].view(torch.int64).view(3, b)
     features = block[meta_bytes: meta_bytes + feature_bytes].view(torch.float32).view(b, L, NUM_FEATURES)
     mask = block[meta_bytes + feature_bytes:].view(torch.bool).view(b, L)
@@ -130,7 +147,12 @@ def collate(samples: list[dict[str, Any]], *, bucket_step: int = 1, pad_to: int 
     meta_np[1] = [s["label"] for s in samples]
     meta_np[2] = [s["index"] for s in samples]
     for i, s in enumerate(samples):
-        features_np[i, : lengths[i]] = s["features"]
+        n, f = lengths[i], s["features"]
+        if isinstance(f, np.ndarray):
+            features_np[i, :n] = f
+        else:
+            f.write(features_np[i, :n])
+        features_np[i, n:] = 0
     mask.numpy()[:] = np.arange(L) < lengths[:, None]
     return {"features": features, "mask": mask, "lengths": meta[0], "labels": meta[1], "index": meta[2]}
 
@@ -334,9 +356,11 @@ def build_loaders(cfg, cache, *, augment: Augment | None = None, device_type: st
 
     fast.available()  # compiles or loads the data kernel once, here, before any worker starts
     train_ds = SignDataset(cache, train_idx, max_len=d.max_len, augment=augment, seed=seed)
+    train_ds.defer_features = True  # collate_fn computes the features into the batch
     train_loader = DataLoader(train_ds, batch_sampler=sampler(train_idx, True), **kwargs)
     val_loader = None
     if len(val_idx):
         val_ds = SignDataset(cache, val_idx, max_len=d.max_len, augment=None, seed=seed)
+        val_ds.defer_features = True
         val_loader = DataLoader(val_ds, batch_sampler=sampler(val_idx, False), **kwargs)
     return train_loader, val_loader

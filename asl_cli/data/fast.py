@@ -62,7 +62,8 @@ def _load() -> tuple[Callable | None, str]:
 
         iparams = np.array([1, 0, 1, 0, 0, 0, 0, 0, CENTRE_POS], dtype=np.int64)
         augment_and_preprocess(np.zeros((1, NUM_POINTS, 2), dtype=np.float32), *_NO_TAPS, _EMPTY_PERM,
-                               _EMPTY_NOISE, _EMPTY_MASK, _EMPTY_U2, iparams, np.zeros(11, dtype=np.float32))
+                               _EMPTY_NOISE, _EMPTY_MASK, _EMPTY_U2, iparams, np.zeros(11, dtype=np.float32),
+                               np.empty((1, NUM_FEATURES), dtype=np.float32))
     except Exception as exc:  # noqa: BLE001 - any numba failure: the numpy path still works
         why = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         warnings.warn(f"asl: numba is installed but the compiled data kernel failed ({why}); "
@@ -91,13 +92,39 @@ def status() -> str:
     return f"compiled data path (numba {version})"
 
 
-def fused_features(points: np.ndarray, max_len: int, *, resample: tuple[np.ndarray, np.ndarray] | None = None,
-                   first: int = 0, length: int | None = None, permutation: np.ndarray | None = None,
-                   complex_affine: tuple[complex, complex, complex] | None = None,
-                   noise: np.ndarray | None = None, frames_masked: tuple[int, int] = (0, 0),
-                   points_masked: np.ndarray | None = None, dropout_uniforms: np.ndarray | None = None,
-                   dropout_prob: float = 0.0, square: tuple[float, float, float] | None = None) -> np.ndarray:
-    """`(T, 118, C>=2)` float32 points -> `(min(length, max_len), 708)` float32 features, augmented on the way.
+class Pending:
+    """One prepared kernel call: `shape` is its features' (rows, 708); `write(out)` computes them into
+    `out` (float32, C-contiguous, that shape: e.g. a sample's rows of a batch, which then needs no
+    copy); `run()` into a new array. Holds the points and the drawn values until it runs."""
+
+    __slots__ = ("args", "shape")
+
+    def __init__(self, args: tuple | None, rows: int):
+        self.args = args  # None: an empty sequence (one zero row)
+        self.shape = (rows, NUM_FEATURES)
+
+    def write(self, out: np.ndarray) -> None:
+        if out.shape != self.shape:  # the kernel trusts the shape (no bounds checks)
+            raise ValueError(f"features of shape {self.shape} cannot be written into {out.shape}")
+        if self.args is None:
+            out[:] = 0
+        else:
+            _load()[0](*self.args, out)  # a float64 or strided `out` matches no signature: TypeError
+
+    def run(self) -> np.ndarray:
+        out = np.empty(self.shape, dtype=np.float32)
+        self.write(out)
+        return out
+
+
+def prepare(points: np.ndarray, max_len: int, *, resample: tuple[np.ndarray, np.ndarray] | None = None,
+            first: int = 0, length: int | None = None, permutation: np.ndarray | None = None,
+            complex_affine: tuple[complex, complex, complex] | None = None,
+            noise: np.ndarray | None = None, frames_masked: tuple[int, int] = (0, 0),
+            points_masked: np.ndarray | None = None, dropout_uniforms: np.ndarray | None = None,
+            dropout_prob: float = 0.0, square: tuple[float, float, float] | None = None) -> Pending:
+    """The kernel call for `(T, 118, C>=2)` float32 points -> `(min(length, max_len), 708)` float32
+    features, augmented on the way (`fused_features` runs it at once).
 
     resample: (taps, weights) of `ops.resample_plan` (source frames of the resampled sequence);
     first, length: the frames kept of the (resampled) sequence (the temporal crop; default all);
@@ -113,7 +140,7 @@ def fused_features(points: np.ndarray, max_len: int, *, resample: tuple[np.ndarr
     if x.ndim != 3 or x.shape[1] != NUM_POINTS or x.shape[2] < 2:
         raise ValueError(f"expected (T, {NUM_POINTS}, C>=2) points, got shape {x.shape}")
     if x.shape[0] == 0:
-        return np.zeros((1, NUM_FEATURES), dtype=np.float32)
+        return Pending(None, 1)
     taps, weights = _NO_TAPS if resample is None else (np.ascontiguousarray(resample[0], dtype=np.intp),
                                                         np.ascontiguousarray(resample[1], dtype=np.float32))
     if length is None:
@@ -126,18 +153,22 @@ def fused_features(points: np.ndarray, max_len: int, *, resample: tuple[np.ndarr
     iparams = np.array([max_len, first, length, permutation is not None, complex_affine is not None,
                         frames_masked[0], frames_masked[1], square is not None, CENTRE_POS], dtype=np.int64)
     # fixed dtypes and layouts: one compiled signature (no-ops for the arrays the pipeline passes)
-    return _load()[0](x, taps, weights,
-                      _EMPTY_PERM if permutation is None else np.ascontiguousarray(permutation, dtype=np.intp),
-                      _EMPTY_NOISE if noise is None else np.ascontiguousarray(noise, dtype=np.float32),
-                      _EMPTY_MASK if points_masked is None else np.ascontiguousarray(points_masked,
-                                                                                     dtype=np.bool_),
-                      _EMPTY_U2 if dropout_uniforms is None else np.ascontiguousarray(dropout_uniforms,
-                                                                                      dtype=np.float32),
-                      iparams, fparams)
+    return Pending((x, taps, weights,
+                    _EMPTY_PERM if permutation is None else np.ascontiguousarray(permutation, dtype=np.intp),
+                    _EMPTY_NOISE if noise is None else np.ascontiguousarray(noise, dtype=np.float32),
+                    _EMPTY_MASK if points_masked is None else np.ascontiguousarray(points_masked, dtype=np.bool_),
+                    _EMPTY_U2 if dropout_uniforms is None else np.ascontiguousarray(dropout_uniforms,
+                                                                                    dtype=np.float32),
+                    iparams, fparams), min(int(length), int(max_len)))
+
+
+def fused_features(points: np.ndarray, max_len: int, **augmentations) -> np.ndarray:
+    """`prepare(points, max_len, **augmentations).run()`: the features as a new array."""
+    return prepare(points, max_len, **augmentations).run()
 
 
 def features(points: np.ndarray, max_len: int) -> np.ndarray:
     """`preprocess(points, max_len, drop_nan_frames=False)`, compiled where available."""
     if available():
-        return fused_features(points, max_len)
+        return prepare(points, max_len).run()
     return preprocess(points, max_len, drop_nan_frames=False)

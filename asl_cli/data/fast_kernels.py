@@ -24,10 +24,10 @@ def _in(dtype, ndim: int):
     return types.Array(dtype, ndim, "C", readonly=True)
 
 
-SIGNATURE = types.float32[:, ::1](
+SIGNATURE = types.void(
     _in(types.float32, 3), _in(types.intp, 2), _in(types.float32, 2), _in(types.intp, 1),
     _in(types.float32, 3), _in(types.boolean, 1), _in(types.float32, 2), _in(types.int64, 1),
-    _in(types.float32, 1))
+    _in(types.float32, 1), types.float32[:, ::1])
 
 # iparams slots
 MAX_LEN, FIRST, LENGTH, FLIP, AFFINE, MASK_START, MASK_STOP, SQUARE, CENTRE = range(9)
@@ -55,8 +55,10 @@ def _sums(flat):
 
 
 @njit(SIGNATURE, cache=True, nogil=True)
-def augment_and_preprocess(pts, taps, weights, perm, noise, pmask, drop_u, iparams, fparams):
-    """Features `(min(LENGTH, MAX_LEN), 6 * N)` of the augmented `pts` (T, N, >=2) float32.
+def augment_and_preprocess(pts, taps, weights, perm, noise, pmask, drop_u, iparams, fparams, out):
+    """Writes the features `(min(LENGTH, MAX_LEN), 6 * N)` of the augmented `pts` (T, N, >=2)
+    float32 into `out`, which has that shape (the caller checks: no bounds checks here); `out` may
+    be rows of a batch, so that the features are not copied again.
 
     Output frame t reads source position FIRST + t of the resampled sequence: `taps`/`weights`
     (K, L) of `ops.resample_plan` (K = 0: no resampling). An empty `noise`/`pmask`/`drop_u` switches
@@ -82,6 +84,16 @@ def augment_and_preprocess(pts, taps, weights, perm, noise, pmask, drop_u, ipara
             row, frame = xy[t], pts[first + t]
             for n in range(n_pts):
                 row[2 * n], row[2 * n + 1] = frame[src[n], 0], frame[src[n], 1]
+    elif not flip and pts.shape[2] == 2:  # the same sums over whole frames: LLVM vectorises them
+        for t in range(length):
+            row, r = xy[t], first + t
+            frame, w = pts[taps[0, r]].ravel(), weights[0, r]
+            for j in range(width):
+                row[j] = frame[j] * w
+            for k in range(1, k_taps):
+                frame, w = pts[taps[k, r]].ravel(), weights[k, r]
+                for j in range(width):
+                    row[j] = row[j] + frame[j] * w
     else:  # ops.resample: the taps' weighted frames, summed in order
         for t in range(length):
             row, r = xy[t], first + t
@@ -150,7 +162,6 @@ def augment_and_preprocess(pts, taps, weights, perm, noise, pmask, drop_u, ipara
     rows = min(length, iparams[MAX_LEN])
     centre, scale = np.empty(width, dtype=np.float32), np.empty(width, dtype=np.float32)
     centre[0::2], centre[1::2], scale[0::2], scale[1::2] = cx, cy, kx, ky
-    out = np.empty((rows, 3 * width), dtype=np.float32)
     for t in range(rows):
         pos, src = out[t, :width], xy[t]
         for j in range(width):
@@ -169,4 +180,3 @@ def augment_and_preprocess(pts, taps, weights, perm, noise, pmask, drop_u, ipara
         for j in range(width):
             v = pos[j]
             pos[j] = v if v == v else zero
-    return out
