@@ -58,6 +58,8 @@ class DataConfig:
     length_bucketing: bool = _f(True, help="group similar lengths in a batch (else pad to max_len)")
     skip_bad: bool = _f(False, help="skip unreadable sequences (counted) instead of stopping")
     limit: int = _f(0, 0, None, help="use only the first N sequences (0: all)")
+    compiled: bool = _f(True, help="use the compiled data path where numba is installed (extra fast); "
+                                   "false: the numpy path")
 
 
 @dataclass

@@ -322,3 +322,21 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return a.dtype == b.dtype and a.shape == b.shape and bool(torch.equal(a, b))
+
+
+def test_data_compiled_false_takes_the_numpy_path_and_says_so(sample_cache, monkeypatch):
+    """`data.compiled = false` (the ablation's `--no-compiled-data`): numpy features, bitwise."""
+    from asl_cli.config import load_config
+    from asl_cli.data.dataset import build_loaders
+
+    cfg = load_config("cpu", ["data.compiled=false", "data.max_len=32", "train.batch_size=8"])
+    train, val = build_loaders(cfg, sample_cache, augment=AUG, num_workers=0)
+    monkeypatch.setattr(fast, "prepare", lambda *a, **k: pytest.fail("the kernel was used"))
+    assert not train.dataset.uses_kernel and not val.dataset.uses_kernel
+    batch = next(iter(val))
+    for row, index in enumerate(batch["index"].tolist()):
+        n = int(batch["lengths"][row])
+        np.testing.assert_array_equal(batch["features"][row, :n].numpy(),
+                                      preprocess(sample_cache.points(index), 32, drop_nan_frames=False))
+    next(iter(train))  # augmented, on the numpy path
+    assert fast.status(False) == "numpy data path (data.compiled = false)"

@@ -37,8 +37,9 @@ class SignDataset:
     """
 
     def __init__(self, cache, indices: Sequence[int] | np.ndarray, *, max_len: int,
-                 augment: Augment | None = None, seed: int = 0):
+                 augment: Augment | None = None, seed: int = 0, compiled: bool = True):
         self.cache = cache
+        self.compiled = bool(compiled)  # False: the numpy path even where the kernel is available
         self.indices = np.asarray(indices, dtype=np.int64)
         self.max_len = int(max_len)
         self.augment = augment
@@ -62,9 +63,14 @@ class SignDataset:
         sets it: its `collate` takes them) and the compiled data path, each sample's features are a
         `fast.Pending`: every random value is drawn now, in the batch's order, and `collate` runs the
         kernel straight into the batch's rows, with no array per sample and no copy."""
-        deferred = self.defer_features and fast.available() and (
+        deferred = self.defer_features and self.uses_kernel and (
             self.augment is None or hasattr(self.augment, "prepare_features"))
         return [self._sample(item, deferred) for item in items]
+
+    @property
+    def uses_kernel(self) -> bool:
+        """Whether samples go through the compiled kernel (asl_cli/data/fast.py)."""
+        return self.compiled and fast.available()
 
     def _sample(self, item: tuple[int, int] | int, deferred: bool) -> dict[str, Any]:
         position, epoch = item if isinstance(item, tuple) else (item, 0)
@@ -75,6 +81,10 @@ class SignDataset:
         if deferred:
             features = fast.prepare(points, self.max_len) if self.augment is None else \
                 self.augment.prepare_features(points, sample_rng(self.seed, int(epoch), index), self.max_len)
+        elif not self.uses_kernel:
+            if self.augment is not None:
+                points = self.augment(points, sample_rng(self.seed, int(epoch), index))
+            features = preprocess(points, self.max_len, drop_nan_frames=False)
         elif self.augment is None:
             features = fast.features(points, self.max_len)
         elif hasattr(self.augment, "features"):  # ASLAugmentations: augment + preprocess in one pass
@@ -354,13 +364,14 @@ def build_loaders(cfg, cache, *, augment: Augment | None = None, device_type: st
     if workers > 0:
         kwargs.update(persistent_workers=bool(ld.persistent_workers), prefetch_factor=ld.prefetch_factor)
 
-    fast.available()  # compiles or loads the data kernel once, here, before any worker starts
-    train_ds = SignDataset(cache, train_idx, max_len=d.max_len, augment=augment, seed=seed)
+    if d.compiled:
+        fast.available()  # compiles or loads the data kernel once, here, before any worker starts
+    train_ds = SignDataset(cache, train_idx, max_len=d.max_len, augment=augment, seed=seed, compiled=d.compiled)
     train_ds.defer_features = True  # collate_fn computes the features into the batch
     train_loader = DataLoader(train_ds, batch_sampler=sampler(train_idx, True), **kwargs)
     val_loader = None
     if len(val_idx):
-        val_ds = SignDataset(cache, val_idx, max_len=d.max_len, augment=None, seed=seed)
+        val_ds = SignDataset(cache, val_idx, max_len=d.max_len, augment=None, seed=seed, compiled=d.compiled)
         val_ds.defer_features = True
         val_loader = DataLoader(val_ds, batch_sampler=sampler(val_idx, False), **kwargs)
     return train_loader, val_loader

@@ -79,8 +79,11 @@ def available() -> bool:
     return _numba_version() is not None and not _switched_off() and _load()[0] is not None
 
 
-def status() -> str:
-    """One line for check-env and logs: whether the compiled data path is used, and why not."""
+def status(requested: bool = True) -> str:
+    """One line for check-env and logs: whether the compiled data path is used, and why not.
+    `requested`: the run's `data.compiled` (False: the numpy path by configuration)."""
+    if not requested:
+        return "numpy data path (data.compiled = false)"
     version = _numba_version()
     if version is None:
         return "numpy data path (numba not installed: pip install 'asl-cli[fast]')"

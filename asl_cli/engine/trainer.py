@@ -316,6 +316,9 @@ class ASLTrainer:
             if loader is not None:
                 loader.generator = torch.Generator().manual_seed(t.seed)
         self.sampler = self.train_loader.batch_sampler
+        from asl_cli.data import fast
+        self.data_path = fast.status(cfg.data.compiled)  # which per-sample code builds the batches
+        log.info("data: %s", self.data_path)
         self.num_classes = self.cache.num_classes
         self.accum = t.gradient_accumulation_steps
         self.batches_per_epoch = len(self.train_loader)
@@ -664,7 +667,7 @@ class ASLTrainer:
             "device": str(self.device), "gpu_uuid": self.gpu_uuid or None, "aug": dict(self.cfg.aug.__dict__), "compile": self._compile_state(),
             "batch_size": self.cfg.train.batch_size, "accumulation": self.accum,
             "num_workers": self.parallel.num_workers, "torch_threads": self.parallel.torch_threads,
-            "nonfinite_skipped": self.nonfinite_skipped, "warnings": list(self.warnings),
+            "data_path": self.data_path, "nonfinite_skipped": self.nonfinite_skipped, "warnings": list(self.warnings),
         }
 
     def _compile_state(self) -> str:
