@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from asl_cli.augment import ops
-from asl_cli.augment.pipeline import ASLAugmentations, AugParams, apply_params, fused_features
+from asl_cli.augment.pipeline import ASLAugmentations, AugParams, apply_params, prepare_fused
 from asl_cli.config import AugConfig
 from asl_cli.data import fast
 from asl_cli.data.preprocess import CENTRE_POS, preprocess
@@ -43,7 +43,7 @@ def reference(points, p: AugParams, seed: int, perm, max_len: int) -> tuple[np.n
 
 def compiled_path(points, p: AugParams, seed: int, perm, max_len: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    out = fused_features(points, p, rng, perm, max_len)
+    out = prepare_fused(points, p, rng, perm, max_len).run()
     return out, rng.random(4)
 
 
@@ -153,7 +153,7 @@ def test_random_draws_of_both_profiles(profile):
         p = aug.draw(np.random.default_rng(seed), t)
         fired.update(p.fired())
         a = preprocess(aug(points, np.random.default_rng(seed)), 32, drop_nan_frames=False)
-        b = aug.features(points, np.random.default_rng(seed), 32)
+        b = aug.prepare_features(points, np.random.default_rng(seed), 32).run()
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=ATOL, err_msg=p.summary())
     assert {"resample", "flip", "crop", "affine", "temporal_mask", "spatial_mask"} <= fired
     if profile == "seed":
@@ -162,14 +162,19 @@ def test_random_draws_of_both_profiles(profile):
 
 # --- switching it off ---------------------------------------------------------------------------
 
-def test_switched_off_by_the_environment(monkeypatch):
+def test_switched_off_by_the_environment(monkeypatch, sample_cache):
+    from asl_cli.data.dataset import SignDataset, sample_rng
+
     monkeypatch.setenv(fast.ENV_SWITCH, "0")
     assert not fast.available() and "switched off" in fast.status()
-    monkeypatch.setattr(fast, "fused_features", lambda *a, **k: pytest.fail("the kernel ran"))
+    monkeypatch.setattr(fast, "prepare", lambda *a, **k: pytest.fail("the kernel ran"))
     p = landmarks(np.random.default_rng(0), 10)
     np.testing.assert_array_equal(fast.features(p, 64), preprocess(p, 64, drop_nan_frames=False))
-    rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)
-    np.testing.assert_array_equal(AUG.features(p, rng_a, 64), preprocess(AUG(p, rng_b), 64, drop_nan_frames=False))
+    ds = SignDataset(sample_cache, np.arange(4), max_len=64, augment=AUG, seed=3)
+    assert not ds.uses_kernel
+    features = ds[(2, 1)]["features"]  # the numpy path: augment, then preprocess
+    reference = preprocess(AUG(sample_cache.points(2), sample_rng(3, 1, 2)), 64, drop_nan_frames=False)
+    np.testing.assert_array_equal(features, reference)
 
 
 def test_without_numba_the_numpy_path_runs(monkeypatch):
@@ -233,11 +238,11 @@ def test_argument_dtypes_do_not_matter():
     rng = np.random.default_rng(4)
     points = landmarks(rng, 12)
     perm = AUG.permutation
-    a = fast.fused_features(points, 64, permutation=perm, points_masked=np.arange(118) % 7 == 0,
-                            dropout_uniforms=rng.random((12, 118)).astype(np.float32), dropout_prob=0.2)
-    b = fast.fused_features(points.astype(np.float64), 64, permutation=perm.astype(np.int32),
-                            points_masked=(np.arange(118) % 7 == 0).astype(np.uint8),
-                            dropout_uniforms=rng.random((12, 118)), dropout_prob=0.2)
+    a = fast.prepare(points, 64, permutation=perm, points_masked=np.arange(118) % 7 == 0,
+                     dropout_uniforms=rng.random((12, 118)).astype(np.float32), dropout_prob=0.2).run()
+    b = fast.prepare(points.astype(np.float64), 64, permutation=perm.astype(np.int32),
+                     points_masked=(np.arange(118) % 7 == 0).astype(np.uint8),
+                     dropout_uniforms=rng.random((12, 118)), dropout_prob=0.2).run()
     assert a.shape == b.shape == (12, 708) and np.isfinite(b).all()
     assert len(fast._load()[0].signatures) == 1  # one compiled kernel for every call above
 

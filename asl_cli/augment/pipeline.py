@@ -37,7 +37,6 @@ from asl_cli.augment import ops
 from asl_cli.config import AugConfig
 from asl_cli.data import fast  # numpy only until the kernel is used (numba is imported lazily)
 from asl_cli.data.landmarks import POINT_LANDMARKS, flip_permutation
-from asl_cli.data.preprocess import preprocess
 from asl_cli.errors import ConfigError
 
 NUM_UNIFORMS = 20  # scalar draws per sample, taken in one call (one Generator call is ~1 us)
@@ -230,18 +229,12 @@ def apply_params(points: np.ndarray, p: AugParams, rng: np.random.Generator,
     return x
 
 
-def fused_features(points: np.ndarray, p: AugParams, rng: np.random.Generator, permutation: np.ndarray,
-                   max_len: int) -> np.ndarray:
-    """`preprocess(apply_params(points, p, rng, permutation), max_len, drop_nan_frames=False)` by the
-    compiled kernel (asl_cli/data/fast.py) in one pass."""
-    return prepare_fused(points, p, rng, permutation, max_len).run()
-
-
 def prepare_fused(points: np.ndarray, p: AugParams, rng: np.random.Generator, permutation: np.ndarray,
                   max_len: int) -> fast.Pending:
-    """`fused_features`' kernel call, prepared (run later, e.g. into a batch's rows). The
-    per-landmark random values (noise, dropout) are drawn here, exactly as `apply_params` draws
-    them, so either path gives the same sample."""
+    """`preprocess(apply_params(points, p, rng, permutation), max_len, drop_nan_frames=False)` as one
+    call of the compiled kernel (asl_cli/data/fast.py), prepared: `.run()` or `.write(out)` (e.g. into
+    a batch's rows). The per-landmark random values (noise, dropout) are drawn here, exactly as
+    `apply_params` draws them, so either path gives the same sample."""
     t, n = p.length_out, points.shape[1]
     affine = None
     if p.affine:
@@ -316,19 +309,12 @@ class ASLAugmentations:
         params = self.augment_params(points, rng)
         return apply_params(points, params, rng, self.permutation), params
 
-    def features(self, points: np.ndarray, rng: np.random.Generator, max_len: int) -> np.ndarray:
-        """`preprocess(self(points, rng), max_len, drop_nan_frames=False)`: the augmented sample's
-        features. Where the compiled data path is available (asl_cli/data/fast.py) the operations
-        after the resampling and the crop run fused with the preprocessing in one pass, with the same
-        random draws in the same order (the numpy path stays the reference; tests/test_fast.py)."""
-        if not fast.available():
-            return preprocess(self(points, rng), max_len, drop_nan_frames=False)
-        return self.prepare_features(points, rng, max_len).run()
-
     def prepare_features(self, points: np.ndarray, rng: np.random.Generator, max_len: int) -> fast.Pending:
-        """`features`' compiled kernel call, prepared: every random value is drawn now, the kernel runs
-        at `.write(out)` / `.run()` (`collate` writes it straight into the batch). Requires
-        `fast.available()`."""
+        """`preprocess(self(points, rng), max_len, drop_nan_frames=False)` as one prepared call of the
+        compiled kernel: the operations fused with the preprocessing in one pass, every random value
+        drawn now, by the same numpy calls in the same order as the numpy path (which stays the
+        reference; tests/test_fast.py). The kernel runs at `.run()` / `.write(out)` (`collate`
+        writes it straight into the batch). Requires `fast.available()`."""
         if not self.enabled:
             return fast.prepare(points, max_len)
         return prepare_fused(points, self.augment_params(points, rng), rng, self.permutation, max_len)

@@ -63,34 +63,30 @@ class SignDataset:
         sets it: its `collate` takes them) and the compiled data path, each sample's features are a
         `fast.Pending`: every random value is drawn now, in the batch's order, and `collate` runs the
         kernel straight into the batch's rows, with no array per sample and no copy."""
-        deferred = self.defer_features and self.uses_kernel and (
-            self.augment is None or hasattr(self.augment, "prepare_features"))
+        deferred = self.defer_features and self.uses_kernel
         return [self._sample(item, deferred) for item in items]
 
     @property
     def uses_kernel(self) -> bool:
-        """Whether samples go through the compiled kernel (asl_cli/data/fast.py)."""
-        return self.compiled and fast.available()
+        """Whether samples go through the compiled kernel (asl_cli/data/fast.py): it is available,
+        not switched off by `compiled`, and the augmentation (if any) prepares kernel calls."""
+        return self.compiled and fast.available() and (
+            self.augment is None or hasattr(self.augment, "prepare_features"))
 
     def _sample(self, item: tuple[int, int] | int, deferred: bool) -> dict[str, Any]:
         position, epoch = item if isinstance(item, tuple) else (item, 0)
         index = int(self.indices[position])
         points = self.cache.points(index)
+        rng = None if self.augment is None else sample_rng(self.seed, int(epoch), index)
         # All-NaN frames were dropped when the cache was built (before augmentation, as the
         # winner does); frames an augmentation masks out stay, as zero rows.
-        if deferred:
-            features = fast.prepare(points, self.max_len) if self.augment is None else \
-                self.augment.prepare_features(points, sample_rng(self.seed, int(epoch), index), self.max_len)
-        elif not self.uses_kernel:
-            if self.augment is not None:
-                points = self.augment(points, sample_rng(self.seed, int(epoch), index))
-            features = preprocess(points, self.max_len, drop_nan_frames=False)
-        elif self.augment is None:
-            features = fast.features(points, self.max_len)
-        elif hasattr(self.augment, "features"):  # ASLAugmentations: augment + preprocess in one pass
-            features = self.augment.features(points, sample_rng(self.seed, int(epoch), index), self.max_len)
+        if deferred or self.uses_kernel:  # augment + preprocess in one compiled pass
+            pending = fast.prepare(points, self.max_len) if rng is None else \
+                self.augment.prepare_features(points, rng, self.max_len)
+            features = pending if deferred else pending.run()
         else:
-            points = self.augment(points, sample_rng(self.seed, int(epoch), index))
+            if rng is not None:
+                points = self.augment(points, rng)
             features = preprocess(points, self.max_len, drop_nan_frames=False)
         return {"features": features, "label": int(self.labels[position]), "index": index}
 

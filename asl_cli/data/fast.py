@@ -127,7 +127,7 @@ def prepare(points: np.ndarray, max_len: int, *, resample: tuple[np.ndarray, np.
             points_masked: np.ndarray | None = None, dropout_uniforms: np.ndarray | None = None,
             dropout_prob: float = 0.0, square: tuple[float, float, float] | None = None) -> Pending:
     """The kernel call for `(T, 118, C>=2)` float32 points -> `(min(length, max_len), 708)` float32
-    features, augmented on the way (`fused_features` runs it at once).
+    features, augmented on the way.
 
     resample: (taps, weights) of `ops.resample_plan` (source frames of the resampled sequence);
     first, length: the frames kept of the (resampled) sequence (the temporal crop; default all);
@@ -163,11 +163,6 @@ def prepare(points: np.ndarray, max_len: int, *, resample: tuple[np.ndarray, np.
                     _EMPTY_U2 if dropout_uniforms is None else np.ascontiguousarray(dropout_uniforms,
                                                                                     dtype=np.float32),
                     iparams, fparams), min(int(length), int(max_len)))
-
-
-def fused_features(points: np.ndarray, max_len: int, **augmentations) -> np.ndarray:
-    """`prepare(points, max_len, **augmentations).run()`: the features as a new array."""
-    return prepare(points, max_len, **augmentations).run()
 
 
 def features(points: np.ndarray, max_len: int) -> np.ndarray:
