@@ -130,6 +130,9 @@ class OptimConfig:
     lr: float = _f(5e-4, 0.0, 10.0)
     min_lr: float = _f(1e-6, 0.0, 10.0)
     weight_decay: float = _f(0.1, 0.0, 10.0, help="decoupled, as a multiple of lr (winner: 0.1 x lr)")
+    weight_decay_mode: str = _f("decoupled", choices=("decoupled", "lr_scaled"),
+                                help="decoupled: torch's p -= lr_t*wd*p; lr_scaled: wd itself follows lr_t "
+                                     "(p -= lr_t*(wd*lr_t)*p), the winner's TF-Addons reading (docs/model.md)")
     warmup_epochs: float = _f(0.0, 0.0, None)
     schedule: str = _f("cosine", choices=("cosine", "constant"))
     label_smoothing: float = _f(0.1, 0.0, 1.0)
@@ -141,9 +144,12 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = _f(10, 1, 100000)
+    epochs: int = _f(10, 0, 100000, help="epochs of the schedule; with a time budget a cap (0: none, the "
+                                          "budget alone sizes the run)")
     max_steps: int = _f(0, 0, None, help="stop after N optimizer updates (0: no limit)")
-    time_budget: float = _f(0.0, 0.0, None, help="stop after N seconds of training (0: no limit)")
+    time_budget: float = _f(0.0, 0.0, 30 * 24 * 3600.0,
+                            help="seconds for the whole run: the schedule is planned to end in them (0: none, "
+                                 "epochs size the run); docs/train.md#time-budget")
     batch_size: int = _f(64, 1, 1 << 20)
     gradient_accumulation_steps: int = _f(1, 1, 4096)
     use_mixed_precision: bool = _f(False)
@@ -317,6 +323,25 @@ def set_value(cfg: RunConfig, key: str, value: Any, *, source: str = "--set") ->
     setattr(owner, name, _coerce(value, _field_type(owner, name), key, source))
 
 
+def overridden_keys(cfg: RunConfig, overrides: list[str]) -> set[str]:
+    """The `section.name` keys that `key=value` strings set (bare names resolved)."""
+    keys = set()
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        owner, name = resolve_key(cfg, key)
+        section = next((s for s in SECTIONS if getattr(cfg, s) is owner), "")
+        keys.add(f"{section}.{name}" if section else name)
+    return keys
+
+
+def budget_yields(cfg: RunConfig, keys: set[str]) -> None:
+    """A preset's time budget gives way to an epoch count or step limit set on top of it without a
+    budget of its own: `--epochs 5` alone trains 5 epochs on the epoch schedule, as it always did.
+    Both given: the budget plans, the epochs (or steps) cap (docs/train.md#time-budget)."""
+    if keys & {"train.epochs", "train.max_steps"} and "train.time_budget" not in keys:
+        cfg.train.time_budget = 0.0
+
+
 def apply_overrides(cfg: RunConfig, overrides: list[str], *, source: str = "--set", cross: bool = True) -> None:
     """Apply `key=value` strings (from `--set`); `cross=False` leaves the cross-field rules to a
     later `validate` (when more overrides follow that may complete the configuration)."""
@@ -373,6 +398,9 @@ def validate(cfg: RunConfig, *, source: str = "config", cross: bool = True) -> N
                           f"({cfg.model.num_heads})", path=source)
     if cfg.optim.min_lr > cfg.optim.lr:
         raise ConfigError(f"optim.min_lr ({cfg.optim.min_lr}) is above optim.lr ({cfg.optim.lr})", path=source)
+    if cfg.train.epochs == 0 and not cfg.train.time_budget and not cfg.train.max_steps:
+        raise ConfigError("train.epochs = 0 (no epoch limit) needs a time budget or a step limit "
+                          "(--time-budget S, --max-steps N, or --epochs N)", path=source)
     if cfg.data.val_fold >= cfg.data.n_folds:
         raise ConfigError(f"data.val_fold ({cfg.data.val_fold}) must be below data.n_folds ({cfg.data.n_folds}) "
                           "(-1: no validation)", path=source)
@@ -428,7 +456,9 @@ def load_config(preset: str | None = "cpu", overrides: list[str] | None = None) 
         cfg.preset = Path(preset).stem
         validate(cfg, source=source)
     if overrides:
-        apply_overrides(cfg, overrides)
+        apply_overrides(cfg, overrides, cross=False)
+        budget_yields(cfg, overridden_keys(cfg, overrides))
+        validate(cfg, source="--set")
     return cfg
 
 

@@ -135,7 +135,11 @@ def test_default_preset_is_cpu_and_toml_is_the_default_format():
     (["--set", "aug.noise_prob=1.5"], "aug.noise_prob: 1.5 is above the maximum 1.0"),
     (["--set", "train.precision=fp8"], "train.precision: 'fp8' is not one of"),
     (["--set", "novalue"], "expected key=value"),
-    (["--epochs", "0"], "--epochs: train.epochs: 0 is below the minimum 1"),
+    (["--epochs", "0"], "--epochs: train.epochs = 0 (no epoch limit) needs a time budget or a step limit"),
+        (["--time-budget", "0"], "time budget must be a positive number of seconds"),
+        (["--time-budget", "-5"], "time budget must be a positive number of seconds"),
+        (["--time-budget", "1e9"], "time budget 1e+09 s is more than 30 days"),
+        (["--time-budget", "nan"], "is not a number of seconds"),
     (["--accum", "0"], "--accum: train.gradient_accumulation_steps: 0 is below the minimum 1"),
     (["--preset", "nope"], "unknown preset 'nope'"),
     # what training would refuse is refused when the configuration is made, so --print-config

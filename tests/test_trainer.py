@@ -349,7 +349,8 @@ def test_max_steps_stop(tiny_data, tmp_path):
 
 def test_time_budget_stops_at_the_first_update_past_it(tiny_data, tmp_path, monkeypatch):
     """The budget is judged on the trainer's clock, here pushed 1000 s ahead once update 3 is
-    logged: the run stops right after it (no wall-clock timing, no dependence on machine speed)."""
+    logged: the next update sees the clock past the plan and is the last (no wall-clock timing, no
+    dependence on machine speed)."""
     import time
 
     skew = {"s": 0.0}
@@ -361,13 +362,13 @@ def test_time_budget_stops_at_the_first_update_past_it(tiny_data, tmp_path, monk
             skew["s"] += 1000.0
 
     # 2 epochs: a budget that is not honoured ends the run after 2 epochs instead of hanging the test
-    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.time_budget=600", "train.epochs=2"),
-                         callbacks=[jump_at_step_3])
-    assert trainer.updates_per_epoch > 3  # the stop falls inside the first epoch
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.time_budget=600", "train.epochs=2",
+                                  "train.log_every=1"), callbacks=[jump_at_step_3])
+    assert trainer.updates_per_epoch > 4  # the stop falls inside the first epoch
     summary = trainer.fit()
-    assert summary["steps"] == 3 and summary["state"] == "finished" and summary["epochs_done"] == 0
+    assert summary["steps"] == 4 and summary["state"] == "finished" and summary["epochs_done"] == 0
     assert summary["stopped_by"] == "time_budget"
-    assert load_checkpoint(summary["last_checkpoint"])["progress"]["step"] == 3
+    assert load_checkpoint(summary["last_checkpoint"])["progress"]["step"] == 4
 
 
 def test_throughput_counts_training_time_only(tiny_data, tmp_path, monkeypatch):

@@ -38,6 +38,7 @@ def preset_summary(name: str) -> dict:
         "dim": cfg.model.dim,
         "blocks": cfg.model.blocks,
         "epochs": t.epochs,
+        "time_budget": t.time_budget,
         "workers": cfg.loader.num_workers,
         "optimizer": cfg.optim.optimizer,
         "lr": cfg.optim.lr,
@@ -47,6 +48,14 @@ def preset_summary(name: str) -> dict:
         "device": t.device,
         "description": preset_description(name),
     }
+
+
+def run_length(epochs: int, time_budget: float) -> str:
+    """What sizes a preset's run: its epochs, its time budget (the schedule planned in it), or both."""
+    budget = f"{time_budget / 60:g} min" if time_budget and time_budget % 60 == 0 else f"{time_budget:g} s"
+    if time_budget and epochs:
+        return f"≤{epochs} ep, {budget}"
+    return budget if time_budget else f"{epochs} ep"
 
 
 def presets_table(rows: list[dict]):
@@ -61,12 +70,12 @@ def presets_table(rows: list[dict]):
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("prec.", no_wrap=True)
     table.add_column("dim×blk", justify="right", no_wrap=True)
-    table.add_column("epochs", justify="right", no_wrap=True)
+    table.add_column("length", justify="right", no_wrap=True)
     table.add_column("workers", justify="right", no_wrap=True)
     table.add_column("optimizer", no_wrap=True)
     for r in rows:
         table.add_row(r["preset"], str(r["batch_size"]), str(r["accumulation"]), str(r["effective_batch"]),
-                      r["precision"], f"{r['dim']}×{r['blocks']}", str(r["epochs"]),
+                      r["precision"], f"{r['dim']}×{r['blocks']}", run_length(r["epochs"], r["time_budget"]),
                       "auto" if r["workers"] == -1 else str(r["workers"]),
                       r["optimizer"])
     return table

@@ -71,13 +71,20 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         reason = str(summary.get("reason", "is finished"))
         more = ("a higher --max-steps (0: no limit)" if "max_steps" in reason
                 else f"--epochs N (N > {summary.get('epochs', '?')})")
-        lines = [f"nothing to train: run {run_dir.name} {reason}; to train further, resume with {more}", best]
+        if "time budget" in reason:  # a plan cannot be stretched: its schedule ended at min_lr
+            lines = [f"nothing to train: run {run_dir.name} {reason}; its schedule is complete (for a longer "
+                     f"run, start a new one with a larger --time-budget)", best]
+        else:
+            lines = [f"nothing to train: run {run_dir.name} {reason}; to train further, resume with {more}", best]
     else:
         progress = summary.get("epochs_progress", summary.get("epochs_done", "?"))
         if isinstance(progress, float):  # stopped mid-epoch: how far into it, e.g. "0.18 of 20 epochs"
             progress = f"{progress:.0f}" if progress.is_integer() else f"{progress:.2f}"
         of = f" of {summary['epochs']}" if summary.get("stopped_by") and summary.get("epochs") else ""
-        why = {"max_steps": " (stopped at --max-steps)", "time_budget": " (stopped at --time-budget)"}
+        why = {"max_steps": " (stopped at --max-steps)", "time_budget": ""}
+        budget = summary.get("time_budget_s")
+        if isinstance(budget, (int, float)):  # a planned run: the schedule ended inside its budget
+            why["time_budget"] = why[""] = f" (time budget {budget:g} s, schedule completed)"
         lines = [
             f"done: {progress}{of} epochs, {summary.get('steps', '?')} steps in "
             f"{num(summary.get('wall_s'), '.1f')} s ({num(summary.get('samples_per_s'), '.0f')} samples/s, "

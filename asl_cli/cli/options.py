@@ -28,7 +28,8 @@ BatchSizeOpt = Annotated[Optional[int], typer.Option("--batch-size", "-b", help=
 AccumOpt = Annotated[Optional[int], typer.Option("--accum", help="train.gradient_accumulation_steps")]
 LrOpt = Annotated[Optional[float], typer.Option("--lr", help="optim.lr")]
 MaxStepsOpt = Annotated[Optional[int], typer.Option("--max-steps", help="train.max_steps: stop after N optimizer updates")]
-TimeBudgetOpt = Annotated[Optional[float], typer.Option("--time-budget", help="train.time_budget: stop after N seconds")]
+TimeBudgetOpt = Annotated[Optional[float], typer.Option(
+    "--time-budget", help="train.time_budget: seconds for the run; the schedule is planned to end in them")]
 DataOpt = Annotated[Optional[str], typer.Option(
     "--data", "-d", help="data.data_dir: an asl-signs folder (default: the synthetic set)")]
 NameOpt = Annotated[Optional[str], typer.Option("--name", "-n", help="Run folder name under runs_dir.")]
@@ -89,14 +90,18 @@ def apply_cli(cfg, sets: list[str] | None, flags: dict[str, Any] | None = None):
     Each value is checked as it is applied; the rules between fields (min_lr <= lr, ...) only once
     all are applied, so that a later --set may complete what a named flag started.
     """
-    from asl_cli.config import apply_overrides, validate
+    from asl_cli.config import apply_overrides, budget_yields, overridden_keys, validate
+    from asl_cli.engine.budget import check_budget
 
+    if (flags or {}).get("time_budget") is not None:  # 0 or an absurd value on the command line is a mistake
+        check_budget(flags["time_budget"])
     steps = [(option, [assignment]) for option, assignment in flag_overrides(flags or {})]
     if sets:
         steps.append(("--set", list(sets)))
     for option, assignments in steps:
         apply_overrides(cfg, assignments, source=option, cross=False)
     if steps:
+        budget_yields(cfg, set().union(*(overridden_keys(cfg, a) for _, a in steps)))
         validate(cfg, source=steps[-1][0])
     return cfg
 

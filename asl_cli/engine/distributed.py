@@ -114,10 +114,8 @@ class DistContext:
     # -- trainer hooks ----------------------------------------------------------------------------
 
     def check_config(self, cfg) -> None:
-        if self.enabled and cfg.train.time_budget:
-            # Each rank would read its own clock and stop at a different step: collectives would hang.
-            raise ConfigError("train.time_budget is not supported with several processes (each rank has "
-                              "its own clock); use --max-steps or --epochs")
+        """Settings that several processes cannot honour (none today: a time budget runs on rank 0's
+        clock, handed to every rank with each window's all-reduce)."""
 
     def build_loaders(self, cfg, cache, *, augment=None, device_type: str = "cpu", num_workers: int | None = None):
         """(train, val) loaders: the usual ones, or this rank's shard of the global batches."""
@@ -370,6 +368,7 @@ class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
             self.train_forward = _Compiled(self.ddp, compile_mode, trainer._warn)
         self._buffers = [b for b in model.buffers()]
         self.stop_vote = 0  # a signal number set by trainer.request_stop; agreed on at the window end
+        self.shared_clock: float | None = None  # rank 0's budget clock at the latest window end
 
     def _window_ends_now(self) -> bool:
         t = self.trainer
@@ -400,15 +399,20 @@ class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
         loss = self.window_loss if torch.is_tensor(self.window_loss) else torch.tensor(float(self.window_loss))
         # [samples, one vote slot per signal number 1..64]: ranks asked to stop by different signals
         # (SIGINT on one, SIGTERM on another) must agree on one of them, not on their average.
-        extra = torch.zeros(1 + _MAX_SIGNAL, dtype=torch.float64, device=self.ctx.device)
+        # [samples, rank 0's budget clock, one vote slot per signal number 1..64]: a time budget runs on
+        # rank 0's clock (the others add 0), so every rank plans and stops at the same update.
+        extra = torch.zeros(2 + _MAX_SIGNAL, dtype=torch.float64, device=self.ctx.device)
         extra[0] = float(self.window_samples)
+        if self.ctx.is_main:
+            extra[1] = self.trainer.local_budget_clock()
         if self.stop_vote > 0:
-            extra[min(int(self.stop_vote), _MAX_SIGNAL)] = 1.0
+            extra[1 + min(int(self.stop_vote), _MAX_SIGNAL)] = 1.0
         both = torch.cat([loss.detach().double().reshape(1).to(self.ctx.device), extra])
         self.ctx.all_reduce_sum(both)
         self.window_loss = both[0]
-        samples, *votes = both[1:].tolist()  # SYNC (one per window, with the all-reduce)
+        samples, clock, *votes = both[1:].tolist()  # SYNC (one per window, with the all-reduce)
         self.window_samples = int(samples)
+        self.shared_clock = clock
         voted = [signum for signum, n in enumerate(votes, start=1) if n]
         if voted:  # some rank was asked to stop: every rank stops after this same update (lowest signal)
             self.trainer._stop_signum = voted[0]

@@ -161,6 +161,27 @@ def lr_factor(update: int, *, total_updates: int, warmup_updates: int = 0, floor
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def follow_lr_with_decay(optimizer: Optimizer) -> None:
+    """`weight_decay_mode = "lr_scaled"`: each group's decay factor is its base factor x the group's
+    current lr, so the per-update decay is lr_t x (weight_decay x lr_t), the winner's TF-Addons reading
+    (see the module docstring). Call after every change of the lrs."""
+    for group in optimizer.param_groups:
+        base = group.setdefault("base_weight_decay", group["weight_decay"])
+        group["weight_decay"] = base * group["lr"]
+
+
+class _LambdaLRScaledDecay(torch.optim.lr_scheduler.LambdaLR):
+    """LambdaLR whose groups' weight decay follows their lr (`follow_lr_with_decay`)."""
+
+    def __init__(self, optimizer: Optimizer, lr_lambda: Any):
+        super().__init__(optimizer, lr_lambda)
+        follow_lr_with_decay(optimizer)
+
+    def step(self, epoch: int | None = None) -> None:  # noqa: D102 - torch's signature
+        super().step(epoch)
+        follow_lr_with_decay(self.optimizer)
+
+
 def build_scheduler(optimizer: Optimizer, optim_cfg, total_updates: int,
                     updates_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
     """LambdaLR for `optim_cfg.schedule`: warm-up of `warmup_epochs`, then cosine to `min_lr` (absolute) or constant.
@@ -184,7 +205,10 @@ def build_scheduler(optimizer: Optimizer, optim_cfg, total_updates: int,
             return lr_factor(update, total_updates=total, warmup_updates=warmup, floor=floor,
                              schedule=schedule)
         lambdas.append(factor)
+    if getattr(optim_cfg, "weight_decay_mode", "decoupled") == "lr_scaled":
+        return _LambdaLRScaledDecay(optimizer, lr_lambda=lambdas)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lambdas)
 
 
-__all__ = ["Lookahead", "build_optimizer", "build_scheduler", "lr_factor", "weight_decay_groups", "RADAM_EPS"]
+__all__ = ["Lookahead", "build_optimizer", "build_scheduler", "follow_lr_with_decay", "lr_factor",
+           "weight_decay_groups", "RADAM_EPS"]

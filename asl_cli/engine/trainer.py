@@ -29,12 +29,13 @@ import torch
 import torch.nn.functional as F
 
 from asl_cli.config import RunConfig, validate
+from asl_cli.engine.budget import MIN_UPDATES, TARGET, BudgetLR, TimePlan
 from asl_cli.engine.checkpoint import (all_finite, load_checkpoint, model_fingerprint, rng_state,
                                        save_checkpoint, set_rng_state, unwrap_model)
 from asl_cli.engine.metrics import SmoothedValue, Throughput, peak_memory_mb, topk_correct
 from asl_cli.engine.precision import Precision, choose_precision
 from asl_cli.engine.run_dir import FolderLock, RunDir, find_checkpoint
-from asl_cli.errors import CheckpointError, DataError, NonFiniteLossError, OutOfMemoryError, TrainingInterrupted
+from asl_cli.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError, OutOfMemoryError, TrainingInterrupted
 
 log = logging.getLogger("asl.engine")
 
@@ -268,6 +269,8 @@ class ASLTrainer:
             self._use_run(named)
         try:
             self._build(cfg)
+            if self.plan is not None and ckpt_path is None:
+                self._plan_from_probe()  # a budget too short for this run is refused before any training
             if named is None:
                 self._use_run(self.dist.shared_run_dir(
                     lambda: RunDir.create(cfg.runs_dir, cfg.name, preset=cfg.preset)))
@@ -323,8 +326,10 @@ class ASLTrainer:
         self.accum = t.gradient_accumulation_steps
         self.batches_per_epoch = len(self.train_loader)
         self.updates_per_epoch = math.ceil(self.batches_per_epoch / self.accum)
-        self.total_updates = t.epochs * self.updates_per_epoch  # the LR schedule's length
-        self.total_steps = min(self.total_updates, t.max_steps) if t.max_steps else self.total_updates
+        # The LR schedule's length without a time budget: the epochs, or max_steps where no epoch count is set
+        self.total_updates = t.epochs * self.updates_per_epoch if t.epochs else t.max_steps
+        caps = [n for n in (self.total_updates, t.max_steps) if n]
+        self.total_steps = min(caps) if caps else None  # None: only the time budget ends the run
 
         # Model, optimizer, schedule, precision.
         from asl_cli.engine.optim import build_optimizer, build_scheduler
@@ -332,7 +337,15 @@ class ASLTrainer:
         self.model = build_model(cfg.model, self.num_classes).to(self.device)
         self.dist.prepare_model(self.model, sync_bn=t.sync_bn)
         self.optimizer = build_optimizer(self.model, cfg.optim)
-        self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.total_updates, self.updates_per_epoch)
+        self.plan: TimePlan | None = None
+        if t.time_budget:  # the budget plans the schedule (engine/budget.py); epochs / max_steps cap it
+            self.plan = TimePlan(t.time_budget, update_cap=self.total_steps,
+                                 warmup_updates=round(cfg.optim.warmup_epochs * self.updates_per_epoch))
+            self.scheduler = BudgetLR(self.optimizer, self.plan, min_lr=cfg.optim.min_lr,
+                                      schedule=cfg.optim.schedule, clock=self._budget_clock,
+                                      scaled_decay=cfg.optim.weight_decay_mode == "lr_scaled")
+        else:
+            self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.total_updates, self.updates_per_epoch)
         choice = choose_precision(self.device.type, mixed=t.use_mixed_precision, requested=t.precision,
                                   device=self.device)
         if choice.note:
@@ -363,6 +376,8 @@ class ASLTrainer:
         self.final_train_loss: float | None = None
         self.loss_smooth = SmoothedValue(0.9)
         self._pending_rng: dict | None = None
+        self._budget_used_before = 0.0  # seconds of the time budget used by earlier sessions (a resume)
+        self._evaluated_clock = 0.0  # the budget clock at the latest evaluation
         self._evaluated_at: tuple | None = None  # the _position() of the latest evaluation / last.pt
         self._saved_at: tuple | None = None
         self.val_metrics: dict[str, float | None] = {"val_loss": None, "val_top1": None, "val_top5": None}
@@ -379,6 +394,56 @@ class ASLTrainer:
             from asl_cli.data.synth import ensure_default_dataset
             data_dir = ensure_default_dataset(self.cfg.synth, progress=None)
         return prepare(data_dir, d.cache_dir, skip_bad=d.skip_bad, limit=d.limit, progress=False)
+
+    def _plan_from_probe(self) -> None:
+        """Seed the time plan with estimates from a timed forward pass; refuse a budget that cannot fit.
+
+        Two forward passes on zeros of a typical batch, in eval mode under no_grad (no random
+        numbers drawn, no BatchNorm statistics moved). An update costs ~3 forwards (forward +
+        backward) per micro-batch, plus data work; the final evaluation one forward per validation
+        batch, plus the checkpoint. Rank 0 measures, every rank uses its figures.
+        """
+        from asl_cli.data.landmarks import NUM_FEATURES
+
+        d, t = self.cfg.data, self.cfg.train
+        lengths = np.minimum(np.asarray(self.cache.lengths)[self.train_loader.dataset.indices], d.max_len)
+        length = int(math.ceil(float(np.mean(lengths)) / d.bucket_step) * d.bucket_step) if len(lengths) else d.max_len
+        features = torch.zeros(t.batch_size, max(1, min(length, d.max_len)), NUM_FEATURES, device=self.device)
+        mask = torch.ones(features.shape[:2], dtype=torch.bool, device=self.device)
+        was_training = self.model.training
+        self.model.eval()
+        seconds = []
+        with torch.no_grad(), self.precision.autocast():
+            for _ in range(2):  # the first pass warms up allocators and kernels
+                begin = time.perf_counter()
+                self.model(features, mask)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                seconds.append(time.perf_counter() - begin)
+        self.model.train(was_training)
+        forward = self.dist.broadcast_object(seconds[-1])
+        step_s = 1.2 * 3.0 * forward * self.accum
+        weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        save_s = 0.05 + 4 * weights / 100e6  # weights + optimizer moments + lookahead, written at ~100 MB/s
+        end_s = 1.2 * forward * (len(self.val_loader) if self.val_loader is not None else 0) + save_s
+        self.plan.step_s, self.plan.end_s = step_s, end_s
+        needed = (MIN_UPDATES * step_s + end_s) / TARGET
+        if self.cfg.train.time_budget < needed:
+            raise ConfigError(
+                f"time budget {self.cfg.train.time_budget:g} s is too short for this run here: one update takes "
+                f"~{step_s:.2g} s and the final evaluation and checkpoint ~{end_s:.2g} s; give at least "
+                f"--time-budget {math.ceil(needed)}", path="--time-budget")
+
+    def _budget_clock(self) -> float:
+        """Seconds of the time budget used so far (under torchrun: rank 0's, handed to every rank)."""
+        shared = getattr(self.step_fn, "shared_clock", None) if hasattr(self, "step_fn") else None
+        if shared is not None:
+            return shared
+        return self.local_budget_clock()
+
+    def local_budget_clock(self) -> float:
+        start = getattr(self, "_t_start", None)
+        return self._budget_used_before + (time.perf_counter() - start if start is not None else 0.0)
 
     def _warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -401,7 +466,9 @@ class ASLTrainer:
     def nothing_left(self) -> str | None:
         """Why this (resumed) run has nothing to train, or None: its epochs or `max_steps` are done."""
         t = self.cfg.train
-        if self.epoch >= t.epochs:
+        if self.plan is not None and self.plan.finished:
+            return f"already used its time budget of {t.time_budget:g} s ({self.step} steps)"
+        if t.epochs and self.epoch >= t.epochs:
             return f"already finished its {t.epochs} epochs ({self.step} steps)"
         if t.max_steps and self.step >= t.max_steps:
             return f"already reached max_steps {t.max_steps}"
@@ -436,11 +503,13 @@ class ASLTrainer:
         if self._pending_rng is not None:  # a resume continues the saved random streams
             set_rng_state(self._pending_rng, self.device)
             self._pending_rng = None
+        if self.plan is not None:
+            self.plan.resumed()  # start-up time is not an update interval
         self._emit("start", config=self.cfg.to_dict())
         try:
             if not self.run.last_checkpoint.is_file():  # a run killed in its first epoch can still resume
                 self._save("last")
-            while self.epoch < t.epochs and not self._budget_reached():
+            while not self._epochs_done() and not self._budget_reached():
                 self.meter.resume()
                 self._train_epoch()
                 self.meter.pause()
@@ -450,12 +519,16 @@ class ASLTrainer:
                     break  # stopped mid-epoch (max_steps / time budget)
                 self.epoch += 1
                 self.batch_in_epoch = 0
-                improved = (self.epoch % t.eval_every == 0 or self.epoch == t.epochs) and self._evaluate()
-                self._save_checkpoints(last=self.epoch % t.checkpoint_every == 0 or self.epoch == t.epochs,
-                                       best=improved)
+                final = self._epochs_done() or self._budget_reached()
+                evaluate = self._eval_due(final)
+                improved = evaluate and self._evaluate()
+                self._save_checkpoints(last=self.epoch % t.checkpoint_every == 0 or final, best=improved)
+                if self.plan is not None:  # the epoch end's time is known now (rank 0's clock on every rank)
+                    self.plan.boundary(self.dist.broadcast_object(self.local_budget_clock()), with_eval=evaluate)
+                    self.scheduler.replan()
             # Stopped early (max_steps / time budget), mid-epoch or at an epoch end that skipped eval or
             # checkpoint (eval_every / checkpoint_every > 1): evaluate the final weights, save them.
-            if self.batch_in_epoch or self.epoch < t.epochs:
+            if self._evaluated_at != self._position() or self._saved_at != self._position():
                 improved = self._evaluated_at != self._position() and self._evaluate()
                 self._save_checkpoints(last=self._saved_at != self._position(), best=improved)
         except TrainingInterrupted:
@@ -484,8 +557,7 @@ class ASLTrainer:
         nb = cfg.loader.non_blocking and dev.type == "cuda"
         self.sampler.set_epoch(self.epoch)  # keeps a resumed mid-epoch position of this epoch
         self.model.train()
-        self.model.set_late_dropout(self.epoch >= cfg.model.late_dropout_start)
-        self.step_fn.awp_active = cfg.optim.awp_lambda > 0 and self.epoch >= cfg.optim.awp_start_epoch
+        self._set_switches()
         batches = iter(self.train_loader)
         snapshot = None
         if not hasattr(self, "_stats"):  # floating buffers (BatchNorm statistics) move in the forward pass
@@ -525,6 +597,18 @@ class ASLTrainer:
             if self._budget_reached():
                 return
 
+    def _set_switches(self) -> None:
+        """Late dropout and AWP from their start epoch (a share of the plan under a time budget)."""
+        m, o = self.cfg.model, self.cfg.optim
+        if self.plan is None:
+            late, awp = self.epoch >= m.late_dropout_start, self.epoch >= o.awp_start_epoch
+        else:
+            epochs = self.cfg.train.epochs
+            late = self.plan.switch_on(m.late_dropout_start, epochs, self.epoch)
+            awp = self.plan.switch_on(o.awp_start_epoch, epochs, self.epoch)
+        self.model.set_late_dropout(late)
+        self.step_fn.awp_active = o.awp_lambda > 0 and awp
+
     def _apply_update(self) -> None:
         samples = self.step_fn.window_samples
         applied, grad_norm, loss = self.step_fn.update()
@@ -538,6 +622,8 @@ class ASLTrainer:
             self._warn_nonfinite()
             return
         self.step += 1
+        if self.plan is not None:  # the plan moved on with this update: switches keyed to its progress
+            self._set_switches()
         self.samples_seen += samples
         self._log_loss = self._log_loss + loss  # device tensor: no sync
         self._log_samples += samples
@@ -574,7 +660,20 @@ class ASLTrainer:
         t = self.cfg.train
         if t.max_steps and self.step >= t.max_steps:
             return True
-        return bool(t.time_budget) and time.perf_counter() - self._t_start >= t.time_budget
+        return self.plan is not None and self.plan.finished
+
+    def _epochs_done(self) -> bool:
+        epochs = self.cfg.train.epochs
+        return bool(epochs) and self.epoch >= epochs
+
+    def _eval_due(self, final: bool) -> bool:
+        """Evaluate at this epoch end? Every `eval_every` epochs, and always at the end; under a time
+        budget as the plan says (on its clock, the same on every rank)."""
+        if final:
+            return True
+        if self.epoch % self.cfg.train.eval_every:
+            return False
+        return self.plan is None or self.plan.eval_due(self._evaluated_clock)
 
     # -- metrics ----------------------------------------------------------------------------------
 
@@ -636,6 +735,8 @@ class ASLTrainer:
 
     def _evaluate(self) -> bool:
         """Validate, record the metrics, emit `eval`; True when top-1 improved (the caller saves `best`)."""
+        if self.plan is not None:
+            self._evaluated_clock = self.plan.clock
         self.val_metrics = self.evaluate()
         self._evaluated_at = self._position()
         top1 = self.val_metrics["val_top1"]
@@ -652,15 +753,23 @@ class ASLTrainer:
         peak, source = peak_memory_mb(self.device)
         t_start = getattr(self, "_t_start", None)
         steps_now = self.step - getattr(self, "_steps_at_start", self.step)
-        eta = None
-        if t_start is not None and steps_now:
+        eta, total_steps, budget = None, self.total_steps, {}
+        if self.plan is not None:  # time-planned: the ETA is the clock's, the step count an estimate
+            used = self.local_budget_clock() if t_start is not None else self._budget_used_before
+            eta = 0.0 if self.plan.finished else max(0.0, TARGET * self.plan.budget_s - used)
+            left = self.plan.updates_left()
+            total_steps = None if left is None else self.step + left
+            budget = {"time_budget_s": self.plan.budget_s, "budget_used_s": used,
+                      "schedule_progress": self.plan.progress}
+        elif t_start is not None and steps_now:
             eta = (time.perf_counter() - t_start) / steps_now * max(0, self.total_steps - self.step)
         epochs = self.cfg.train.epochs
+        epoch = self.epoch + (self.batch_in_epoch > 0 or self.epoch == 0)
         return {
             "run": self.run.name, "state": state,
             # 1-based epoch in progress; at an epoch boundary the one just finished (eval, checkpoint)
-            "epoch": min(self.epoch + (self.batch_in_epoch > 0 or self.epoch == 0), epochs), "epochs": epochs,
-            "step": self.step, "total_steps": self.total_steps, "eta_s": eta,
+            "epoch": min(epoch, epochs) if epochs else epoch, "epochs": epochs or None,
+            "step": self.step, "total_steps": total_steps, "eta_s": eta, **budget,
             **self._measured, "loss_smooth": self.loss_smooth.value,
             **self.val_metrics, "best_top1": self.best_top1,
             "peak_mem_mb": peak, "peak_mem_source": source, "precision": self.precision.name,
@@ -703,7 +812,7 @@ class ASLTrainer:
         best, last = self.run.best_checkpoint, self.run.last_checkpoint
         t = self.cfg.train
         stopped_by = None
-        if state == "finished" and self.epoch < t.epochs:  # ended before its epochs: which limit
+        if state == "finished" and not self._epochs_done():  # ended before its epochs: which limit
             stopped_by = "max_steps" if t.max_steps and self.step >= t.max_steps else "time_budget"
         return {
             "run_dir": self.run_dir, "best_checkpoint": best if best.is_file() else None,
@@ -711,7 +820,9 @@ class ASLTrainer:
             "best_top5": self.best_top5, "final_train_loss": self.final_train_loss, "epochs_done": self.epoch,
             # fractional when stopped mid-epoch (max_steps, time budget, interrupt)
             "epochs_progress": self.epoch + self.batch_in_epoch / max(1, self.batches_per_epoch),
-            "epochs": t.epochs, "stopped_by": stopped_by,
+            "epochs": t.epochs or None, "stopped_by": stopped_by,
+            "time_budget_s": t.time_budget or None,
+            "budget_used_s": self.local_budget_clock() if self.plan is not None else None,
             "steps": self.step, "wall_s": wall, "samples_per_s": samples / wall if wall > 0 else None,
             "peak_mem_mb": self.status.get("peak_mem_mb"), "skipped": self.cache.skipped,
             "nonfinite_skipped": self.nonfinite_skipped, "precision": self.precision.name,
@@ -766,6 +877,7 @@ class ASLTrainer:
             "progress": {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                          "samples_seen": self.samples_seen, "best_top1": self.best_top1,
                          "best_top5": self.best_top5, "nonfinite_skipped": self.nonfinite_skipped,
+                         "budget_used_s": self.local_budget_clock() if self.plan is not None else None,
                          "loss_smooth": self.loss_smooth.state_dict(), "kind": kind},
             "sampler": self.sampler.state_dict(self.batch_in_epoch) | {"epoch": self.epoch},
             "rng": rng if rng is not None else rng_state(self.device),
@@ -785,6 +897,11 @@ class ASLTrainer:
             raise CheckpointError(f"cannot resume from it: no {', '.join(missing)} in the checkpoint", path=path)
         unwrap_model(self.model).load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        saved_schedule = ckpt.get("scheduler") or {}
+        if self.plan is None and "plan" in saved_schedule:
+            raise ConfigError(f"this run was planned for a time budget of {saved_schedule['plan']['budget_s']:g} s; "
+                              f"resume it without --epochs/--max-steps/--time-budget 0 (its budget goes on), "
+                              f"or start a new run", path=path)
         if self.scheduler is not None and ckpt.get("scheduler") is not None:
             self.scheduler.load_state_dict(ckpt["scheduler"])
         self.precision.load_state_dict(ckpt.get("precision") or {})
@@ -793,6 +910,8 @@ class ASLTrainer:
         self.samples_seen = int(p.get("samples_seen", 0))
         self.best_top1, self.best_top5 = p.get("best_top1"), p.get("best_top5")
         self.nonfinite_skipped = int(p.get("nonfinite_skipped", 0))
+        if self.plan is not None:  # the clock goes on from the checkpoint (evaluation and saving included)
+            self._budget_used_before = float(p.get("budget_used_s") or self.plan.clock)
         self.loss_smooth.load_state_dict(p["loss_smooth"])
         self.val_metrics.update(ckpt.get("metrics") or {})
         if self.batch_in_epoch:  # mid-epoch: the sampler continues after the consumed batches

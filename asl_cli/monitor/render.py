@@ -27,7 +27,8 @@ NA = "N/A"
 DASH = "—"
 SPARKS = "▁▂▃▄▅▆▇█"
 
-STATUS_KEYS = ("run", "state", "epoch", "epochs", "step", "total_steps", "eta_s", "loss", "loss_smooth", "lr",
+STATUS_KEYS = ("run", "state", "epoch", "epochs", "step", "total_steps", "eta_s", "time_budget_s", "budget_used_s",
+               "schedule_progress", "loss", "loss_smooth", "lr",
                "grad_norm", "samples_per_s", "data_wait", "val_top1", "val_top5", "best_top1", "peak_mem_mb",
                "amp_scale", "precision", "device", "aug", "config")
 
@@ -329,6 +330,12 @@ def _int_of(value: Any) -> str:
     return DASH if v is None else f"{int(v):,}"
 
 
+def _approx_steps(st: Mapping[str, Any]) -> str:
+    """The step total; under a time budget an estimate from the measured rate, shown as ~N."""
+    total = _int_of(st.get("total_steps"))
+    return f"~{total}" if _num(st.get("time_budget_s")) is not None and total != DASH else total
+
+
 def train_panel(status: Mapping[str, Any] | None) -> Panel:
     """The training side of the dashboard: progress, loss, speed, validation, memory, precision."""
     st = dict(status or {})
@@ -344,7 +351,11 @@ def train_panel(status: Mapping[str, Any] | None) -> Panel:
     head.add_row("epoch", _progress(st.get("epoch"), st.get("epochs")),
                  f"{_int_of(st.get('epoch'))} / {_int_of(st.get('epochs'))}")
     head.add_row("step", _progress(st.get("step"), st.get("total_steps")),
-                 f"{_int_of(st.get('step'))} / {_int_of(st.get('total_steps'))}   eta {fmt_duration(st.get('eta_s'))}")
+                 f"{_int_of(st.get('step'))} / {_approx_steps(st)}   eta {fmt_duration(st.get('eta_s'))}")
+    if _num(st.get("time_budget_s")) is not None:  # a time-planned run: the clock is the progress bar
+        head.add_row("time", _progress(st.get("budget_used_s"), st.get("time_budget_s")),
+                     f"{fmt_duration(st.get('budget_used_s'))} / {fmt_duration(st.get('time_budget_s'))}   "
+                     f"schedule {fmt_pct(st.get('schedule_progress'), digits=0)}")
 
     grid = Table.grid(padding=(0, 1))
     for _ in range(3):
@@ -469,6 +480,10 @@ def plain_line(status: Mapping[str, Any], gpu: GPUSnapshot | None = None) -> str
         x, y = _num(st.get(a)), _num(st.get(b))
         return f"{DASH if x is None else int(x)}/{DASH if y is None else int(y)}"
 
+    budget = ""
+    if _num(st.get("time_budget_s")) is not None:
+        budget = f"  time {fmt_duration(st.get('budget_used_s'))}/{fmt_duration(st.get('time_budget_s'))}"
+
     loss = fmt_value(st.get("loss"), ".4f")
     if _num(st.get("loss_smooth")) is not None:
         loss += f" ({fmt_value(st.get('loss_smooth'), '.4f')})"
@@ -477,7 +492,8 @@ def plain_line(status: Mapping[str, Any], gpu: GPUSnapshot | None = None) -> str
     else:
         gpu_mem = NA if gpu is not None else DASH
     util = DASH if gpu is None else (NA if gpu.util_gpu is None else f"{gpu.util_gpu}%")
-    return (f"eta {fmt_duration(st.get('eta_s'))}  epoch {frac('epoch', 'epochs')}  step {frac('step', 'total_steps')}"
+    steps = frac('step', 'total_steps') if budget == "" else f"{_int_of(st.get('step'))}/{_approx_steps(st)}"
+    return (f"eta {fmt_duration(st.get('eta_s'))}{budget}  epoch {frac('epoch', 'epochs')}  step {steps}"
             f"  loss {loss}  lr {fmt_value(st.get('lr'), '.2e')}"
             f"  samples/s {fmt_value(st.get('samples_per_s'), '.1f')}  data {fmt_pct(st.get('data_wait'), digits=0)}"
             f"  val top1 {fmt_pct(st.get('val_top1'))}  max_mem {fmt_value(st.get('peak_mem_mb'), '.0f', 'M')}"
