@@ -254,11 +254,11 @@ def real_net():
 
 
 WINDOWS = {  # micro-batch sizes, batch size, accumulation
-    "one batch": ([24], 24, 1),
-    "short batch, no accumulation": ([19], 24, 1),
-    "full window": ([6, 6, 6, 6], 6, 4),
-    "short last batch": ([6, 6, 6, 5], 6, 4),
-    "partial last window": ([6, 3], 6, 4),
+    "one-batch": ([24], 24, 1),
+    "short-batch-no-accumulation": ([19], 24, 1),
+    "full-window": ([6, 6, 6, 6], 6, 4),
+    "short-last-batch": ([6, 6, 6, 5], 6, 4),
+    "partial-last-window": ([6, 3], 6, 4),
 }
 
 
