@@ -12,6 +12,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from asl_cli.config import ModelConfig
@@ -210,3 +211,73 @@ def test_a_failing_awp_pass_leaves_the_weights_where_they_were():
     step.loss_sum = clean_loss_sum
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert not step.awp.is_perturbed
+
+
+# --- the absolute update: torch's own mean cross-entropy gradient -------------------------------
+#
+# The tests above compare TrainStep with itself (accumulated vs one batch), which a uniform scale
+# error (every gradient doubled) passes: both sides double. Here the gradient TrainStep hands the
+# optimizer is compared with plain `F.cross_entropy(model(x, mask), y, reduction="mean")` on the
+# same samples, computed independently.
+
+class RecordingSGD(torch.optim.SGD):
+    """SGD with lr 0 that records the gradient it is asked to apply (the weights stay put)."""
+
+    def __init__(self, params):
+        super().__init__(params, lr=0.0)
+        self.seen: list[list[torch.Tensor]] = []
+
+    def step(self, closure=None):
+        self.seen.append([torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
+                          for group in self.param_groups for p in group["params"]])
+        return super().step(closure)
+
+
+def padded_data(n: int, classes: int = 7, length: int = 12, seed: int = 3):
+    """Sequences of 2..length valid frames; the padding holds large garbage, not zeros, so a
+    lost or ignored mask changes the logits."""
+    x, mask, y = make_data(n, classes=classes, length=length, seed=seed)
+    garbage = 50.0 * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed + 1))
+    return torch.where(mask.unsqueeze(-1), x, garbage), mask, y
+
+
+def reference_gradient(model, x, mask, y) -> list[torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x, mask), y, reduction="mean").backward()
+    grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def real_net():
+    return build_model(ModelConfig(dim=32, blocks=1, num_heads=4), 7)
+
+
+WINDOWS = {  # micro-batch sizes, batch size, accumulation
+    "one-batch": ([24], 24, 1),
+    "short-batch-no-accumulation": ([19], 24, 1),
+    "full-window": ([6, 6, 6, 6], 6, 4),
+    "short-last-batch": ([6, 6, 6, 5], 6, 4),
+    "partial-last-window": ([6, 3], 6, 4),
+}
+
+
+@pytest.mark.parametrize("window", list(WINDOWS), ids=str)
+@pytest.mark.parametrize("model_fn", [TinyNet, real_net], ids=["tiny", "real-network"])
+def test_the_applied_gradient_is_torch_s_mean_cross_entropy_gradient(model_fn, window):
+    sizes, batch_size, accum = WINDOWS[window]
+    torch.manual_seed(0)
+    model = model_fn().eval()  # deterministic: no dropout, BatchNorm on running statistics
+    opt = RecordingSGD(model.parameters())
+    step = TrainStep(model, opt, Precision("cpu", "fp32"), nominal_window=batch_size * accum)
+    x, mask, y = padded_data(sum(sizes))
+    start = 0
+    for size in sizes:
+        step.micro_step(x[start:start + size], mask[start:start + size], y[start:start + size])
+        start += size
+    applied, _, _ = step.update()
+    assert applied and len(opt.seen) == 1
+    want = reference_gradient(model, x, mask, y)
+    assert any(float(g.abs().max()) > 1e-3 for g in want)  # a gradient worth comparing
+    for got, ref in zip(opt.seen[0], want):
+        torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)

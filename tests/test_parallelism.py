@@ -99,12 +99,21 @@ def test_auto_beside_a_gpu_feeds_it_from_every_core_but_the_loop_s(cpus, local, 
     assert (p.num_workers, p.torch_threads) == (want, 8)
 
 
-def test_available_cpus_follows_the_affinity_mask():
+def test_available_cpus_follows_the_affinity_mask_lowered_by_a_cpu_quota(tmp_path):
+    """Faked cgroup files: the machine's own (a `docker --cpus` below the core count) must not
+    decide the outcome."""
     import os
 
     if not hasattr(os, "sched_getaffinity"):
         pytest.skip("no affinity masks here")
-    assert parallelism.available_cpus() == len(os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0))
+    assert parallelism.available_cpus(str(tmp_path / "no-cgroup")) == cores  # no quota: the mask
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert parallelism.available_cpus(str(tmp_path)) == cores  # unlimited quota: the mask
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # docker --cpus=0.5
+    assert parallelism.available_cpus(str(tmp_path)) == 1  # rounded up, never below one
+    (tmp_path / "cpu.max").write_text(f"{100000 * cores + 50000} 100000\n")  # a quota above the cores
+    assert parallelism.available_cpus(str(tmp_path)) == cores
 
 
 def test_a_cpu_quota_lowers_the_core_count(tmp_path):

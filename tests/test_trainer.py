@@ -433,9 +433,19 @@ def _poison(trainer, at_call: int):
 def test_nonfinite_loss_skip(tiny_data, tmp_path):
     trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, "train.epochs=1", "train.nonfinite=skip"))
     _poison(trainer, 2)
+    apply_update, skipped = trainer._apply_update, []
+
+    def recorded_apply_update():
+        window_start = [b.detach().clone() for b in trainer._stats_backup]
+        apply_update()
+        if trainer.step_fn.skip_reason == "nonfinite":
+            skipped.append(all(torch.equal(a, b) for a, b in zip(trainer._stats, window_start)))
+
+    trainer._apply_update = recorded_apply_update
     with pytest.warns(RuntimeWarning, match="non-finite loss at step 2"):
         summary = trainer.fit()
-    assert summary["nonfinite_skipped"] == 1
+    assert summary["nonfinite_skipped"] == 1 and summary["overflow_skipped"] == 0
+    assert skipped == [True]  # the NaN batch's forward pass left no trace in the BatchNorm statistics
     assert summary["steps"] == trainer.batches_per_epoch - 1
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
@@ -511,6 +521,74 @@ def test_bf16_autocast_on_cpu(tiny_data, tmp_path):
     assert trainer.precision.name == "bf16" and not trainer.precision.scaler.is_enabled()
     summary = trainer.fit()
     assert summary["precision"] == "bf16" and math.isfinite(summary["final_train_loss"])
+
+
+def test_an_fp16_overflow_skips_its_update_is_counted_and_survives_a_resume(tiny_data, tmp_path, monkeypatch):
+    """fp16 with its GradScaler, on the CPU (training would pick fp32 here: forced). An inf in one
+    window's gradients: the update is skipped and counted in overflow_skipped, and leaves the step
+    count, the schedule, the logged rate, the weights and the BatchNorm statistics as they were."""
+    from asl_cli.engine import trainer as trainer_mod
+    from asl_cli.engine.checkpoint import save_checkpoint
+    from asl_cli.engine.precision import PrecisionChoice
+
+    monkeypatch.setattr(trainer_mod, "choose_precision", lambda *a, **k: PrecisionChoice("fp16"))
+    sets = ("train.gradient_accumulation_steps=2", "optim.warmup_epochs=0", "optim.schedule=cosine",
+            "train.nonfinite=stop")  # an overflow is no non-finite loss: it must not stop the run
+    events = []
+    trainer = ASLTrainer(make_cfg(tiny_data, tmp_path, *sets, "train.max_steps=4", "name=fp16"),
+                         callbacks=[events.append])
+    assert trainer.precision.name == "fp16" and trainer.precision.scaler.is_enabled()
+    trainer.precision.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)  # low: no overflow of its own
+    micro_step, apply_update = trainer.step_fn.micro_step, trainer._apply_update
+    calls = {"n": 0}
+
+    def poisoned_micro_step(*args):
+        micro_step(*args)
+        calls["n"] += 1
+        if calls["n"] == 4:  # the second window's last micro-batch
+            next(trainer.model.parameters()).grad.view(-1)[0] = float("inf")
+
+    def state():
+        return {"step": trainer.step, "schedule": trainer.scheduler.last_epoch, "logged_lr": trainer._logged_lr(),
+                "lr": trainer.optimizer.param_groups[0]["lr"], "weights": params_of(trainer),
+                "stats": [b.detach().clone() for b in trainer._stats], "scale": trainer.precision.scale}
+
+    updates = []
+
+    def recorded_apply_update():
+        before = state()
+        window_start = [b.detach().clone() for b in trainer._stats_backup]
+        apply_update()
+        updates.append((trainer.step_fn.skip_reason, before, state(), window_start))
+
+    trainer.step_fn.micro_step = poisoned_micro_step
+    trainer._apply_update = recorded_apply_update
+    summary = trainer.fit()
+
+    assert [u[0] for u in updates] == [None, "overflow", None, None, None]
+    _, before, after, window_start = updates[1]
+    for key in ("step", "schedule", "logged_lr", "lr"):
+        assert after[key] == before[key], key
+    assert all(torch.equal(a, b) for a, b in zip(before["weights"], after["weights"]))
+    assert not all(torch.equal(a, b) for a, b in zip(before["stats"], window_start))  # the forward moved them
+    assert all(torch.equal(a, b) for a, b in zip(after["stats"], window_start))  # rewound
+    assert after["scale"] == before["scale"] / 2
+    assert summary["steps"] == 4 and summary["overflow_skipped"] == 1 and summary["nonfinite_skipped"] == 0
+    assert trainer.scheduler.last_epoch == 4  # one schedule step per applied update
+    used = [u[1]["lr"] for u in updates if u[0] is None]  # the rate each applied update stepped with
+    assert [e["lr"] for e in events if e["event"] == "step"] == pytest.approx(used)
+    assert trainer.run.read_status()["overflow_skipped"] == 1
+    last = trainer.run.last_checkpoint
+    assert load_checkpoint(last)["progress"]["overflow_skipped"] == 1
+
+    resumed = ASLTrainer(make_cfg(tiny_data, tmp_path, *sets, "train.max_steps=5"), resume=trainer.run_dir)
+    assert resumed.overflow_skipped == 1 and resumed.precision.scale == trainer.precision.scale
+    assert resumed.fit()["overflow_skipped"] == 1
+    old = load_checkpoint(last)  # a checkpoint written before the counter existed resumes with 0
+    del old["progress"]["overflow_skipped"]
+    save_checkpoint(old, last)
+    assert ASLTrainer(make_cfg(tiny_data, tmp_path, *sets, "train.max_steps=6"),
+                      resume=trainer.run_dir).overflow_skipped == 0
 
 
 def test_auto_precision_is_fp16_on_a_gpu_that_only_emulates_bf16(monkeypatch):

@@ -102,6 +102,7 @@ class TrainStep:
         self.awp_active = False
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.last_lr: float | None = None  # the rate the latest applied update used (the schedule moves on after it)
+        self.skip_reason: str | None = None  # why the latest update() applied nothing: "nonfinite" | "overflow"
         self.reset_window()
 
     def reset_window(self) -> None:
@@ -135,11 +136,14 @@ class TrainStep:
     def update(self) -> tuple[bool, torch.Tensor | None, torch.Tensor]:
         """Apply the window: (applied, grad norm tensor or None, window loss sum tensor).
 
-        Not applied when the window's loss is non-finite: gradients are dropped and the caller
-        decides (skip or stop). fp16 overflow of the *gradients* is the GradScaler's business.
+        Not applied (`skip_reason` says why) when the window's loss is non-finite ("nonfinite":
+        gradients are dropped and the caller decides, skip or stop) or when the fp16 GradScaler
+        found inf/NaN in the gradients ("overflow": it skipped the step and lowered the scale).
+        A skipped window moves neither the weights nor the schedule nor `last_lr`.
         """
         n, loss = self.window_samples, self.window_loss
         if n == 0:
+            self.skip_reason = "empty"
             return False, None, torch.zeros(())
         loss = loss if torch.is_tensor(loss) else torch.tensor(float(loss))
         checked = loss
@@ -151,16 +155,22 @@ class TrainStep:
         if not bool(torch.isfinite(checked)):
             self.optimizer.zero_grad(set_to_none=True)
             self.reset_window()
+            self.skip_reason = "nonfinite"
             return False, None, loss
         if n != self.nominal:  # short window: mean over the samples actually seen
             grads = [p.grad for p in self.params if p.grad is not None]
             torch._foreach_mul_(grads, self.nominal / n)
-        self.last_lr = float(self.optimizer.param_groups[0]["lr"])
+        lr = float(self.optimizer.param_groups[0]["lr"])
         grad_norm = self.precision.update(self.optimizer, self.params, self.clip_val)
         self.optimizer.zero_grad(set_to_none=True)
+        self.reset_window()
+        if self.precision.overflowed:  # no step was taken: the schedule waits for the next real one
+            self.skip_reason = "overflow"
+            return False, None, loss
+        self.skip_reason = None
+        self.last_lr = lr
         if self.scheduler is not None:
             self.scheduler.step()
-        self.reset_window()
         return True, grad_norm, loss
 
     def _awp_second_pass(self) -> torch.Tensor:
@@ -373,6 +383,7 @@ class ASLTrainer:
         self.best_top1: float | None = None
         self.best_top5: float | None = None
         self.nonfinite_skipped = 0
+        self.overflow_skipped = 0  # fp16 updates the GradScaler skipped (inf/NaN gradients)
         self.final_train_loss: float | None = None
         self.loss_smooth = SmoothedValue(0.9)
         self._pending_rng: dict | None = None
@@ -613,9 +624,14 @@ class ASLTrainer:
         samples = self.step_fn.window_samples
         applied, grad_norm, loss = self.step_fn.update()
         if not applied:
-            self.nonfinite_skipped += 1
-            if self._stats:  # the bad forward pass also moved the running statistics: undo that
+            if self._stats:  # the skipped window's forward pass also moved the running statistics: undo that
                 torch._foreach_copy_(self._stats, self._stats_backup)
+            if self.step_fn.skip_reason == "overflow":  # fp16: the scaler lowered the scale; normal, not a fault
+                self.overflow_skipped += 1
+                log.debug("fp16 gradient overflow at step %d: update skipped, loss scale lowered (%d so far)",
+                          self.step + 1, self.overflow_skipped)
+                return
+            self.nonfinite_skipped += 1
             if self.cfg.train.nonfinite == "stop":
                 raise NonFiniteLossError(f"non-finite loss at step {self.step + 1} (epoch {self.epoch + 1}); "
                                          f"stopped. The last checkpoint holds the previous good weights")
@@ -776,7 +792,8 @@ class ASLTrainer:
             "device": str(self.device), "gpu_uuid": self.gpu_uuid or None, "aug": dict(self.cfg.aug.__dict__), "compile": self._compile_state(),
             "batch_size": self.cfg.train.batch_size, "accumulation": self.accum,
             "num_workers": self.parallel.num_workers, "torch_threads": self.parallel.torch_threads,
-            "data_path": self.data_path, "nonfinite_skipped": self.nonfinite_skipped, "warnings": list(self.warnings),
+            "data_path": self.data_path, "nonfinite_skipped": self.nonfinite_skipped,
+            "overflow_skipped": self.overflow_skipped, "warnings": list(self.warnings),
         }
 
     def _compile_state(self) -> str:
@@ -825,8 +842,8 @@ class ASLTrainer:
             "budget_used_s": self.local_budget_clock() if self.plan is not None else None,
             "steps": self.step, "wall_s": wall, "samples_per_s": samples / wall if wall > 0 else None,
             "peak_mem_mb": self.status.get("peak_mem_mb"), "skipped": self.cache.skipped,
-            "nonfinite_skipped": self.nonfinite_skipped, "precision": self.precision.name,
-            "device": str(self.device), "state": state,
+            "nonfinite_skipped": self.nonfinite_skipped, "overflow_skipped": self.overflow_skipped,
+            "precision": self.precision.name, "device": str(self.device), "state": state,
         }
 
     # -- checkpoints ----------------------------------------------------------------------------------
@@ -878,7 +895,8 @@ class ASLTrainer:
                          "samples_seen": self.samples_seen, "best_top1": self.best_top1,
                          "best_top5": self.best_top5, "nonfinite_skipped": self.nonfinite_skipped,
                          "budget_used_s": self.local_budget_clock() if self.plan is not None else None,
-                         "loss_smooth": self.loss_smooth.state_dict(), "kind": kind},
+                         "overflow_skipped": self.overflow_skipped, "loss_smooth": self.loss_smooth.state_dict(),
+                         "kind": kind},
             "sampler": self.sampler.state_dict(self.batch_in_epoch) | {"epoch": self.epoch},
             "rng": rng if rng is not None else rng_state(self.device),
             "sign_map": dict(self.cache.sign_map), "metrics": dict(self.val_metrics),
@@ -910,6 +928,7 @@ class ASLTrainer:
         self.samples_seen = int(p.get("samples_seen", 0))
         self.best_top1, self.best_top5 = p.get("best_top1"), p.get("best_top5")
         self.nonfinite_skipped = int(p.get("nonfinite_skipped", 0))
+        self.overflow_skipped = int(p.get("overflow_skipped", 0))  # absent from checkpoints before it existed
         if self.plan is not None:  # the clock goes on from the checkpoint (evaluation and saving included)
             self._budget_used_before = float(p.get("budget_used_s") or self.plan.clock)
         self.loss_smooth.load_state_dict(p["loss_smooth"])
