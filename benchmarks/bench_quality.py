@@ -20,6 +20,11 @@ differs slightly: `asl train` counts from the start of its fit (its validation p
 included; it trains on 4 of 5 participant folds of TRAIN and keeps the best checkpoint), the plain
 loop only its training steps (on all of TRAIN, last weights). The wall times of the whole commands
 (start-up, evaluation) are in the results too. No figures here: docs/benchmarks.md.
+
+Run it on an otherwise quiet machine: `asl train` plans its torch threads around cores that other
+processes keep busy, the plain loop takes torch's default (one per core; `--plain-threads N` to
+pin it), and two threads beside a busy neighbour run several times slower than one. Every row
+records the load average before it. The default set takes ~770 MB in WORK.
 """
 
 from __future__ import annotations
@@ -40,18 +45,20 @@ PLAIN = Path(__file__).resolve().parent / "plain_loop.py"
 
 
 def run_json(cmd: list[str], env: dict, *, last_event: str | None = None) -> tuple[dict, float]:
-    """Run `cmd`; its JSON output (the NDJSON line with event `last_event`) and its wall time."""
+    """Run `cmd`; its JSON output (the NDJSON line with event `last_event`, with the `start` event's
+    torch_threads) and its wall time."""
     started = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
     lines = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    threads = [d["torch_threads"] for d in lines if d.get("event") == "start" and "torch_threads" in d]
     if last_event is not None:
         lines = [d for d in lines if d.get("event") == last_event]
     if not lines:
         raise SystemExit(f"no JSON output from: {' '.join(cmd)}\n{proc.stdout[-2000:]}")
-    return lines[-1], wall
+    return ({"torch_threads": threads[0]} if threads else {}) | lines[-1], wall
 
 
 def make_set(args, work: Path) -> Path:
@@ -79,13 +86,16 @@ def asl_run(data: Path, work: Path, budget: float, seed: int, env: dict, extra: 
     return {"top1": ev["top1"], "top5": ev["top5"], "epochs": summary["epochs_progress"],
             "fit_s": round(summary["wall_s"], 1), "train_cmd_s": round(train_wall, 1),
             "eval_cmd_s": round(eval_wall, 1), "best_val_top1": summary["best_top1"],
-            "stopped_by": summary["stopped_by"], "run_dir": summary["run_dir"]}
+            "stopped_by": summary["stopped_by"], "torch_threads": summary.get("torch_threads"),
+            "run_dir": summary["run_dir"]}
 
 
-def plain_run(data: Path, work: Path, budget: float, seed: int, env: dict) -> dict:
+def plain_run(data: Path, work: Path, budget: float, seed: int, env: dict, threads: int) -> dict:
     out, wall = run_json([sys.executable, str(PLAIN), "--data", str(data / "train"), "--test", str(data / "test"),
-                          "--seconds", str(budget), "--seed", str(seed), "--cache-dir", str(work / "cache")], env)
-    return {"top1": out["test_top1"], "epochs": out["epochs"], "fit_s": out["train_s"], "cmd_s": round(wall, 1)}
+                          "--seconds", str(budget), "--seed", str(seed), "--cache-dir", str(work / "cache"),
+                          "--threads", str(threads)], env)
+    return {"top1": out["test_top1"], "epochs": out["epochs"], "fit_s": out["train_s"], "cmd_s": round(wall, 1),
+            "torch_threads": out["torch_threads"]}
 
 
 def summarise(runs: list[dict], budgets: list[float]) -> list[dict]:
@@ -153,6 +163,8 @@ def main() -> None:
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--asl-set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra `asl train --set` overrides (none by default)")
+    parser.add_argument("--plain-threads", type=int, default=0,
+                        help="torch threads of the plain loop (0: torch's default, one per core; asl plans its own)")
     parser.add_argument("--png", nargs="?", const=str(ROOT / "docs" / "img" / "quality_curve.png"), default=None,
                         help="write the curve (default path docs/img/quality_curve.png)")
     args = parser.parse_args()
@@ -164,16 +176,17 @@ def main() -> None:
     data = make_set(args, work)
     extra = [a for kv in args.asl_set for a in ("--set", kv)]
     info = {"set": str(data), "budgets": budgets, "rounds": args.rounds, "asl_set": args.asl_set,
+            "plain_threads": args.plain_threads,
             "cpus": os.cpu_count(), "python": sys.version.split()[0]}
     runs: list[dict] = []
     for r in range(args.rounds):
         for b in budgets:
-            row: dict = {"round": r, "budget": b, "seed": r}
+            row: dict = {"round": r, "budget": b, "seed": r, "load_before": round(os.getloadavg()[0], 2)}
             order = ("asl", "plain") if r % 2 == 0 else ("plain", "asl")
             for system in order:
                 print(f"round {r + 1}/{args.rounds}, budget {b:g} s: {system} ...", file=sys.stderr, flush=True)
                 row[system] = (asl_run(data, work, b, r, env, extra) if system == "asl"
-                               else plain_run(data, work, b, r, env))
+                               else plain_run(data, work, b, r, env, args.plain_threads))
             runs.append(row)
             print(json.dumps(row), flush=True)
             rows = summarise(runs, budgets)

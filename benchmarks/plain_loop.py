@@ -44,7 +44,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--cache-dir", default=None, help="prepared caches (default: $ASL_CACHE or ~/.cache/asl)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, one per core)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     started = time.perf_counter()
     cfg = load_config("cpu")
