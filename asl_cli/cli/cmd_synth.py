@@ -57,13 +57,13 @@ class _LazyBar:
 def synth_command(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create (must be empty or absent).",
                                             show_default=False)],
-    signs: Annotated[Optional[int], typer.Option("--signs", help=f"Number of signs (classes) [default: "
-                     f"{_DEFAULTS.num_signs}, {_HARD['num_signs']} with --hard].", show_default=False)] = None,
+    signs: Annotated[Optional[int], typer.Option("--signs", help=f"Number of signs (classes) (default "
+                     f"{_DEFAULTS.num_signs}; {_HARD['num_signs']} with --hard).", show_default=False)] = None,
     participants: Annotated[Optional[int], typer.Option("--participants", help=f"Number of signers, held-out "
-                            f"ones included [default: {_DEFAULTS.num_participants}, "
-                            f"{_HARD['num_participants']} with --hard].", show_default=False)] = None,
+                            f"ones included (default {_DEFAULTS.num_participants}; "
+                            f"{_HARD['num_participants']} with --hard).", show_default=False)] = None,
     repetitions: Annotated[Optional[int], typer.Option("--repetitions", help=f"Sequences per sign and signer "
-                           f"[default: {_DEFAULTS.repetitions}, {_HARD['repetitions']} with --hard].",
+                           f"(default {_DEFAULTS.repetitions}; {_HARD['repetitions']} with --hard).",
                            show_default=False)] = None,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same files (byte for byte).")] = _DEFAULTS.seed,
     hard: Annotated[bool, typer.Option("--hard", help="Signers whose recordings differ: own camera angle, "
