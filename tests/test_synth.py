@@ -523,3 +523,214 @@ def test_cli_stopped_by_a_signal_writes_nothing_and_says_so(tmp_path, signame, c
 
     again = CliRunner().invoke(app, ["synth", str(out), "--signs", "2", "--participants", "3", "--repetitions", "1"])
     assert again.exit_code == 0, again.output
+
+
+# --- the hard set (synth_signers) and held-out signers ---------------------------------------------
+
+def _check_parquet(f: Path) -> None:
+    """The asl-signs schema, row layout and NaN conventions of one file."""
+    meta = pq.ParquetFile(f).metadata
+    assert meta.num_row_groups == 1 and meta.format_version == "1.0"
+    table = pq.read_table(f)
+    assert [str(t) for t in table.schema.types] == ["int16", "string", "string", "int16", "double", "double",
+                                                    "double"]
+    assert table.schema.names == ["frame", "row_id", "type", "landmark_index", "x", "y", "z"]
+    t = table.num_rows // ROWS_PER_FRAME
+    assert table.num_rows == t * ROWS_PER_FRAME
+    frame = table.column("frame").to_numpy().reshape(t, ROWS_PER_FRAME)
+    assert (frame == frame[:, :1]).all() and (np.diff(frame[:, 0]) == 1).all() and frame[0, 0] >= 1
+    assert table.column("type").to_pylist() == TYPE_ORDER * t
+    assert table.column("landmark_index").to_numpy().tolist() == INDEX_ORDER * t
+    x = table.column("x").to_numpy().reshape(t, ROWS_PER_FRAME)
+    assert table.column("x").null_count == 0
+    for lo, hi in ((468, 489), (522, 543), (0, 468)):
+        nan = np.isnan(x[:, lo:hi])
+        assert (nan.all(axis=1) | ~nan.any(axis=1)).all()
+    assert not np.isnan(x[:, 489:522]).any()
+
+
+@pytest.fixture(scope="module")
+def hard_split(tmp_path_factory) -> Path:
+    from asl_cli.data.synth_signers import generate_hard
+
+    out = tmp_path_factory.mktemp("hard") / "set"
+    generate_hard(out, num_signs=6, num_participants=5, repetitions=2, seed=3, holdout_signers=2, workers=1)
+    return out
+
+
+def test_holdout_writes_two_asl_signs_folders_with_disjoint_signers(hard_split, sample_dir):
+    from asl_cli.data.reader import read_index
+
+    assert sorted(p.name for p in hard_split.iterdir()) == ["test", "train"]
+    index = {split: read_index(hard_split / split) for split in ("train", "test")}
+    people = {split: set(index[split].participants.tolist()) for split in index}
+    assert len(people["train"]) == 3 and len(people["test"]) == 2 and not people["train"] & people["test"]
+    assert len(index["train"]) == 6 * 3 * 2 and len(index["test"]) == 6 * 2 * 2
+    ids = {split: {int(r.split(",")[2]) for r in (hard_split / split / "train.csv").read_text().splitlines()[1:]}
+           for split in index}
+    assert not ids["train"] & ids["test"]
+    maps = [(hard_split / split / "sign_to_prediction_index_map.json").read_text() for split in index]
+    assert maps[0] == maps[1] and len(json.loads(maps[0])) == 6
+    for split in index:
+        assert sorted(p.name for p in (hard_split / split).iterdir()) == [
+            "sign_to_prediction_index_map.json", "synth.json", "train.csv", "train_landmark_files"]
+        lines = (hard_split / split / "train.csv").read_text().splitlines()
+        assert lines[0] == "path,participant_id,sequence_id,sign"
+        folders = {p.name for p in (hard_split / split / "train_landmark_files").iterdir()}
+        assert folders == {str(p) for p in people[split]}
+        for f in sorted((hard_split / split / "train_landmark_files").rglob("*.parquet"))[:4]:
+            _check_parquet(f)
+        info = json.loads((hard_split / split / synth.INFO_FILE).read_text())
+        assert info["difficulty"] == "hard" and info["split"] == split and info["holdout_signers"] == 2
+        assert set(info["split_participants"]) == people[split]
+        assert [s["participant_id"] for s in info["signers"]] == sorted(people[split])
+    # Schema and pandas metadata as a real Kaggle file.
+    real = pq.read_table(sorted((sample_dir / "train_landmark_files").rglob("*.parquet"))[0])
+    ours = pq.read_table(next((hard_split / "test" / "train_landmark_files").rglob("*.parquet")))
+    assert ours.schema.equals(real.schema, check_metadata=False)
+
+
+def test_a_split_holds_exactly_the_files_of_the_whole_set(tmp_path):
+    """Splitting moves sequences into train/ and test/, byte for byte, and changes nothing else."""
+    kw = dict(num_signs=4, num_participants=4, repetitions=2, seed=5, workers=1)
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    synth.generate(whole, **kw)
+    synth.generate(split, holdout_signers=1, **kw)
+    files = {p.relative_to(whole / "train_landmark_files") for p in whole.rglob("*.parquet")}
+    parts = {name: {p.relative_to(split / name / "train_landmark_files")
+                    for p in (split / name).rglob("*.parquet")} for name in ("train", "test")}
+    assert parts["train"] | parts["test"] == files and not parts["train"] & parts["test"]
+    for name in parts:
+        for rel in parts[name]:
+            assert (split / name / "train_landmark_files" / rel).read_bytes() == \
+                (whole / "train_landmark_files" / rel).read_bytes()
+    rows = (whole / "train.csv").read_text().splitlines()
+    split_rows = [r for name in parts for r in (split / name / "train.csv").read_text().splitlines()[1:]]
+    assert sorted(split_rows) == sorted(rows[1:])
+    held = synth.heldout_participants(4, 1, 5)
+    pids = [p.pid for p in synth.make_participants(4, synth.pool_size(4), 5)]
+    assert {int(r.split(",")[1]) for r in (split / "test" / "train.csv").read_text().splitlines()[1:]} == \
+        {pids[i] for i in held}
+
+
+def test_hard_set_is_deterministic_and_independent_of_worker_processes(tmp_path, monkeypatch, hard_split):
+    from asl_cli.data.synth_signers import generate_hard
+
+    monkeypatch.setattr(synth, "POOL_MIN_SEQUENCES", 1)
+    again = tmp_path / "again"
+    generate_hard(again, num_signs=6, num_participants=5, repetitions=2, seed=3, holdout_signers=2, workers=2)
+    assert _tree_digest(again) == _tree_digest(hard_split)
+
+
+def test_mirror_permutation_swaps_left_and_right():
+    from asl_cli.data.landmarks import FLIP_PAIRS
+    from asl_cli.data.synth_signers import MIRROR
+
+    assert sorted(MIRROR.tolist()) == list(range(ROWS_PER_FRAME)) and (MIRROR[MIRROR] == np.arange(543)).all()
+    assert all(MIRROR[a] == b for a, b in FLIP_PAIRS)  # the augmentation's flip agrees
+    assert (MIRROR[468:489] == np.arange(522, 543)).all() and MIRROR[489 + 11] == 489 + 12
+
+
+def _one(view, sign=0, rep=0, **person):
+    """One sequence of the same participant, sign and random stream, seen through `view`."""
+    import dataclasses
+
+    recipes = synth.make_recipes(6, 0)
+    base = synth.make_participants(3, len(recipes.pool), 0)[0]
+    who = dataclasses.replace(base, view=view, **{"noise": 0.0, "miss": 0.0, **person})
+    return synth.synth_sequence(recipes, sign, who, np.random.default_rng([0, 4, sign, rep]))
+
+
+def test_left_handed_signers_are_the_mirror_image_with_the_dominant_hand_left():
+    from asl_cli.data.landmarks import LEYE, NOSE, REYE
+    from asl_cli.data.synth_signers import SignerView
+
+    right = _one(SignerView(jitter=0.0))
+    left = _one(SignerView(mirrored=True, jitter=0.0))
+    assert right.shape == left.shape
+    neck_x = right[:, [500, 501], 0].mean()  # pose 11/12: the mirror line
+    np.testing.assert_allclose(left[:, 489 + 11, 0], 2 * neck_x - right[:, 489 + 12, 0], atol=1e-3)
+    # The dominant hand is MediaPipe's left_hand now: the right-handed signer's right_hand, mirrored,
+    # seen (and lost) in the same frames.
+    np.testing.assert_array_equal(np.isnan(left[:, 468, 0]), np.isnan(right[:, 522, 0]))
+    seen = ~np.isnan(left[:, 468, 0])
+    assert seen.sum() >= 3
+    np.testing.assert_allclose(left[seen, 468:489, 0], 2 * neck_x - right[seen, 522:543, 0], atol=1e-3)
+    np.testing.assert_allclose(left[seen, 468:489, 1], right[seen, 522:543, 1], atol=1e-3)
+    # ...signing on the image right of the body; the right-hander's on the left.
+    assert np.median(left[seen, 468, 0]) > neck_x > np.median(right[seen, 522, 0])
+    # The face is still a face: the subject's right eye on the image left of the nose.
+    for f in (left, right):
+        f = f[~np.isnan(f[:, 0, 0])]
+        assert (f[:, REYE, 0].mean(1) < f[:, NOSE, 0].mean(1)).all() and \
+            (f[:, NOSE, 0].mean(1) < f[:, LEYE, 0].mean(1)).all()
+
+
+def test_the_camera_turns_tilts_scales_and_shifts_the_signer():
+    from asl_cli.data.synth_signers import SignerView
+
+    def shoulders(f):
+        return np.abs(f[:, 500, 0] - f[:, 501, 0]).mean()
+
+    def torso(f):  # shoulders to hips
+        return (f[:, [512, 513], 1].mean(1) - f[:, [500, 501], 1].mean(1)).mean()
+
+    level = _one(SignerView(jitter=0.0))
+    np.testing.assert_allclose(level[:, 489:522], _one(None)[:, 489:522], atol=1e-6)  # a level camera: no change
+    turned = _one(SignerView(yaw=0.5, jitter=0.0))
+    assert shoulders(turned) == pytest.approx(shoulders(level) * np.cos(0.5), rel=0.01)  # x-extent narrows
+    assert torso(turned) == pytest.approx(torso(level), rel=0.01)
+    hand = ~np.isnan(level[:, 522, 0]) & ~np.isnan(turned[:, 522, 0])
+    assert hand.any() and np.abs(turned[hand, 522:543, 0] - level[hand, 522:543, 0]).max() > 0.01
+    tilted = _one(SignerView(pitch=0.3, jitter=0.0))
+    assert torso(tilted) == pytest.approx(torso(level) * np.cos(0.3), rel=0.01)
+    assert shoulders(tilted) == pytest.approx(shoulders(level), rel=0.01)
+    near = _one(SignerView(scale=1.2, offset=(0.05, -0.03), jitter=0.0))
+    assert shoulders(near) == pytest.approx(shoulders(level) * 1.2, rel=0.01)
+    centre = lambda f: f[:, [500, 501], :2].mean(axis=(0, 1))  # noqa: E731
+    np.testing.assert_allclose(centre(near), 0.5 + (centre(level) - 0.5) * 1.2 + [0.05, -0.03], atol=1e-3)
+    # Every sequence jitters the camera a little (same signer, another recording).
+    a, b = _one(SignerView(yaw=0.3), rep=0), _one(SignerView(yaw=0.3), rep=1)
+    assert shoulders(a) != pytest.approx(shoulders(b), rel=1e-4)
+
+
+def test_hard_signers_differ_more_than_the_default_ones():
+    from asl_cli.data.synth_signers import make_hard_participants
+
+    hard = make_hard_participants(60, 5, 0)
+    default = synth.make_participants(60, 5, 0)
+    assert [p.pid for p in hard] == [p.pid for p in default]
+    left = sum(p.view.mirrored for p in hard)
+    assert 3 <= left <= 25  # about a fifth
+    yaws = np.array([p.view.yaw for p in hard])
+    assert yaws.min() < -0.3 and yaws.max() > 0.3
+    assert np.ptp([p.view.scale for p in hard]) > 0.3
+    assert np.mean([p.miss for p in hard]) > 2 * np.mean([p.miss for p in default])
+    speeds = [p.speed for p in hard]
+    assert min(speeds) < 11 and max(speeds) > 30
+    again = make_hard_participants(60, 5, 0)[7]  # deterministic
+    assert again.view == hard[7].view and again.speed == hard[7].speed and (again.style == hard[7].style).all()
+
+
+def test_cli_hard_holdout_and_its_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from asl_cli.cli import cmd_synth
+    from asl_cli.cli.app import app
+    from asl_cli.data.reader import read_index
+    from asl_cli.data.synth_signers import HARD_DEFAULTS
+
+    assert cmd_synth._HARD == HARD_DEFAULTS
+    out = tmp_path / "hard"
+    runner = CliRunner()
+    res = runner.invoke(app, ["synth", str(out), "--hard", "--signs", "3", "--participants", "4",
+                              "--repetitions", "1", "--holdout-signers", "1", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert "wrote 12 sequences (3 signs x 4 participants x 1 repetitions, hard)" in res.stdout
+    assert f"train: {out / 'train'} (3 participants, 9 sequences)" in res.stdout
+    assert f"test: {out / 'test'} (1 participants, 3 sequences)" in res.stdout
+    assert len(read_index(out / "train")) == 9 and len(read_index(out / "test")) == 3
+    bad = runner.invoke(app, ["synth", str(tmp_path / "x"), "--participants", "3", "--holdout-signers", "3"])
+    assert bad.exit_code == 2 and "--holdout-signers" in bad.stderr and not (tmp_path / "x").exists()
+    with pytest.raises(synth.DataError, match="held-out"):
+        synth.generate(tmp_path / "y", num_signs=2, num_participants=2, repetitions=1, holdout_signers=2)

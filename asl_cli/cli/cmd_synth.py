@@ -4,6 +4,8 @@ Thin: options -> `asl_cli.data.synth.generate` -> a summary line. The result is 
 asl-signs folder (`asl prepare OUT_DIR`, `asl train --data OUT_DIR`). `asl train` without
 `--data` generates (and caches) the default set by itself, so this command is optional.
 The set appears in OUT_DIR only when complete: Ctrl-C (exit 130) or SIGTERM (143) leaves nothing.
+`--hard` makes the signers' recordings differ (camera, handedness, tracking loss, tempo;
+asl_cli/data/synth_signers.py); `--holdout-signers N` writes OUT_DIR/train and OUT_DIR/test.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from asl_cli.cli.common import stderr_console, stop_at_once_on_signals, user_err
 from asl_cli.config import SynthConfig
 
 _DEFAULTS = SynthConfig()
+_HARD = {"num_signs": 64, "num_participants": 40, "repetitions": 2}  # = synth_signers.HARD_DEFAULTS (tested)
 
 
 def _human_bytes(n: float) -> str:
@@ -54,12 +57,20 @@ class _LazyBar:
 def synth_command(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create (must be empty or absent).",
                                             show_default=False)],
-    signs: Annotated[int, typer.Option("--signs", help="Number of signs (classes).")] = _DEFAULTS.num_signs,
-    participants: Annotated[int, typer.Option("--participants", help="Number of signers.")]
-    = _DEFAULTS.num_participants,
-    repetitions: Annotated[int, typer.Option("--repetitions", help="Sequences per sign and signer.")]
-    = _DEFAULTS.repetitions,
+    signs: Annotated[Optional[int], typer.Option("--signs", help=f"Number of signs (classes) (default "
+                     f"{_DEFAULTS.num_signs}; {_HARD['num_signs']} with --hard).", show_default=False)] = None,
+    participants: Annotated[Optional[int], typer.Option("--participants", help=f"Number of signers, held-out "
+                            f"ones included (default {_DEFAULTS.num_participants}; "
+                            f"{_HARD['num_participants']} with --hard).", show_default=False)] = None,
+    repetitions: Annotated[Optional[int], typer.Option("--repetitions", help=f"Sequences per sign and signer "
+                           f"(default {_DEFAULTS.repetitions}; {_HARD['repetitions']} with --hard).",
+                           show_default=False)] = None,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same files (byte for byte).")] = _DEFAULTS.seed,
+    hard: Annotated[bool, typer.Option("--hard", help="Signers whose recordings differ: own camera angle, "
+                    "distance and offset, left-handers (mirrored), more tracking loss, wider tempo "
+                    "(docs/synthetic.md).")] = False,
+    holdout_signers: Annotated[int, typer.Option("--holdout-signers", min=0, help="Hold N signers out: write "
+                               "OUT_DIR/train and OUT_DIR/test (the N signers, never in train).")] = 0,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Generator processes "
                        "(default: one per CPU, up to 8); the output does not depend on it.")] = None,
 ) -> None:
@@ -67,23 +78,45 @@ def synth_command(
     with user_errors():
         from asl_cli.config import RunConfig, validate
         from asl_cli.data.synth import generate
+        from asl_cli.errors import ConfigError
 
+        defaults = _HARD if hard else {"num_signs": _DEFAULTS.num_signs,
+                                       "num_participants": _DEFAULTS.num_participants,
+                                       "repetitions": _DEFAULTS.repetitions}
+        signs = defaults["num_signs"] if signs is None else signs
+        participants = defaults["num_participants"] if participants is None else participants
+        repetitions = defaults["repetitions"] if repetitions is None else repetitions
         # The same ranges as the config's [synth] section (one owner of the limits).
         cfg = RunConfig()
         cfg.synth = SynthConfig(num_signs=signs, num_participants=participants, repetitions=repetitions,
                                 seed=seed)
         validate(cfg, source="asl synth")
+        if holdout_signers >= participants:
+            raise ConfigError(f"--holdout-signers {holdout_signers} leaves no training signer of the "
+                              f"{participants} participants (at most {participants - 1})")
         total = signs * participants * repetitions
         console = stderr_console()
         bar = _LazyBar(total, console)
+        kwargs: dict = {}
+        if hard:
+            from asl_cli.data.synth_signers import HARD_VERSION, make_hard_participants
+
+            kwargs = dict(signers=make_hard_participants, about={"difficulty": "hard", "hard_version": HARD_VERSION})
         # Ctrl-C / SIGTERM: generate() removes its temporary folder on the way out; one line, exit 130 / 143
         with stop_at_once_on_signals(f"nothing written to {out_dir}"):
             try:
                 summary = generate(out_dir, num_signs=signs, num_participants=participants,
-                                   repetitions=repetitions, seed=seed, workers=workers, progress=bar.update)
+                                   repetitions=repetitions, seed=seed, workers=workers, progress=bar.update,
+                                   holdout_signers=holdout_signers, **kwargs)
             finally:
                 bar.stop()
         typer.echo(f"wrote {summary.sequences:,} sequences ({signs} signs x {participants} participants x "
-                   f"{repetitions} repetitions), {summary.frames:,} frames, {_human_bytes(summary.bytes)} "
-                   f"in {summary.seconds:.1f} s -> {summary.out_dir}")
-        typer.echo(f"  train on it: asl train --data {summary.out_dir}")
+                   f"{repetitions} repetitions{', hard' if hard else ''}), {summary.frames:,} frames, "
+                   f"{_human_bytes(summary.bytes)} in {summary.seconds:.1f} s -> {summary.out_dir}")
+        for split, people, sequences in summary.splits:
+            typer.echo(f"  {split}: {summary.out_dir / split} ({people} participants, {sequences:,} sequences)")
+        if summary.splits:
+            train, test = (summary.out_dir / split for split, _, _ in summary.splits)
+            typer.echo(f"  train on it: asl train --data {train}, then: asl evaluate RUN --data {test} --split all")
+        else:
+            typer.echo(f"  train on it: asl train --data {summary.out_dir}")

@@ -28,6 +28,11 @@ length), landmark noise, how often the tracker loses a hand and small personal o
 keyposes. A hand whose wrist leaves the image (rest position) or that the tracker "loses" is
 NaN for all 21 points; the face is occasionally lost too; pose is always present (as in the data).
 
+Opt-in, for a benchmark: `generate(..., signers=synth_signers.make_hard_participants)` (`asl synth
+--hard`) gives every signer a camera of their own, left-handers (mirrored), more tracking loss and a
+wider tempo (asl_cli/data/synth_signers.py); `holdout_signers=N` writes `train/` and `test/`
+folders whose participants are disjoint. The defaults write exactly the files they always did.
+
 Everything is drawn from `numpy.random.default_rng` seeded with (seed, purpose, ...), so a seed
 gives byte-identical files (for a given pyarrow version), independent of generation order.
 """
@@ -67,6 +72,9 @@ POOL_MIN_SEQUENCES = 200  # below this, starting worker processes costs more tha
 QUANTUM = 2.0 ** -13  # coordinates are rounded to this (about a tenth of a pixel): smaller files
 
 ProgressFn = Callable[[int, int], None]
+# (num_participants, pool size K, seed) -> participants; a module-level function (workers pickle it).
+SignersFn = Callable[[int, int, int], "list[Participant]"]
+SPLITS = ("train", "test")  # the two folders of a set with held-out signers
 
 
 # --- the face: a 468-point MediaPipe face-mesh layout ------------------------------------------
@@ -321,6 +329,10 @@ class Participant:
     noise: float  # landmark noise, image units
     miss: float  # fraction of frames in which the tracker loses the dominant hand
     style: np.ndarray  # (K, 2) personal offsets of the keypose positions, body units
+    miss_run: float = 2.0  # mean length (frames) of a run in which the dominant hand is lost
+    # How this signer's recordings look (camera, handedness): None, or an object with
+    # `apply(frames, rng) -> frames` and `mirrored` (asl_cli/data/synth_signers.py, `asl synth --hard`).
+    view: Any = None
 
 
 def make_participants(num: int, k: int, seed: int) -> list[Participant]:
@@ -536,18 +548,29 @@ def synth_sequence(recipes: Recipes, sign: int, person: Participant, rng: np.ran
     pose[:, 23:33, 2] = np.array([0.0, 0.0, 0.3, 0.3, 0.6, 0.6, 0.65, 0.65, 0.3, 0.3]) * body
     frames[:, TYPE_OFFSETS["pose"]:TYPE_OFFSETS["pose"] + 33] = pose
 
+    # The signer's camera and handedness (hard sets only): a left-handed signer is the mirror image,
+    # the dominant hand then being MediaPipe's left_hand.
+    dominant, second = TYPE_OFFSETS["right_hand"], TYPE_OFFSETS["left_hand"]
+    if person.view is not None:
+        frames = person.view.apply(frames, rng)
+        if person.view.mirrored:
+            dominant, second = second, dominant
+
     out = frames.astype(np.float32)
     out[..., :2] += rng.standard_normal((t, ROWS_PER_FRAME, 2), dtype=np.float32) * np.float32(person.noise)
 
     # What the tracker missed: hands out of the image or lost, the face now and then.
-    right_vis = _visibility(rng, t, person.miss) & (out[:, 522, 1] < 1.0)
-    left_vis = _visibility(rng, t, rng.uniform(0.1, 0.9), run=4.0) & (out[:, 468, 1] < 1.0)
+    dominant_vis = _visibility(rng, t, person.miss, person.miss_run) & (out[:, dominant, 1] < 1.0)
+    second_vis = _visibility(rng, t, rng.uniform(0.1, 0.9), run=4.0) & (out[:, second, 1] < 1.0)
     face_vis = _visibility(rng, t, 0.015)
+    if person.view is not None:  # a moved camera can also put a wrist beside or above the image
+        for vis, wrist in ((dominant_vis, dominant), (second_vis, second)):
+            vis &= (out[:, wrist, 0] > 0.0) & (out[:, wrist, 0] < 1.0) & (out[:, wrist, 1] > 0.0)
     out *= np.float32(1 / QUANTUM)
     np.rint(out, out=out)
     out *= np.float32(QUANTUM)
-    out[~right_vis, 522:543] = np.nan
-    out[~left_vis, 468:489] = np.nan
+    out[~dominant_vis, dominant:dominant + 21] = np.nan
+    out[~second_vis, second:second + 21] = np.nan
     out[~face_vis, :468] = np.nan
     return out
 
@@ -672,6 +695,8 @@ class SynthSummary:
     frames: int
     bytes: int
     seconds: float
+    # With held-out signers: ((folder name, participants, sequences), ...) for train and test.
+    splits: tuple[tuple[str, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -685,18 +710,20 @@ class _Task:
     participant: int
     sign: int
     seq_ids: tuple[int, ...]  # one per repetition
+    signers: SignersFn | None = None  # None: make_participants
 
 
-_WORKER_STATE: dict[tuple[int, int, int], tuple[Recipes, list[Participant], _ParquetWriter]] = {}
+_WORKER_STATE: dict[tuple, tuple[Recipes, list[Participant], _ParquetWriter]] = {}
 
 
 def _run_task(task: _Task) -> tuple[list[tuple[str, int, int, str]], int]:
     """Generate and write one task's sequences; returns their train.csv rows and frame count."""
-    key = (task.num_signs, task.num_participants, task.seed)
+    key = (task.num_signs, task.num_participants, task.seed, task.signers)
     if key not in _WORKER_STATE:
         recipes = make_recipes(task.num_signs, task.seed)
         _WORKER_STATE.clear()
-        _WORKER_STATE[key] = (recipes, make_participants(task.num_participants, len(recipes.pool), task.seed),
+        make_people = task.signers or make_participants
+        _WORKER_STATE[key] = (recipes, make_people(task.num_participants, len(recipes.pool), task.seed),
                               _ParquetWriter())
     recipes, people, writer = _WORKER_STATE[key]
     person, name = people[task.participant], recipes.signs[task.sign].name
@@ -712,11 +739,20 @@ def _run_task(task: _Task) -> tuple[list[tuple[str, int, int, str]], int]:
 
 
 def generate(out_dir: str | Path, *, num_signs: int = 20, num_participants: int = 12, repetitions: int = 10,
-             seed: int = 0, workers: int | None = None, progress: ProgressFn | None = None) -> SynthSummary:
+             seed: int = 0, workers: int | None = None, progress: ProgressFn | None = None,
+             signers: SignersFn | None = None, holdout_signers: int = 0,
+             about: dict | None = None) -> SynthSummary:
     """Write the synthetic set into `out_dir` (created; must be empty or absent) and return a summary.
 
     `workers`: generator processes (default: one per CPU, at most 8; 1 generates in this process;
     the output does not depend on it). `progress(done, total)` is called as sequences are written.
+
+    `signers`: how the participants are made (default `make_participants`; the hard set's is
+    `synth_signers.make_hard_participants`). `holdout_signers` N > 0: N of the `num_participants`
+    (drawn with the seed) are held out, and `out_dir` gets two complete asl-signs folders,
+    `train/` (the others) and `test/` (those N), with the same sign map and distinct sequence ids.
+    `about`: extra entries for synth.json (e.g. the difficulty). With the defaults the files are
+    those of earlier versions, byte for byte.
 
     The set is built in a temporary sibling folder (`.<name>.tmp-<pid>-<random>`) and renamed into
     place when complete, so an interrupted or failed generation (Ctrl-C, a full disk) leaves
@@ -729,11 +765,18 @@ def generate(out_dir: str | Path, *, num_signs: int = 20, num_participants: int 
                         f"{num_participants}, {repetitions})")
     if num_signs > math.factorial(8):
         raise DataError(f"at most {math.factorial(8)} signs (got {num_signs})")
+    if not 0 <= holdout_signers < num_participants:
+        raise DataError(f"held-out signers must be 0 to participants - 1 = {num_participants - 1} "
+                        f"(got {holdout_signers})")
     out = Path(out_dir)
     _check_empty_or_absent(out)
+    kwargs = dict(num_signs=num_signs, num_participants=num_participants, repetitions=repetitions, seed=seed,
+                  workers=workers, signers=signers, about=about)
     with _building(out, "output folder") as tmp:
-        summary = _write_set(tmp, out, num_signs=num_signs, num_participants=num_participants,
-                             repetitions=repetitions, seed=seed, workers=workers, progress=progress)
+        if holdout_signers:
+            summary = _write_split(tmp, out, holdout_signers, progress=progress, **kwargs)
+        else:
+            summary = _write_set(tmp, out, progress=progress, **kwargs)
         _check_empty_or_absent(out)  # nothing appeared there meanwhile
         try:
             os.replace(tmp, out)  # over an empty folder too (POSIX rename)
@@ -777,24 +820,65 @@ def _building(target: Path, what: str) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)  # already gone when it was renamed into place
 
 
+def heldout_participants(num_participants: int, holdout_signers: int, seed: int) -> np.ndarray:
+    """Indices (into the participant list, sorted) of the signers a split holds out for testing."""
+    rng = np.random.default_rng([seed, 6])
+    return np.sort(rng.choice(num_participants, size=holdout_signers, replace=False))
+
+
+def _write_split(out: Path, name: Path, holdout_signers: int, *, num_signs: int, num_participants: int,
+                 repetitions: int, seed: int, progress: ProgressFn | None, **kwargs: Any) -> SynthSummary:
+    """`out/train` and `out/test`: the same set, its participants split (`holdout_signers` to test)."""
+    started = time.perf_counter()
+    test = heldout_participants(num_participants, holdout_signers, seed)
+    members = {"train": np.setdiff1d(np.arange(num_participants), test), "test": test}
+    grand_total = num_signs * num_participants * repetitions
+    done = 0
+    parts = []
+    for split in SPLITS:
+        def relay(d: int, t: int, offset: int = done) -> None:
+            if progress is not None:
+                progress(offset + d, grand_total)
+
+        try:
+            (out / split).mkdir()
+        except OSError as exc:
+            raise RunIOError(f"cannot write the synthetic set ({exc.strerror or exc})", path=name) from None
+        parts.append(_write_set(out / split, name / split, num_signs=num_signs, num_participants=num_participants,
+                                repetitions=repetitions, seed=seed, progress=relay, members=members[split],
+                                holdout_signers=holdout_signers, **kwargs))
+        done += parts[-1].sequences
+    return SynthSummary(out, sum(p.sequences for p in parts), num_signs, num_participants,
+                        sum(p.frames for p in parts), sum(p.bytes for p in parts), time.perf_counter() - started,
+                        splits=tuple((split, p.participants, p.sequences) for split, p in zip(SPLITS, parts)))
+
+
 def _write_set(out: Path, name: Path, *, num_signs: int, num_participants: int, repetitions: int, seed: int,
-               workers: int | None, progress: ProgressFn | None) -> SynthSummary:
-    """Generate the set into the existing empty folder `out`; errors name `name` (the final folder)."""
+               workers: int | None, progress: ProgressFn | None, signers: SignersFn | None = None,
+               about: dict | None = None, members: np.ndarray | None = None,
+               holdout_signers: int = 0) -> SynthSummary:
+    """Generate the set into the existing empty folder `out`; errors name `name` (the final folder).
+
+    `members`: only these participants (indices into the participant list; a held-out split).
+    """
     started = time.perf_counter()
     recipes = make_recipes(num_signs, seed)
-    people = make_participants(num_participants, len(recipes.pool), seed)
-    total = num_signs * num_participants * repetitions
-    seq_ids = _distinct_ids(np.random.default_rng([seed, 3]), total).reshape(num_participants, num_signs,
-                                                                             repetitions)
-    tasks = [_Task(str(out), num_signs, num_participants, seed, p, s, tuple(int(v) for v in seq_ids[p, s]))
-             for p in range(num_participants) for s in range(num_signs)]
+    people = (signers or make_participants)(num_participants, len(recipes.pool), seed)
+    members = np.arange(num_participants) if members is None else np.asarray(members)
+    total = num_signs * len(members) * repetitions
+    # Sequence ids are drawn for every participant, so a train/test split's ids are distinct.
+    seq_ids = _distinct_ids(np.random.default_rng([seed, 3]), num_signs * num_participants * repetitions)
+    seq_ids = seq_ids.reshape(num_participants, num_signs, repetitions)
+    tasks = [_Task(str(out), num_signs, num_participants, seed, int(p), s, tuple(int(v) for v in seq_ids[p, s]),
+                   signers)
+             for p in members for s in range(num_signs)]
     workers = min(8, os.cpu_count() or 1) if workers is None else max(1, workers)
     rows: list[tuple[str, int, int, str]] = []
     frames_total = 0
     try:
         (out / FILES_DIR).mkdir()
-        for person in people:
-            (out / FILES_DIR / str(person.pid)).mkdir()
+        for p in members:
+            (out / FILES_DIR / str(people[p].pid)).mkdir()
         for task_rows, frames in _map(_run_task, tasks, workers if total >= POOL_MIN_SEQUENCES else 1):
             rows += task_rows
             frames_total += frames
@@ -812,11 +896,17 @@ def _write_set(out: Path, name: Path, *, num_signs: int, num_participants: int, 
                 "signs": [{"name": r.name, "order": list(r.order), "two_handed": r.two_handed,
                            "second_order": list(r.second_order) if r.two_handed else None}
                           for r in recipes.signs]}
+        info.update(about or {})
+        if holdout_signers:
+            info.update(split=out.name, holdout_signers=holdout_signers,
+                        split_participants=[people[p].pid for p in members])
+        if any(people[p].view is not None for p in members):
+            info["signers"] = [{"participant_id": people[p].pid, **people[p].view.describe()} for p in members]
         (out / INFO_FILE).write_text(json.dumps(info, indent=1), encoding="utf-8")
         size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     except OSError as exc:
         raise RunIOError(f"cannot write the synthetic set ({exc.strerror or exc})", path=name) from None
-    return SynthSummary(out, total, num_signs, num_participants, frames_total, size,
+    return SynthSummary(out, total, num_signs, len(members), frames_total, size,
                         time.perf_counter() - started)
 
 
