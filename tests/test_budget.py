@@ -27,13 +27,14 @@ FLOOR = 0.01
 # --- the plan on a simulated clock ------------------------------------------------------------
 
 def simulate(budget: float, step_s, *, epoch_updates: int = 50, eval_s: float = 1.0, startup_s: float = 2.0,
-             cap: int | None = None, warmup: int = 0, estimate: float | None = None):
+             cap: int | None = None, warmup: int = 0, estimate: float | None = None,
+             end_estimate: float | None = None, eval_batches: int = 0):
     """Run a plan the way the trainer does; `step_s(i)` is the i-th update's duration.
 
     Returns (the clock when the final evaluation + checkpoint are done, the lr factor of each update).
     """
-    plan = TimePlan(budget, update_cap=cap, warmup_updates=warmup, end_estimate_s=eval_s,
-                    step_estimate_s=estimate)
+    plan = TimePlan(budget, update_cap=cap, warmup_updates=warmup, step_estimate_s=estimate,
+                    end_estimate_s=eval_s if end_estimate is None else end_estimate, eval_batches=eval_batches)
     plan.resumed()
     clock, evaluated = startup_s, 0.0
     factors = [plan.next_factor(FLOOR)]
@@ -73,6 +74,15 @@ def test_evaluations_that_cost_more_than_first_estimated_are_planned_for():
     budget = 60.0
     end, _ = simulate(budget, lambda i: 0.05, eval_s=4.0, estimate=0.05)  # the plan starts believing 1 s
     assert 0.9 * budget <= end <= budget
+
+
+def test_a_budget_shorter_than_an_epoch_estimates_its_end_from_the_update_rate():
+    """No epoch end before the last update: the final evaluation's cost is only ever estimated.
+    The timed forward pass said 0.1 s (a quiet machine); the machine is slower now, and the rate
+    measured at every update (120 validation batches at half an update each: 3 s) moves the plan."""
+    end, factors = simulate(20.0, lambda i: 0.05, epoch_updates=10**9, eval_s=3.0, end_estimate=0.1,
+                            eval_batches=120)
+    assert 0.9 * 20 <= end <= 20 and factors[-1] == pytest.approx(FLOOR)
 
 
 def test_a_noisy_step_time_still_ends_inside_the_budget():

@@ -37,6 +37,7 @@ MAX_WARMUP_SHARE = 0.10  # warm-up (in updates) never takes more than this share
 EMA = 0.2  # weight of the newest update interval in the seconds-per-update estimate
 MAX_BUDGET_S = 30 * 24 * 3600.0  # above a month is a typo (ms for s, an extra 0...)
 MIN_UPDATES = 5  # a budget that cannot fit this many updates plus the final evaluation is refused
+EVAL_SHARE = 0.5  # an evaluation batch costs about this share of a training micro-batch (forward + data)
 
 
 def check_budget(seconds: float, *, source: str = "--time-budget") -> float:
@@ -67,7 +68,8 @@ class TimePlan:
     """
 
     def __init__(self, budget_s: float, *, update_cap: int | None = None, warmup_updates: int = 0,
-                 end_estimate_s: float = 0.0, step_estimate_s: float | None = None):
+                 end_estimate_s: float = 0.0, step_estimate_s: float | None = None, eval_batches: int = 0,
+                 micro_batches: int = 1, save_s: float = 0.0):
         self.budget_s = float(budget_s)
         self.update_cap = int(update_cap) if update_cap else None
         self.warmup_updates = max(0, int(warmup_updates))
@@ -75,6 +77,9 @@ class TimePlan:
         self.updates = 0  # applied updates so far
         self.step_s = step_estimate_s  # seconds per update (None until measured or estimated)
         self.end_s = float(end_estimate_s)  # what the end costs after the last update
+        self.end_measured = False  # end_s comes from an epoch end that evaluated (else: estimates)
+        # Until then the end is also estimated from the measured update rate (it follows the machine's load).
+        self.eval_batches, self.micro_batches, self.save_s = int(eval_batches), max(1, int(micro_batches)), save_s
         self.warmup_done_at: float | None = None if self.warmup_updates else 0.0
         self.first_update_clock: float | None = None  # when the first update ended (warm-up's share)
         self.final_given = False  # the next update runs at p = 1 (min_lr): stop after it
@@ -84,9 +89,16 @@ class TimePlan:
 
     # -- the plan --------------------------------------------------------------------------------
 
+    def end_reserve(self) -> float:
+        """Seconds the end needs after the last update: the final evaluation and checkpoint."""
+        if self.end_measured or not self._measured:
+            return self.end_s
+        from_rate = self.eval_batches * self.step_s / self.micro_batches * EVAL_SHARE + self.save_s
+        return max(self.end_s, from_rate)
+
     def train_end(self) -> float:
         """The clock at which the last update should be done."""
-        return max(0.0, TARGET * self.budget_s - self.end_s)
+        return max(0.0, TARGET * self.budget_s - self.end_reserve())
 
     def progress_at(self, clock: float, updates: int) -> float:
         time_p = clock / self.train_end() if self.train_end() > 0 else 1.0
@@ -144,7 +156,7 @@ class TimePlan:
         An epoch end that ran past the plan ends the run (the trainer skips evaluations that could).
         """
         if with_eval:
-            self.end_s = max(0.0, clock - self.clock)
+            self.end_s, self.end_measured = max(0.0, clock - self.clock), True
         self.clock = max(self.clock, float(clock))
         self._skip_interval = True  # the next update's interval includes the loader's restart
         if self.clock >= self.train_end():
@@ -189,7 +201,7 @@ class TimePlan:
     def state_dict(self) -> dict[str, Any]:
         return {"budget_s": self.budget_s, "clock": self.clock, "updates": self.updates, "step_s": self.step_s,
                 "end_s": self.end_s, "warmup_done_at": self.warmup_done_at, "final_given": self.final_given,
-                "first_update_clock": self.first_update_clock,
+                "first_update_clock": self.first_update_clock, "end_measured": self.end_measured,
                 "finished": self.finished}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -203,6 +215,7 @@ class TimePlan:
         self.end_s = float(state.get("end_s", 0.0))
         self.warmup_done_at = state.get("warmup_done_at")
         self.first_update_clock = state.get("first_update_clock")
+        self.end_measured = bool(state.get("end_measured"))
         self.final_given, self.finished = bool(state.get("final_given")), bool(state.get("finished"))
         self._measured = self.step_s is not None
         self._skip_interval = True

@@ -421,23 +421,29 @@ class ASLTrainer:
         length = int(math.ceil(float(np.mean(lengths)) / d.bucket_step) * d.bucket_step) if len(lengths) else d.max_len
         features = torch.zeros(t.batch_size, max(1, min(length, d.max_len)), NUM_FEATURES, device=self.device)
         mask = torch.ones(features.shape[:2], dtype=torch.bool, device=self.device)
-        was_training = self.model.training
+        was_training, threads = self.model.training, torch.get_num_threads()
         self.model.eval()
-        seconds = []
-        with torch.no_grad(), self.precision.autocast():
-            for _ in range(2):  # the first pass warms up allocators and kernels
-                begin = time.perf_counter()
-                self.model(features, mask)
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                seconds.append(time.perf_counter() - begin)
-        self.model.train(was_training)
-        forward = self.dist.broadcast_object(seconds[-1])
+        torch.set_num_threads(self.parallel.torch_threads)  # timed as fit() will run (more threads beside a
+        seconds = []                                         # busy core can be many times slower)
+        try:
+            with torch.no_grad(), self.precision.autocast():
+                for _ in range(3):  # the first pass warms up allocators and kernels; the fastest one counts
+                    begin = time.perf_counter()
+                    self.model(features, mask)
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize(self.device)
+                    seconds.append(time.perf_counter() - begin)
+        finally:
+            torch.set_num_threads(threads)
+            self.model.train(was_training)
+        forward = self.dist.broadcast_object(min(seconds[1:]))
         step_s = 1.2 * 3.0 * forward * self.accum
         weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
         save_s = 0.05 + 4 * weights / 100e6  # weights + optimizer moments + lookahead, written at ~100 MB/s
-        end_s = 1.2 * forward * (len(self.val_loader) if self.val_loader is not None else 0) + save_s
-        self.plan.step_s, self.plan.end_s = step_s, end_s
+        end_s = 1.5 * forward * (len(self.val_loader) if self.val_loader is not None else 0) + save_s
+        self.plan.step_s, self.plan.end_s, self.plan.save_s = step_s, end_s, save_s
+        self.plan.eval_batches = len(self.val_loader) if self.val_loader is not None else 0
+        self.plan.micro_batches = self.accum
         needed = (MIN_UPDATES * step_s + end_s) / TARGET
         if self.cfg.train.time_budget < needed:
             raise ConfigError(

@@ -330,6 +330,14 @@ def _int_of(value: Any) -> str:
     return DASH if v is None else f"{int(v):,}"
 
 
+def _length_cell(train: Mapping[str, Any]) -> tuple[str, str]:
+    """(label, value) for what sizes the run: its epochs, or its time budget (with an epoch cap)."""
+    budget, epochs = _num(train.get("time_budget")), _num(train.get("epochs"))
+    if not budget:
+        return "epochs", _int_of(epochs)
+    return "budget", fmt_duration(budget) + (f" ≤{int(epochs)} ep" if epochs else "")
+
+
 def _approx_steps(st: Mapping[str, Any]) -> str:
     """The step total; under a time budget an estimate from the measured rate, shown as ~N."""
     total = _int_of(st.get("total_steps"))
@@ -445,7 +453,7 @@ def config_panel(cfg: Mapping[str, Any] | None) -> Panel:
         ("preset", str(c.get("preset") or DASH), "data", str(data.get("data_dir") or "synthetic")),
         ("model", f"dim {_int_of(model.get('dim'))} × {_int_of(model.get('blocks'))} blocks",
          "max len", _int_of(data.get("max_len"))),
-        ("batch", f"{_int_of(batch)} × {_int_of(accum)} accum = {effective}", "epochs", _int_of(train.get("epochs"))),
+        ("batch", f"{_int_of(batch)} × {_int_of(accum)} accum = {effective}", *_length_cell(train)),
         ("optimizer", f"{optim.get('optimizer', DASH)} lr {fmt_value(optim.get('lr'), '.1e')}",
          "schedule", str(optim.get("schedule", DASH))),
         ("precision", precision, "clip", fmt_value(train.get("gradient_clip_val"), "g")),
