@@ -409,7 +409,7 @@ class ASLTrainer:
     def _plan_from_probe(self) -> None:
         """Seed the time plan with estimates from a timed forward pass; refuse a budget that cannot fit.
 
-        Two forward passes on zeros of a typical batch, in eval mode under no_grad (no random
+        Forward passes on zeros of a typical batch, in eval mode under no_grad (no random
         numbers drawn, no BatchNorm statistics moved). An update costs ~3 forwards (forward +
         backward) per micro-batch, plus data work; the final evaluation one forward per validation
         batch, plus the checkpoint. Rank 0 measures, every rank uses its figures.
