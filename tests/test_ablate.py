@@ -438,3 +438,13 @@ def test_a_second_ablation_on_the_same_folder_is_refused(tmp_path, monkeypatch):
     assert trained == [] and ablation.load_results(tmp_path) is None  # nothing written beside it
     ablation.run_ablation(plan, warmup_steps=0)  # free again
     assert len(trained) == 2
+
+
+def test_ablate_with_a_time_budget_gives_every_variant_the_same_seconds_and_a_complete_schedule(tiny, env):
+    out = runner.invoke(app, tiny_args(tiny, "budget", "--time-budget", "4", "--no-aug", "--json"))
+    assert out.exit_code == 0, out.stderr
+    folder = tiny / "runs" / "ablate-budget"
+    for variant in (BASELINE, "no-aug"):
+        status = json.loads((folder / variant / "status.json").read_text())
+        assert status["time_budget_s"] == 4 and 3.6 <= status["budget_used_s"] <= 4.0, status["budget_used_s"]
+        assert status["schedule_progress"] == 1.0 and status["lr"] == pytest.approx(1e-6, rel=1e-9)  # min_lr
