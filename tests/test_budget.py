@@ -85,6 +85,16 @@ def test_a_budget_shorter_than_an_epoch_estimates_its_end_from_the_update_rate()
     assert 0.9 * 20 <= end <= 20 and factors[-1] == pytest.approx(FLOOR)
 
 
+def test_a_sudden_slow_update_just_before_the_end_still_leaves_the_last_update_at_min_lr():
+    """The clock passes the planned end before the last update was announced: one more update at
+    min_lr fits in the 4 % the plan keeps, and the run still ends inside the budget."""
+    _, steady = simulate(60.0, lambda i: 0.05)
+    slow_at = len(steady) - 3
+    end, factors = simulate(60.0, lambda i: 1.2 if i == slow_at else 0.05)
+    assert 0.9 * 60 <= end <= 60 and factors[-1] == pytest.approx(FLOOR)
+    assert len(factors) < len(steady)  # the slow update cost the plan its last updates, not the floor
+
+
 def test_a_noisy_step_time_still_ends_inside_the_budget():
     import random
 

@@ -28,9 +28,9 @@ def test_presets_table_lists_every_preset_with_its_key_values():
         assert name in out.stdout
     rtx = next(line for line in out.stdout.splitlines() if line.strip().startswith("rtx4070"))
     # batch 12 x accumulation 4 = effective 48, dim 192 x 2 blocks, 100 epochs, 4 workers
-    assert rtx.split()[:8] == ["rtx4070", "12", "4", "48", "auto", "192×2", "100", "4"]
+    assert rtx.split()[:9] == ["rtx4070", "12", "4", "48", "auto", "192×2", "100", "ep", "4"]
     cpu = next(line for line in out.stdout.splitlines() if line.strip().startswith("cpu "))
-    assert cpu.split()[7] == "auto"  # loader.num_workers = -1
+    assert cpu.split()[6:9] == ["2", "min", "auto"]  # a 120 s time budget; loader.num_workers = -1
 
 
 def test_presets_json_matches_the_preset_files():

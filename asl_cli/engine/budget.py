@@ -146,20 +146,31 @@ class TimePlan:
         if self.first_update_clock is None:
             self.first_update_clock = float(clock)
         self.clock, self.updates = float(clock), int(updates)
-        if self.final_given or clock >= self.train_end():
+        if self.final_given:
             self.finished = True
+        elif clock >= self.train_end():
+            self._overshot()
 
     def boundary(self, clock: float, *, with_eval: bool) -> None:
         """An epoch end (checkpoint, maybe an evaluation) is over; `clock` is the budget used now.
 
         One with an evaluation measured what the end of the run will cost: it becomes the reserve.
-        An epoch end that ran past the plan ends the run (the trainer skips evaluations that could).
+        An epoch end that ran past the plan leaves one update at min_lr where it fits (`_overshot`).
         """
         if with_eval:
             self.end_s, self.end_measured = max(0.0, clock - self.clock), True
         self.clock = max(self.clock, float(clock))
         self._skip_interval = True  # the next update's interval includes the loader's restart
-        if self.clock >= self.train_end():
+        if self.clock >= self.train_end() and not self.finished:
+            self._overshot()
+
+    def _overshot(self) -> None:
+        """The clock passed the planned end before the last update was announced (a slow update, a
+        long epoch end): one more update at min_lr where it still fits before 1.0 x budget (the plan
+        keeps 4 % for this), else the run ends here."""
+        if self.clock + (self.step_s or 0.0) <= self.budget_s - self.end_reserve():
+            self.final_given = True
+        else:
             self.finished = True
 
     def eval_due(self, last_eval_clock: float) -> bool:
