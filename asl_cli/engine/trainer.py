@@ -65,13 +65,19 @@ def seed_everything(seed: int) -> None:
 
 
 def configure_backends(train_cfg, device: torch.device) -> None:
-    """cuDNN autotuning for speed, or deterministic algorithms for reproducibility."""
+    """cuDNN autotuning for speed, or deterministic algorithms for reproducibility; TF32 on CUDA as
+    `train.tf32` says (the legacy `allow_tf32` flags: torch 2.13 refuses to read the precision once
+    the legacy and the new `fp32_precision` API were mixed, and Inductor reads the legacy ones)."""
     det = bool(train_cfg.deterministic)
     torch.use_deterministic_algorithms(det, warn_only=True)
     torch.backends.cudnn.deterministic = det
     torch.backends.cudnn.benchmark = bool(train_cfg.cudnn_benchmark) and not det and device.type == "cuda"
     if det and device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    if device.type == "cuda":
+        tf32 = bool(getattr(train_cfg, "tf32", True))
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
 
 
 # --- the exact accumulation step ----------------------------------------------------------------
