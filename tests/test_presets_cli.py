@@ -28,9 +28,26 @@ def test_presets_table_lists_every_preset_with_its_key_values():
         assert name in out.stdout
     rtx = next(line for line in out.stdout.splitlines() if line.strip().startswith("rtx4070"))
     # batch 12 x accumulation 4 = effective 48, dim 192 x 2 blocks, 100 epochs, 4 workers
-    assert rtx.split()[:8] == ["rtx4070", "12", "4", "48", "auto", "192×2", "100", "4"]
+    assert rtx.split()[:9] == ["rtx4070", "12", "4", "48", "auto", "192×2", "100", "ep", "4"]
     cpu = next(line for line in out.stdout.splitlines() if line.strip().startswith("cpu "))
-    assert cpu.split()[7] == "auto"  # loader.num_workers = -1
+    assert cpu.split()[8] == "auto"  # loader.num_workers = -1 (after "2 min")
+
+
+def test_gpu_presets_compile_with_tf32_and_the_table_says_so():
+    """The seed asks for torch.compile on the RTX 4070 (with AMP); every GPU preset compiles and
+    allows TF32 (fp32 matmuls/convolutions on tensor cores from Ampere on); the CPU preset does not compile."""
+    for name in ("rtx4070", "gpu24gb", "dc80gb", "winner", "t4"):
+        t = load_config(name).train
+        assert t.compile and t.tf32 and t.device == "cuda", name
+    rtx = load_config("rtx4070").train
+    assert rtx.use_mixed_precision and rtx.precision == "auto" and rtx.compile_mode == "default"
+    assert not load_config("cpu").train.compile
+    out = invoke("presets")
+    text = " ".join(out.stdout.split())
+    assert "torch.compile: dc80gb, gpu24gb, rtx4070, t4, winner" in text
+    assert "TF32 (CUDA, Ampere or later): dc80gb, gpu24gb, rtx4070, t4, winner" in text
+    rows = {r["preset"]: r for r in json.loads(invoke("presets", "--json").stdout)}
+    assert rows["rtx4070"]["compile"] is True and rows["cpu"]["compile"] is False
 
 
 def test_presets_json_matches_the_preset_files():
