@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator, TextIO
 
-from asl_cli.monitor.base import same_gpu
+from asl_cli.monitor.base import find_by_uuid
 
 LIVE, PLAIN, JSON = "live", "plain", "json"
 
@@ -229,10 +229,9 @@ class TrainDashboard:
         device = str(self.status.get("device") or "")
         if device.startswith("cuda"):
             uuid = self.status.get("gpu_uuid")
-            if uuid:
-                mine = [s for s in snaps if same_gpu(s.uuid, uuid)]
-                if mine:
-                    return mine
+            mine = find_by_uuid(snaps, uuid)  # a whole GPU, or the view of the MIG slice the run is on
+            if mine is not None:
+                return [mine]
             index = int(device.split(":", 1)[1]) if ":" in device else 0
             mine = [s for s in snaps if s.index == index]
             if mine:

@@ -214,7 +214,10 @@ class GPUCard:
         sensors.append(f"sm {NA if s.clock_sm is None else s.clock_sm} · "
                        f"mem {NA if s.clock_mem is None else s.clock_mem} MHz")
         border = "magenta" if s.fake else "blue"
-        return Panel(Group(grid, sensors, processes_view(s)), title=gpu_title(s), title_align="left",
+        parts = [grid, sensors, processes_view(s)]
+        if s.mig is not None:
+            parts.append(mig_view(s))
+        return Panel(Group(*parts), title=gpu_title(s), title_align="left",
                      subtitle=gpu_subtitle(s) or None, subtitle_align="right", border_style=border,
                      box=box.ROUNDED, padding=(0, 1))
 
@@ -239,6 +242,35 @@ def processes_view(s: GPUSnapshot, limit: int = 5) -> RenderableType:
     if len(s.processes) > limit:
         t.add_row("", "", f"… {len(s.processes) - limit} more", "")
     return t
+
+
+def mig_view(s: GPUSnapshot) -> RenderableType:
+    """A GPU's MIG slices under its card: slot, profile name, memory, processes, UUID."""
+    if not s.mig:
+        return Text("MIG on, no slices", style="dim")
+    t = Table(box=None, padding=(0, 1), show_header=True, header_style="dim", pad_edge=False)
+    t.add_column("MIG", justify="right", no_wrap=True)
+    t.add_column("slice", no_wrap=True, max_width=28)
+    t.add_column("gpu memory", justify="right", no_wrap=True)
+    t.add_column("procs", justify="right", no_wrap=True)
+    t.add_column("uuid", no_wrap=True)
+    for m in s.mig:
+        profile = (m.name or "?").rsplit(" MIG ", 1)[-1]  # "NVIDIA A100-SXM4-40GB MIG 3g.20gb" -> "3g.20gb"
+        mem = NA if m.memory_total is None else f"{(m.memory_used or 0) / MIB:,.0f} / {m.memory_total / MIB:,.0f} MiB"
+        procs = NA if m.processes is None else str(len(m.processes))
+        uuid = m.uuid or NA
+        t.add_row(str(m.slot), profile, mem, procs, uuid[:16] + "…" if len(uuid) > 17 else uuid)
+    return t
+
+
+def mig_lines(s: GPUSnapshot) -> list[str]:
+    """One plain line per MIG slice of a GPU (after its `gpu_line`)."""
+    lines = []
+    for m in s.mig or ():
+        mem = NA if m.memory_total is None else f"{(m.memory_used or 0) / MIB:.0f}/{m.memory_total / MIB:.0f}MiB"
+        procs = NA if m.processes is None else str(len(m.processes))
+        lines.append(f"gpu{s.index}/mig{m.slot} {m.name or 'unknown'}: mem {mem}  procs {procs}  uuid {m.uuid or NA}")
+    return lines
 
 
 def gpu_panel(snapshots: Sequence[GPUSnapshot], history: Mapping[int, Sequence[GPUSnapshot]] | None = None,
