@@ -513,6 +513,23 @@ STATUS = {"run": "rtx4070-1128", "state": "running", "epoch": 3, "epochs": 12, "
           "amp_scale": 65536.0, "precision": "bf16", "device": "cuda:0"}
 
 
+def test_train_panel_and_plain_line_show_compile_state_and_skipped_updates():
+    compiling = {**STATUS, "compile": "recompiling (graph 3)", "compile_graphs": 2, "overflow_skipped": 4,
+                 "nonfinite_skipped": 1}
+    out = text_of(render.train_panel(compiling))
+    assert "compiling #3" in out and "fp16 skips" in out and "4" in out and "non-finite" in out
+    assert "on · 7 graphs" in text_of(render.train_panel({**STATUS, "compile": "on", "compile_graphs": 7}))
+    assert "eager (fell back)" in text_of(render.train_panel({**STATUS, "compile": "fallback (eager)"}))
+    assert "on · 3 eager" in text_of(render.train_panel({**STATUS, "compile": "on, 3 batches eager (recompile "
+                                                                    "limit)", "compile_eager_batches": 3}))
+    line = render.plain_line(compiling)
+    assert line.endswith("compile recompiling (graph 3)  fp16 skips 4  non-finite skips 1")
+    assert "compile" not in render.plain_line({**STATUS, "compile": "on"})  # only what is unusual
+    assert "skips" not in render.plain_line({**STATUS, "overflow_skipped": 0})
+    for width in (80, 120):  # still fits
+        assert max(len(x) for x in text_of(render.train_panel(compiling), width=width).splitlines()) <= width
+
+
 def test_train_panel_shows_the_status_and_dashes_for_missing_keys():
     out = text_of(render.train_panel(STATUS))
     for piece in ("rtx4070-1128", "running", "3 / 12", "1,200 / 4,800", "eta 0:12:03", "2.3141", "(2.4010)",

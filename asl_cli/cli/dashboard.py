@@ -181,6 +181,12 @@ class TrainDashboard:
         elif kind == "checkpoint":
             if event.get("kind") == "best":
                 self._write(f"new best checkpoint: {event.get('path', '')}")
+        elif kind == "compile":  # a graph per bucket length: minutes each on a big model, said as it happens
+            if event.get("compiling"):
+                self._write(f"torch.compile: compiling the {event['compiling']} (left out of samples/s and eta)")
+            elif event.get("compiled_s") is not None:
+                self._write(f"torch.compile: {event.get('compile_graphs', '?')} graph(s) so far, this one "
+                            f"{event['compiled_s']:.1f} s; {event.get('compile', '')}")
         elif kind in ("eval", "end") or now - self._last_line >= self.log_interval:
             snaps = self._run_gpus()
             on_gpu = str(self.status.get("device") or "").startswith("cuda")  # a CPU run has no GPU values
