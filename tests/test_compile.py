@@ -163,9 +163,9 @@ def test_eta_without_a_plan_leaves_out_compile_time(tiny_data, tmp_path, monkeyp
 
 
 def test_a_bucketed_epoch_under_inductor_makes_one_graph_per_length(tiny_data, tmp_path):
-    """The real Inductor over two epochs of the trainer with length buckets: one training graph per
-    bucket length seen (+ one per batch of exactly one sample), one evaluation graph per validation
-    length, none in epoch 2 (late dropout switched on there), nothing run eagerly."""
+    """The real Inductor over two epochs of the trainer with length buckets: a graph per bucket length
+    seen in training and one per validation length (at most two each), none in epoch 2 (late dropout
+    switched on there, batches in another order), nothing run eagerly."""
     graphs_at_eval = []
     # Augmentations off: a batch's length is then its longest sequence's bucket, the same every epoch
     # (the tiny set is one sorting pool: the same batches, in another order).
@@ -175,15 +175,18 @@ def test_a_bucketed_epoch_under_inductor_makes_one_graph_per_length(tiny_data, t
                                          if e["event"] == "eval" else None])
     shapes = [tuple(b["features"].shape[:2]) for b in trainer.train_loader]
     lengths = {length for _, length in shapes}
-    ones = {length for b, length in shapes if b == 1}
     val_lengths = {int(b["features"].shape[1]) for b in trainer.val_loader}
     before = graphs_made()
     summary = trainer.fit()
-    expected = len(lengths) + len(ones) + len(val_lengths)
+    graphs = trainer.status["compile_graphs"]
     assert len(lengths) == 2, shapes  # the point of the test: more than one bucket length
     assert trainer.status["compile"] == "on", trainer.status.get("warnings")
-    assert trainer.status["compile_graphs"] == expected == graphs_made() - before
+    assert graphs == graphs_made() - before  # the status counts what Dynamo made
+    # One graph per (length, mode), plus at most one more per length where a backend guard on a size
+    # splits it by batch size (the CPU's C++ codegen guards B x L x C <= 4096 in places; a batch of
+    # one is the other case): the 2-per-length budget the recompile limit is set to.
+    assert len(lengths) + len(val_lengths) <= graphs <= 2 * (len(lengths) + len(val_lengths)), \
+        (shapes, [tuple(b["features"].shape[:2]) for b in trainer.val_loader])
     assert trainer.status["compile_eager_batches"] == 0
-    assert graphs_at_eval[0] == graphs_at_eval[-1] == expected  # epoch 2 (late dropout on): no new graph
+    assert graphs_at_eval[0] == graphs_at_eval[-1] == graphs  # epoch 2 (late dropout on): no new graph
     assert trainer.model.late_dropout_active and summary["steps"] == 2 * trainer.updates_per_epoch
-    assert expected <= 2 * bucket_lengths(32, 16, True) + 2  # the bound the recompile limit is set to

@@ -9,7 +9,8 @@ lowering of `convolution_backward` guards the depthwise convolution's strides as
 graph marked dynamic on the time axis is specialised to one length anyway (`mark_dynamic` on the
 time axis raises ConstraintViolationError; automatic dynamic shapes just recompile per length).
 So the time axis is static, one graph per bucket length, and the batch axis is dynamic (short
-batches reuse their length's graph; a batch of exactly one sample gets its own). Everything else
+batches reuse their length's graph; a batch of exactly one sample, or a backend's guard on a size,
+can give a length a second graph). Everything else
 that used to recompile does not: evaluation runs through a second compiled entry point (its own
 code object, so its graphs neither evict nor count against the training ones), and the model's
 late-dropout switch is a tensor, not a Python attribute. Dynamo's per-function `recompile_limit`
@@ -27,7 +28,10 @@ from typing import Any, Callable
 
 import torch
 
-GRAPHS_PER_LENGTH = 2  # a bucket length's graph + its batch-of-one variant (0/1 specialisation)
+# A bucket length's graph + one more: a batch of one (0/1 specialisation), or a backend guard on a size
+# that splits the length by batch size (Inductor's C++ codegen on a CPU guards B x L x C <= 4096 in
+# places: measured, one length of the trainer test got a second graph at batch 16 after batch 8).
+GRAPHS_PER_LENGTH = 2
 SPARE_GRAPHS = 2
 
 
