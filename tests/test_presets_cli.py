@@ -213,3 +213,11 @@ def test_a_preset_file_with_a_bad_device_is_refused_naming_the_file(tmp_path):
     assert out.exit_code == 2
     assert out.stderr.strip() == f"error: {preset}: train.device: 'tpu' is not a device (auto, cpu, cuda, cuda:N)"
     assert invoke("train", "--device", "CUDA:1", "--print-config").exit_code == 0  # spelled as torch accepts it
+
+
+def test_no_compile_turns_a_gpu_presets_compile_off():
+    out = invoke("train", "--preset", "rtx4070", "--no-compile", "--print-config", "--json")
+    assert out.exit_code == 0, out.stderr
+    assert json.loads(out.stdout)["train"]["compile"] is False
+    on = invoke("train", "--preset", "cpu", "--compile", "--print-config", "--json")
+    assert json.loads(on.stdout)["train"]["compile"] is True
