@@ -85,14 +85,16 @@ def test_one_graph_per_length_nothing_for_short_batches_late_dropout_or_evaluati
 def test_past_the_recompile_limit_batches_run_eagerly_counted_and_said(monkeypatch):
     cheap_compile(monkeypatch)
     model = tiny_model()
-    warned = []
+    warned, compiling = [], []
     with torch._dynamo.config.patch(recompile_limit=2):  # (pytest's monkeypatch breaks Dynamo's config module)
-        forward = CompiledForward(model, "default", warned.append, lengths=1)  # plans 2 x 1 + 2 = 4 graphs
+        forward = CompiledForward(model, "default", warned.append, lengths=1,  # plans 2 x 1 + 2 = 4 graphs
+                                  on_compile=compiling.append)
         assert torch._dynamo.config.recompile_limit == forward.max_graphs == 4
-        for length in (4, 8, 12, 16, 20, 24):
+        for length in (4, 8, 12, 16, 20, 24, 24, 8):
             train_step(forward, model, 3, length)
-    assert forward.graphs == 4 and forward.eager_batches == 2
-    assert forward.state == "on, 2 batches eager (recompile limit)"
+    assert forward.graphs == 4 and forward.eager_batches == 3  # 20, 24 and 24 again; 8 has its graph
+    assert len(compiling) == 6  # a shape refused once is not announced (nor tried) again
+    assert forward.state == "on, 3 batches eager (recompile limit)"
     assert len(warned) == 1 and "recompile limit (4 graphs)" in warned[0]
     model.eval()
     x, mask = batch(3, 24)

@@ -88,7 +88,8 @@ class CompiledForward:
         self.eager_batches = 0  # calls past the recompile limit, run eagerly
         self.reason: str | None = None  # why it fell back to eager
         self.compiling = False
-        self._seen: set[tuple] = set()
+        self._seen: set[tuple] = set()  # (training, length, batch of one) that ran compiled
+        self._over_limit: set[tuple] = set()  # ... that the recompile limit refused: eager from then on
         self._train: Callable | None = None
         self._eval: Callable | None = None
         try:
@@ -150,6 +151,9 @@ class CompiledForward:
         for t in (features, mask):  # short batches reuse their length's graph
             torch._dynamo.maybe_mark_dynamic(t, 0)
         key = (training, int(features.shape[1]), int(features.shape[0]) == 1)
+        if key in self._over_limit:  # never compiled, refused once: straight to eager, no "compiling" again
+            self.eager_batches += 1
+            return eager(features, mask)
         if key not in self._seen:
             self.compiling = True
             if self.on_compile is not None:
@@ -162,6 +166,8 @@ class CompiledForward:
                     out = fn(features, mask)
             except FailOnRecompileLimitHit:
                 self.eager_batches += 1
+                if key not in self._seen:  # (a length that has a graph may still match it another time)
+                    self._over_limit.add(key)
                 if self.eager_batches == 1:
                     self.on_fallback(f"torch.compile: recompile limit ({self.max_graphs} graphs) reached at "
                                      f"length {key[1]}; batches of new shapes run eagerly")
