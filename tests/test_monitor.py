@@ -181,7 +181,8 @@ def test_mig_slices_are_listed_under_their_parent_and_found_by_uuid():
     assert a100.error is None and a100.util_gpu is None and a100.processes is None  # NOT_SUPPORTED: N/A
     assert [m.slot for m in a100.mig] == [0, 2]  # slot 1 is empty (NOT_FOUND)
     first = a100.mig[0]
-    assert (first.uuid, first.gpu_instance, first.compute_instance) == ("MIG-5e1a0000-0000-0000-0000-000000000001", 1, 0)
+    assert first.uuid == "MIG-5e1a0000-0000-0000-0000-000000000001"
+    assert (first.gpu_instance, first.compute_instance) == (1, 0)
     assert (first.memory_used, first.memory_total) == (8700 * MIB, 19968 * MIB)
     assert [(p.pid, p.name, p.used_memory) for p in first.processes] == [(5151, "asl", 8650 * MIB)]
     assert a100.mig[1].processes == ()

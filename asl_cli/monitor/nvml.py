@@ -302,7 +302,8 @@ class NVMLBackend:
             slices.append(MigDevice(
                 slot=slot, uuid=_text(self._call(index, "mig_uuid", nv.nvmlDeviceGetUUID, mh)),
                 name=_text(self._call(index, "mig_name", nv.nvmlDeviceGetName, mh)),
-                memory_used=None if mem is None else int(mem.used), memory_total=None if mem is None else int(mem.total),
+                memory_used=None if mem is None else int(mem.used),
+                memory_total=None if mem is None else int(mem.total),
                 gpu_instance=None if gi_id is None else int(gi_id),
                 compute_instance=None if ci_id is None else int(ci_id),
                 processes=self._processes(index, mh, prefix="mig:")))
