@@ -19,15 +19,15 @@
 # system's (a .pth file), so torch is never installed or replaced; when that is impossible the
 # script stops with one line naming what is missing. hypothesis, numba, onnx are optional.
 #
-# Steps (time limits in seconds; they add up to 470, the set-up's install comes before them):
+# Steps (time limits in seconds; they add up to 460, the set-up's install comes before them):
 #   env 15       nvidia-smi, torch/CUDA, `asl check-env --require-gpu`
-#   tests 80     pytest -m gpu tests (optional packages are imported lazily: collection never fails)
-#   shapes 140   bench_gpu.py: fixed-shape steps at 12x384 and 512x384, fp32/bf16/fp16, eager and
+#   tests 70     pytest -m gpu tests (optional packages are imported lazily: collection never fails)
+#   shapes 130   bench_gpu.py: fixed-shape steps at 12x384 and 512x384, fp32/bf16/fp16, eager and
 #                compiled: samples/s, peak memory, graphs/recompiles (rows not started in time: skipped)
 #   nvml 15      NVML sees this process's GPU by the CUDA UUID (a MIG slice too) and lists processes
 #   train 60     asl train --preset rtx4070 on real-length data (the asl-signs sample when found,
 #                else the synthetic set), compile on: graphs, compile seconds, samples/s from status.json
-#   ablate 160   asl ablate --preset rtx4070: cuDNN benchmark, empty_cache, bucketing, compile
+#   ablate 170   asl ablate --preset rtx4070: cuDNN benchmark, empty_cache, bucketing, compile
 #                (data.bucket_step=128: two graphs in all, so that it fits)
 #   then, each only if the run is still under 8 minutes: test-fix 60 (`asl test-fix --preset rtx4070`,
 #   its compile check given 30 s) and cpu-eff 60 (bench_engine.py efficiency on the CPU)
@@ -158,7 +158,7 @@ env_report() {
 export -f env_report
 
 step env 15 env_report "$dry"
-step tests 80 "$py" -m pytest -q -p no:cacheprovider -m gpu tests
+step tests 70 "$py" -m pytest -q -p no:cacheprovider -m gpu tests
 if (( dry )); then  # no CUDA: every row says skipped, in seconds (the script itself is what runs)
   step shapes 30 "$py" benchmarks/bench_gpu.py --deadline 20 --json "$out/shapes.json"
   step nvml 15 env ASL_FAKE_GPU="$repo/tests/fixtures/fake_mig.json" \
@@ -166,11 +166,11 @@ if (( dry )); then  # no CUDA: every row says skipped, in seconds (the script it
   skip train "--dry-run: needs a GPU"
   skip ablate "--dry-run: needs a GPU"
 else
-  step shapes 140 "$py" benchmarks/bench_gpu.py --deadline 120 --json "$out/shapes.json"
+  step shapes 130 "$py" benchmarks/bench_gpu.py --deadline 110 --json "$out/shapes.json"
   step nvml 15 "$py" benchmarks/device_report.py nvml --json "$out/nvml.json"
   step train 60 asl train --preset rtx4070 ${data[@]+"${data[@]}"} --max-steps 60 --plain --name device-check \
     --runs-dir "$out/runs" --set data.val_fold=-1
-  step ablate 160 asl ablate --preset rtx4070 ${data[@]+"${data[@]}"} --max-steps 30 --plain --name device-check-ablate \
+  step ablate 170 asl ablate --preset rtx4070 ${data[@]+"${data[@]}"} --max-steps 20 --plain --name device-check-ablate \
     --runs-dir "$out/runs" --set data.bucket_step=128 --set data.val_fold=-1 \
     --no-cudnn-benchmark --empty-cache --no-bucketing --no-compile
 fi
