@@ -8,14 +8,14 @@ Why a plan per bucket length (measured on torch 2.13, docs/engine.md "torch.comp
 lowering of `convolution_backward` guards the depthwise convolution's strides as integers, so a
 graph marked dynamic on the time axis is specialised to one length anyway (`mark_dynamic` on the
 time axis raises ConstraintViolationError; automatic dynamic shapes just recompile per length).
-So the time axis is static, one graph per bucket length, and the batch axis is dynamic (short
-batches reuse their length's graph; a batch of exactly one sample, or a backend's guard on a size,
-can give a length a second graph). Everything else
-that used to recompile does not: evaluation runs through a second compiled entry point (its own
-code object, so its graphs neither evict nor count against the training ones), and the model's
-late-dropout switch is a tensor, not a Python attribute. Dynamo's per-function `recompile_limit`
-(8 by default) is raised to cover 2 graphs per bucket length; past it a call raises instead of
-silently running eagerly (`fail_on_recompile_limit_hit`), and that batch runs eagerly, counted.
+So the time axis is static, one graph per bucket length, and the batch axis is dynamic: short
+batches reuse their length's graph (a batch of exactly one sample, or a backend's guard on a size,
+can give a length a second graph). Nothing else that used to recompile does: evaluation runs through
+a second compiled entry point (its own code object, so its graphs neither evict nor count against
+the training ones), and the model's late-dropout switch is a tensor, not a Python attribute.
+Dynamo's per-function `recompile_limit` (8 by default) is raised to cover 2 graphs per bucket
+length; past it a call raises instead of silently running eagerly (`fail_on_recompile_limit_hit`),
+and that batch runs eagerly, counted.
 
 Compile time is measured per call (the call that made a graph, forward and backward, is timed by
 the caller: `TrainStep` reports it so throughput, ETA and the time plan leave it out).
@@ -28,9 +28,9 @@ from typing import Any, Callable
 
 import torch
 
-# A bucket length's graph + one more: a batch of one (0/1 specialisation), or a backend guard on a size
-# that splits the length by batch size (Inductor's C++ codegen on a CPU guards B x L x C <= 4096 in
-# places: measured, one length of the trainer test got a second graph at batch 16 after batch 8).
+# A bucket length's graph + one more: a batch of one (0/1 specialisation), or a backend's guard on a
+# size that splits the length by batch size (in the CPU trainer test one length got a second graph at
+# batch 16 after batch 8; Inductor's C++ codegen adds guards such as `12*L <= 4096`, seen in its logs).
 GRAPHS_PER_LENGTH = 2
 SPARE_GRAPHS = 2
 
