@@ -93,11 +93,12 @@ if [[ -n "$gone" ]]; then
   # PYTHONPATH add: a conda env or a venv over another venv too), after the venv's own: torch (and
   # numpy) come from there. The standard library folders are the venv's own already.
   "$py" - >"$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/zz_system_site.pth" <<'EOF'
-import os, sys, sysconfig
-std = [os.path.realpath(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib")]
+import os, sys
+std = os.path.realpath(os.path.dirname(os.__file__))  # the standard library (and lib-dynload in it)
 for p in sys.path:
     real = os.path.realpath(p) if p else ""
-    if real and os.path.isdir(real) and not any(real == s or real.startswith(s + os.sep) for s in std):
+    in_std = real == std or real.startswith(std + os.sep)
+    if real and os.path.isdir(real) and (not in_std or "site-packages" in real or "dist-packages" in real):
         print(real)
 EOF
   pip_args=(-q --disable-pip-version-check)

@@ -99,7 +99,9 @@ def assemble(out: Path, *, dry_run: bool, sample: str | None) -> dict:
             steps.append(json.loads(line))
         except ValueError:
             continue
-    report: dict = {"dry_run": dry_run, "steps": steps, "data": sample or "synthetic set (asl-signs sample not found)"}
+    setup_failed = any(s.get("step") == "setup" and s.get("status") == "failed" for s in steps)
+    data = None if setup_failed else sample or "synthetic set (asl-signs sample not found)"
+    report: dict = {"dry_run": dry_run, "steps": steps, "data": data}
     report["tests"] = _pytest_summary(out / "logs" / "tests.log")
     report["shapes"] = _read_json(out / "shapes.json")
     report["nvml"] = _read_json(out / "nvml.json")
@@ -127,7 +129,7 @@ def report_text(r: dict) -> str:
     lines = [f"asl device check{' (dry run: no GPU step ran)' if r.get('dry_run') else ''}: {r.get('overall')}", ""]
     for s in r.get("steps", []):
         lines.append(f"  {s['step']:<7} {s['status']:<8} {s.get('seconds', 0):>4} s  {s.get('reason') or ''}")
-    lines += ["", f"tests: {r.get('tests') or 'no summary'}", f"data: {r.get('data')}"]
+    lines += ["", f"tests: {r.get('tests') or 'not run'}", f"data: {r.get('data') or '-'}"]
     shapes = r.get("shapes") or []
     if shapes:
         lines += ["", "fixed-shape steps (rtx4070 model):",
