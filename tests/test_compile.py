@@ -185,9 +185,9 @@ def test_a_bucketed_epoch_under_inductor_makes_one_graph_per_length(tiny_data, t
     assert len(lengths) == 2, shapes  # the point of the test: more than one bucket length
     assert trainer.status["compile"] == "on", trainer.status.get("warnings")
     assert graphs == graphs_made() - before  # the status counts what Dynamo made
-    # One graph per (length, mode), plus at most one more per length where a backend's guard on a size
-    # splits it by batch size (seen here: batch 16 after batch 8 at one length; a batch of one is the
-    # other case): the 2-per-length budget the recompile limit is set to.
+    # One graph per (length, mode), plus at most one more per length for batch sizes across a threshold
+    # of the convolution-backend choice (seen here: a first graph at batch 8 guarded 2 <= B <= 15, then
+    # one for batch 16; a batch of one is the other case): the 2-per-length budget of the limit.
     assert len(lengths) + len(val_lengths) <= graphs <= 2 * (len(lengths) + len(val_lengths)), \
         (shapes, [tuple(b["features"].shape[:2]) for b in trainer.val_loader])
     assert trainer.status["compile_eager_batches"] == 0

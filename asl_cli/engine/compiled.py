@@ -28,9 +28,10 @@ from typing import Any, Callable
 
 import torch
 
-# A bucket length's graph + one more: a batch of one (0/1 specialisation), or a backend's guard on a
-# size that splits the length by batch size (in the CPU trainer test one length got a second graph at
-# batch 16 after batch 8; Inductor's C++ codegen adds guards such as `12*L <= 4096`, seen in its logs).
+# A bucket length's graph + one more: a batch of one (0/1 specialisation), or a batch size on the other
+# side of a threshold in torch's convolution-backend choice (`_select_conv_backend`, asked while
+# tracing: TORCH_LOGS=recompiles showed the guard `2 <= B <= 15` in the CPU trainer test, then a
+# second graph for batch 16 at the same length). Which thresholds CUDA's choice has is for a GPU run.
 GRAPHS_PER_LENGTH = 2
 SPARE_GRAPHS = 2
 
