@@ -161,6 +161,8 @@ class TrainConfig:
                                                 "max-autotune-no-cudagraphs"))
     deterministic: bool = _f(False)
     cudnn_benchmark: bool = _f(True)
+    tf32: bool = _f(True, help="CUDA on Ampere and later: fp32 matmuls and convolutions use TF32 tensor cores "
+                               "(false: full fp32, e.g. for an exact --no-amp baseline); no effect elsewhere")
     empty_cache_every: int = _f(0, 0, None, help="torch.cuda.empty_cache() every N batches (0: never)")
     device: str = _f("auto", help="auto, cpu, cuda, cuda:N")
     seed: int = _f(42, 0, 2**64 - 1, help="torch.manual_seed takes at most 2**64 - 1")

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_engine.py efficiency   # full trainer vs a bare loop, same model/shapes
     python benchmarks/bench_engine.py bucketing    # length-bucketed padding vs padding to 384 (real sample)
-    python benchmarks/bench_engine.py gpu --device cuda   # fp32/fp16/bf16 x eager/compile, rtx4070 shapes
+    python benchmarks/bench_engine.py gpu --device cuda   # fp32/fp16/bf16 x eager/compile at 12x384, 512x384
     python benchmarks/bench_engine.py all
 
 1. efficiency: samples/s of `ASLTrainer.fit()` (data pipeline with augmentations, the loop, log
@@ -13,8 +13,9 @@
    Goal >= 0.9 on CPU. `--threads N` sets torch's intra-op threads for both.
 2. bucketing: trainer samples/s with length-bucketed dynamic padding vs every batch padded to
    max_len 384 (`data.length_bucketing=false`), on the real asl-signs sample's lengths. Goal >= 10x.
-3. gpu: the rtx4070 preset's shapes (batch 12 x 4 accumulation, max_len 384, dim 192) in fp32,
-   fp16 and bf16, eager and torch.compile: samples/s and peak allocated memory. Needs CUDA.
+3. gpu: benchmarks/bench_gpu.py's fixed shapes (12x384, the rtx4070 preset's micro-batch at its
+   max_len, and 512x384, the winner's batch) at the preset's model in fp32, fp16 and bf16, eager
+   and torch.compile: samples/s, peak allocated memory, graphs compiled. Needs CUDA.
 """
 
 from __future__ import annotations
@@ -164,25 +165,19 @@ def bucketing(sets: list[str], epochs: int = 3) -> dict:
     return out
 
 
-def gpu(device: str, steps: int = 60) -> list[dict]:
-    import torch
+def gpu(device: str, steps: int = 20) -> list[dict]:
+    """The fixed-shape rows of bench_gpu.py (12x384 and 512x384; fp32/fp16/bf16; eager and compiled).
 
-    if not device.startswith("cuda") or not torch.cuda.is_available():
-        return [{"bench": "gpu", "skipped": "not measured: no GPU in this environment"}]
-    rows = []
-    for compile_ in (False, True):  # eager first: the compiled runs take longest (a device check may stop early)
-        for precision in ("fp32", "fp16", "bf16"):
-            torch.cuda.reset_peak_memory_stats()
-            sets = [f"train.device={device}", f"train.max_steps={steps}", f"train.precision={precision}",
-                    f"train.use_mixed_precision={'false' if precision == 'fp32' else 'true'}",
-                    f"train.compile={str(compile_).lower()}", "train.log_every=20", "data.val_fold=-1"]
-            trainer = _trainer("rtx4070", sets)
-            summary = trainer.fit()
-            rows.append({"bench": "gpu", "precision": summary["precision"], "compile": trainer.status["compile"],
-                         "samples_per_s": round(trainer.status["samples_per_s"] or 0, 1),
-                         "peak_mem_mb": round(summary["peak_mem_mb"], 1), "device": torch.cuda.get_device_name()})
-            print(json.dumps(rows[-1]), flush=True)  # as it comes: a time limit keeps the rows done
-    return rows
+    (This used to train the rtx4070 preset on the synthetic set, whose lengths (4-256 frames, mostly
+    16-48) never reach 384, with every compiled trainer kept alive across rows: neither the shapes
+    nor the peak memory were the preset's.)
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_gpu import shapes_bench
+
+    return shapes_bench(device, [(12, 384), (512, 384)], ["fp32", "fp16", "bf16"], [False, True], dim=192,
+                        blocks=2, steps=steps, warmup=3, deadline=None,
+                        emit=lambda row: print(json.dumps(row), flush=True))
 
 
 def main() -> int:
@@ -207,9 +202,7 @@ def main() -> int:
     for r in results:
         print(json.dumps(r))
     if args.which in ("gpu", "all"):
-        rows = gpu(args.device)  # its own device setting (the rtx4070 preset's shapes); prints each row
-        if rows and "skipped" in rows[0]:
-            print(json.dumps(rows[0]))
+        gpu(args.device)  # its own shapes (bench_gpu.py); prints each row as it comes, skipped ones too
     return 0
 
 

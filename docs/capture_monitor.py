@@ -46,7 +46,8 @@ def demo_status() -> dict:
             "eta_s": 9412, "loss": 2.1874, "loss_smooth": 2.2431, "lr": 3.91e-4, "grad_norm": 0.734,
             "samples_per_s": 1184.6, "data_wait": 0.04, "val_top1": 0.6912, "val_top5": 0.8837, "best_top1": 0.6958,
             "peak_mem_mb": 9214, "amp_scale": 65536.0, "precision": "bf16", "device": "cuda:0",
-            "aug": cfg["aug"], "config": cfg}
+            "compile": "on", "compile_graphs": 14, "compile_s": 612.0, "compile_eager_batches": 0,
+            "overflow_skipped": 0, "nonfinite_skipped": 0, "aug": cfg["aug"], "config": cfg}
 
 
 def captures() -> dict[str, Console]:

@@ -104,6 +104,32 @@ def test_a_noisy_step_time_still_ends_inside_the_budget():
     assert 0.9 * 90 <= end <= 90 and factors[-1] == pytest.approx(FLOOR)
 
 
+def test_an_interval_that_compiled_a_graph_is_not_taken_for_a_slow_update():
+    """torch.compile builds a graph for each new bucket length, minutes in, at dim 192 on a GPU: the
+    trainer excludes that update's interval from the seconds-per-update estimate (the clock still
+    counts it, so the budget stays honest)."""
+    plan = TimePlan(600.0)
+    plan.resumed()
+    clock = 5.0
+    plan.observe(clock, 1)  # start-up: skipped
+    for n in range(2, 6):
+        clock += 0.1
+        plan.observe(clock, n)
+    assert plan.step_s == pytest.approx(0.1)
+    plan.exclude_interval()  # the next update's micro-step compiled a graph: 45 s
+    clock += 45.1
+    plan.observe(clock, 6)
+    assert plan.step_s == pytest.approx(0.1) and plan.clock == pytest.approx(clock)
+    clock += 0.1
+    plan.observe(clock, 7)  # the next interval counts again
+    assert plan.step_s == pytest.approx(0.1)
+    without = TimePlan(600.0)  # the same intervals, not told: the estimate jumps by 20 % of 45 s
+    without.resumed()
+    for n, at in enumerate((5.0, 5.1, 5.2, 50.3), start=1):
+        without.observe(at, n)
+    assert without.step_s > 9
+
+
 def test_an_update_cap_ends_the_schedule_when_it_comes_first():
     end, factors = simulate(1000.0, lambda i: 0.01, cap=300)
     assert len(factors) == 300 and factors[-1] == pytest.approx(FLOOR) and end < 100

@@ -147,6 +147,16 @@ def test_plain_mode_prints_every_interval_and_each_eval():
     assert steps == [2, 3, 5, 6]  # interval lines at steps 2 and 5, eval lines at 3 and 6; end repeats none
 
 
+def test_plain_mode_says_when_a_graph_is_compiled():
+    out = io.StringIO()
+    with TrainDashboard(PLAIN, log_interval=1000.0, out=out, clock=lambda: 0.0) as dash:
+        dash({"event": "compile", "compile": "compiling", "compiling": "training graph for length 48"})
+        dash({"event": "compile", "compile": "on", "compiled_s": 31.25, "compile_graphs": 1})
+    assert out.getvalue().splitlines() == [
+        "torch.compile: compiling the training graph for length 48 (left out of samples/s and eta)",
+        "torch.compile: 1 graph(s) so far, this one 31.2 s; on"]
+
+
 def test_json_mode_writes_one_object_per_event():
     out = io.StringIO()
     with TrainDashboard(JSON, out=out) as dash:

@@ -329,3 +329,39 @@ def test_a_single_process_run_on_cuda_n_makes_it_the_current_device(monkeypatch)
     assert chosen == ["cuda:1"]  # otherwise GPU 0 stays current: pinned buffers and scratch land there
     distributed.setup("cpu")
     assert chosen == ["cuda:1"]
+
+
+def test_a_failed_compiled_backward_falls_back_to_eager_under_ddp_as_with_one_process(tmp_path):
+    """Inductor builds the backward at the first backward pass; under DDP too, a compiler failure
+    there falls back to eager (one warning) and the micro-batch runs again through the DDP module:
+    the update lands, identical on both ranks, and the status says eager."""
+    code = """
+from torch._dynamo.exc import BackendCompilerFailed
+from asl_cli.engine.compiled import CompiledForward
+
+
+class CompiledBackwardFails(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise BackendCompilerFailed(lambda *a: None, RuntimeError("backward codegen failed"), None)
+
+
+torch.compile = lambda module, **kw: (lambda features, mask: CompiledBackwardFails.apply(module(features, mask)))
+notes = []
+forward = CompiledForward(model, "default", notes.append)
+step = make_step(forward=forward)
+assert step.train_forward is forward and forward.train_module is step.ddp
+before = model.lin.weight.detach().clone()
+step.micro_step(*batch)
+applied, _, _ = step.update()
+print(json.dumps({"applied": applied, "state": forward.state, "notes": len(notes),
+                  "moved": not torch.equal(before, model.lin.weight), "w": round(model.lin.weight.sum().item(), 6)}))
+"""
+    results = run_ranks(code, tmp_path)
+    assert results[0] == results[1], results  # the same weights on both ranks
+    assert results[0]["applied"] and results[0]["moved"] and results[0]["notes"] == 1
+    assert results[0]["state"] == "fallback (eager)"

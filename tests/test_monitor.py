@@ -29,6 +29,11 @@ from asl_cli.monitor import render  # noqa: E402
 from asl_cli.monitor.fake import FakeNVML, fake_backend, load_spec  # noqa: E402
 from asl_cli.monitor.nvml import NVMLBackend, deprecated_pynvml_warning  # noqa: E402
 
+# The binding's own unversioned process-list calls (they call `_v3` and turn a missing function into
+# NVMLLibraryMismatchError), kept before any test replaces them.
+BINDING_PROCESS_CALLS = {name: getattr(pynvml, name) for name in
+                         ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses")}
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FAKE = FIXTURES / "fake_gpus.json"
 MIB = 1024 * 1024
@@ -136,6 +141,80 @@ def test_process_lists_fall_back_to_v2_only_where_the_driver_lacks_v3(driver):
     assert driver.calls[("nvmlDeviceGetComputeRunningProcesses_v2", 1)] == 3
     assert 4242 not in [p.pid for p in b.snapshot(0).processes]  # device 0 has v3
     assert driver.calls[("nvmlDeviceGetComputeRunningProcesses_v2", 0)] == 0
+
+
+def test_v2_fallback_fires_on_the_exception_the_binding_really_raises(driver, monkeypatch):
+    """Before R510 the driver's library has no `_v3`: the binding's `_nvmlGetFunctionPointer` raises
+    NVMLError(FUNCTION_NOT_FOUND) inside `_v3`, and its unversioned call (the one the backend uses)
+    turns that into NVMLLibraryMismatchError, which is not an NVMLError. That must select `_v2`,
+    once per device, not give N/A and ask again every poll."""
+    for name, real in BINDING_PROCESS_CALLS.items():
+        monkeypatch.setattr(pynvml, name, real)  # the binding's code, not a script
+
+        def v3(h, name=name):
+            driver.calls[(name + "_v3", h)] += 1
+            if h == 1:  # what _nvmlGetFunctionPointer raises for a symbol the library lacks
+                raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+            return [SimpleNamespace(pid=777, usedGpuMemory=5 * MIB)]
+        monkeypatch.setattr(pynvml, name + "_v3", v3)
+    with pytest.raises(pynvml.NVMLLibraryMismatchError):  # the real binding's behaviour
+        pynvml.nvmlDeviceGetComputeRunningProcesses(1)
+    driver.calls.clear()
+    b = started()
+    for _ in range(3):
+        assert [(p.pid, p.kind) for p in b.snapshot(1).processes] == [(4242, "C"), (4343, "G")]
+        assert [p.pid for p in b.snapshot(0).processes] == [777]
+    assert driver.calls[("nvmlDeviceGetComputeRunningProcesses_v3", 1)] == 1  # asked once, remembered
+    assert driver.calls[("nvmlDeviceGetComputeRunningProcesses_v2", 1)] == 3
+    assert driver.calls[("nvmlDeviceGetGraphicsRunningProcesses_v2", 1)] == 3
+    assert driver.calls[("nvmlDeviceGetComputeRunningProcesses_v2", 0)] == 0
+    assert b.is_unsupported(1, "processes") and not b.is_unsupported(0, "processes")
+
+
+def test_mig_slices_are_listed_under_their_parent_and_found_by_uuid():
+    from asl_cli.monitor.status import pick_gpu
+
+    b = fake_backend(FIXTURES / "fake_mig.json")
+    b.init()
+    snaps = [b.snapshots() for _ in range(3)][-1]
+    a100, rtx = snaps
+    assert a100.error is None and a100.util_gpu is None and a100.processes is None  # NOT_SUPPORTED: N/A
+    assert [m.slot for m in a100.mig] == [0, 2]  # slot 1 is empty (NOT_FOUND)
+    first = a100.mig[0]
+    assert first.uuid == "MIG-5e1a0000-0000-0000-0000-000000000001"
+    assert (first.gpu_instance, first.compute_instance) == (1, 0)
+    assert (first.memory_used, first.memory_total) == (8700 * MIB, 19968 * MIB)
+    assert [(p.pid, p.name, p.used_memory) for p in first.processes] == [(5151, "asl", 8650 * MIB)]
+    assert a100.mig[1].processes == ()
+    assert rtx.mig is None  # a consumer card: NOT_SUPPORTED, asked once
+    assert b._nvml.calls[("nvmlDeviceGetMigMode", 1)] == 1 and b.is_unsupported(1, "mig_mode")
+    # the RTX 3090's driver has no _v3: the fake raises the binding's mismatch error, _v2 answers
+    assert [p.pid for p in rtx.processes] == [6161]
+    assert b._nvml.calls[("nvmlDeviceGetComputeRunningProcesses", 1)] == 1
+    # a run on the 1g.5gb slice (torch reports the slice's UUID without the prefix) is matched to it,
+    # not to GPU 0 as a whole and not by the index
+    run = {"device": "cuda:0", "gpu_uuid": "5e1a0000-0000-0000-0000-000000000003"}
+    mine = pick_gpu(run, snaps)
+    assert mine.uuid == "MIG-5e1a0000-0000-0000-0000-000000000003" and mine.parent_uuid == a100.uuid
+    assert mine.name.endswith("MIG 1g.5gb") and mine.memory_total == 4864 * MIB and mine.util_gpu is None
+    assert mine.temperature == 44  # the physical GPU's sensors
+    assert pick_gpu({"device": "cuda:0", "gpu_uuid": "30900000-0000-0000-0000-000000000000"}, snaps) is rtx
+    # listed under the parent in the watch view, the plain lines and the JSON
+    card = text_of(render.gpu_panel(snaps))
+    assert "3g.20gb" in card and "1g.5gb" in card and "MIG" in card
+    lines = render.mig_lines(a100)
+    assert lines[0].startswith("gpu0/mig0 NVIDIA A100-SXM4-40GB MIG 3g.20gb: mem 8700/19968MiB  procs 1")
+    d = json.loads(render.ndjson_line(a100))
+    assert [m["slot"] for m in d["mig"]] == [0, 2] and d["mig"][0]["processes"][0]["pid"] == 5151
+
+
+def test_fake_mig_files_are_checked(tmp_path):
+    from asl_cli.monitor.fake import load_spec
+
+    path = tmp_path / "mig.json"
+    path.write_text(json.dumps({"gpus": [{"name": "x", "mig": [None, {"memory_total_mib": "lots"}]}]}))
+    with pytest.raises(ConfigError, match=r"gpus\[0\]\.mig\[1\]\.memory_total_mib"):
+        load_spec(path)
 
 
 def test_not_supported_is_asked_once_and_shown_as_none(driver):
@@ -433,6 +512,23 @@ STATUS = {"run": "rtx4070-1128", "state": "running", "epoch": 3, "epochs": 12, "
           "eta_s": 723, "loss": 2.31412, "loss_smooth": 2.401, "lr": 1.2e-3, "grad_norm": 0.84, "samples_per_s": 812.4,
           "data_wait": 0.12, "val_top1": 0.512, "val_top5": 0.78, "best_top1": 0.52, "peak_mem_mb": 3120,
           "amp_scale": 65536.0, "precision": "bf16", "device": "cuda:0"}
+
+
+def test_train_panel_and_plain_line_show_compile_state_and_skipped_updates():
+    compiling = {**STATUS, "compile": "recompiling (graph 3)", "compile_graphs": 2, "overflow_skipped": 4,
+                 "nonfinite_skipped": 1}
+    out = text_of(render.train_panel(compiling))
+    assert "compiling #3" in out and "fp16 skips" in out and "4" in out and "non-finite" in out
+    assert "on · 7 graphs" in text_of(render.train_panel({**STATUS, "compile": "on", "compile_graphs": 7}))
+    assert "eager (fell back)" in text_of(render.train_panel({**STATUS, "compile": "fallback (eager)"}))
+    assert "on · 3 eager" in text_of(render.train_panel({**STATUS, "compile": "on, 3 batches eager (recompile "
+                                                                    "limit)", "compile_eager_batches": 3}))
+    line = render.plain_line(compiling)
+    assert line.endswith("compile recompiling (graph 3)  fp16 skips 4  non-finite skips 1")
+    assert "compile" not in render.plain_line({**STATUS, "compile": "on"})  # only what is unusual
+    assert "skips" not in render.plain_line({**STATUS, "overflow_skipped": 0})
+    for width in (80, 120):  # still fits
+        assert max(len(x) for x in text_of(render.train_panel(compiling), width=width).splitlines()) <= width
 
 
 def test_train_panel_shows_the_status_and_dashes_for_missing_keys():

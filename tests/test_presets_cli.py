@@ -33,6 +33,23 @@ def test_presets_table_lists_every_preset_with_its_key_values():
     assert cpu.split()[6:9] == ["2", "min", "auto"]  # a 120 s time budget; loader.num_workers = -1
 
 
+def test_gpu_presets_compile_with_tf32_and_the_table_says_so():
+    """The seed asks for torch.compile on the RTX 4070 (with AMP); every GPU preset compiles and
+    allows TF32 (fp32 matmuls/convolutions on tensor cores from Ampere on); the CPU preset does not compile."""
+    for name in ("rtx4070", "gpu24gb", "dc80gb", "winner", "t4"):
+        t = load_config(name).train
+        assert t.compile and t.tf32 and t.device == "cuda", name
+    rtx = load_config("rtx4070").train
+    assert rtx.use_mixed_precision and rtx.precision == "auto" and rtx.compile_mode == "default"
+    assert not load_config("cpu").train.compile
+    out = invoke("presets")
+    text = " ".join(out.stdout.split())
+    assert "torch.compile: dc80gb, gpu24gb, rtx4070, t4, winner" in text
+    assert "TF32 (CUDA, Ampere or later): dc80gb, gpu24gb, rtx4070, t4, winner" in text
+    rows = {r["preset"]: r for r in json.loads(invoke("presets", "--json").stdout)}
+    assert rows["rtx4070"]["compile"] is True and rows["cpu"]["compile"] is False
+
+
 def test_presets_json_matches_the_preset_files():
     out = invoke("presets", "--json")
     assert out.exit_code == 0
@@ -196,3 +213,11 @@ def test_a_preset_file_with_a_bad_device_is_refused_naming_the_file(tmp_path):
     assert out.exit_code == 2
     assert out.stderr.strip() == f"error: {preset}: train.device: 'tpu' is not a device (auto, cpu, cuda, cuda:N)"
     assert invoke("train", "--device", "CUDA:1", "--print-config").exit_code == 0  # spelled as torch accepts it
+
+
+def test_no_compile_turns_a_gpu_presets_compile_off():
+    out = invoke("train", "--preset", "rtx4070", "--no-compile", "--print-config", "--json")
+    assert out.exit_code == 0, out.stderr
+    assert json.loads(out.stdout)["train"]["compile"] is False
+    on = invoke("train", "--preset", "cpu", "--compile", "--print-config", "--json")
+    assert json.loads(on.stdout)["train"]["compile"] is True

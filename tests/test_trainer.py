@@ -735,6 +735,32 @@ def test_compiled_backward_failure_retries_the_batch_eagerly(tiny_data, tmp_path
         broken.fit()
 
 
+def test_tf32_follows_the_config_on_cuda_only(monkeypatch):
+    """train.tf32 sets the legacy allow_tf32 flags (Inductor reads those; torch 2.13 refuses to read
+    a precision set through a mix of the legacy and the new API) for a CUDA device, and leaves a
+    CPU run's process-wide flags alone. The flags can be set without a GPU."""
+    from types import SimpleNamespace
+
+    from asl_cli.engine.trainer import configure_backends
+
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    bench = torch.backends.cudnn.benchmark
+    try:
+        cfg = SimpleNamespace(deterministic=False, cudnn_benchmark=True, tf32=True)
+        configure_backends(cfg, torch.device("cuda", 0))
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert torch.get_float32_matmul_precision() == "high"  # readable: no mixed-API error
+        configure_backends(SimpleNamespace(deterministic=False, cudnn_benchmark=True, tf32=False),
+                           torch.device("cuda", 0))
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        configure_backends(cfg, torch.device("cpu"))  # a CPU run does not touch them
+        assert not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+        torch.backends.cudnn.benchmark = bench
+        torch.use_deterministic_algorithms(False)
+
+
 def test_cuda_only_settings_are_inert_on_cpu(tiny_data, tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append(1))

@@ -95,7 +95,7 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
                 print(render.ndjson_line(obj), flush=True)
                 return
             stamp = datetime.now().strftime("%H:%M:%S")
-            lines = [f"[{stamp}] {render.gpu_line(s)}" for s in snaps]
+            lines = [f"[{stamp}] {line}" for s in snaps for line in [render.gpu_line(s), *render.mig_lines(s)]]
             if status_reader is not None:
                 lines.append(f"[{stamp}] {status_reader.run_dir.name}: " + (
                     render.plain_line(status, pick_gpu(status, snaps)) if status else "no status.json yet"))

@@ -45,6 +45,8 @@ def preset_summary(name: str) -> dict:
         "clip": t.gradient_clip_val,
         "max_len": cfg.data.max_len,
         "augmentations": cfg.aug.use_augmentations,
+        "compile": t.compile,
+        "tf32": t.tf32,
         "device": t.device,
         "description": preset_description(name),
     }
@@ -93,6 +95,14 @@ def descriptions(rows: list[dict]):
     return grid
 
 
+def compile_line(rows: list[dict]) -> str:
+    """Which presets compile the model and allow TF32 (no room for two more columns at 80)."""
+    compiled = [r["preset"] for r in rows if r["compile"]]
+    tf32 = [r["preset"] for r in rows if r["tf32"] and str(r["device"]).startswith("cuda")]
+    return (f"torch.compile: {', '.join(compiled) or 'none'}; TF32 (CUDA, Ampere or later): "
+            f"{', '.join(tf32) or 'none'}.")
+
+
 @app.command("presets")
 def presets_cmd(
     name: Annotated[Optional[str], typer.Argument(help="Show this preset's full resolved configuration.")] = None,
@@ -112,6 +122,7 @@ def presets_cmd(
         console = make_console()
         console.print(presets_table(rows))
         console.print(descriptions(rows))
+        console.print(compile_line(rows))
         console.print("eff. = batch × accum; prec. auto = bf16 where the GPU supports it, else fp16. Full settings: "
                       "[bold]asl presets NAME[/bold]. Use one: [bold]asl train --preset NAME[/bold] "
                       "(override with --set section.key=value).")

@@ -19,7 +19,7 @@ import typer
 from asl_cli.cli.app import app
 from asl_cli.cli.common import setup_note, user_errors
 from asl_cli.cli.options import (AccumOpt, BatchSizeOpt, CompileOpt, DataOpt, DeterministicOpt, DeviceOpt,
-                                 EpochsOpt, JsonOpt, LrOpt, MaxStepsOpt, NameOpt, NoAmpOpt, NoAugOpt,
+                                 EpochsOpt, JsonOpt, LrOpt, MaxStepsOpt, NameOpt, NoAmpOpt, NoAugOpt, NoCompileOpt,
                                  PrintConfigOpt, RunsDirOpt, SeedOpt, SetOpt, SkipBadOpt, TimeBudgetOpt,
                                  WorkersOpt, apply_cli, print_config, resolve_config)
 
@@ -141,6 +141,7 @@ def train_cmd(
     no_aug: NoAugOpt = False,
     no_amp: NoAmpOpt = False,
     compile: CompileOpt = False,
+    no_compile: NoCompileOpt = False,
     deterministic: DeterministicOpt = False,
     skip_bad: SkipBadOpt = False,
     resume: Annotated[Optional[Path], typer.Option(
@@ -161,7 +162,7 @@ def train_cmd(
     flags = dict(epochs=epochs, batch_size=batch_size, accum=accum, lr=lr, max_steps=max_steps,
                  time_budget=time_budget, data=data, name=name, device=device, workers=workers, seed=seed,
                  runs_dir=runs_dir, no_aug=no_aug, no_amp=no_amp, compile=compile,
-                 deterministic=deterministic, skip_bad=skip_bad)
+                 no_compile=no_compile, deterministic=deterministic, skip_bad=skip_bad)
     with user_errors():
         if nproc is not None and nproc > 1:  # relaunch this command under torchrun, --nproc removed
             from asl_cli.engine.distributed import launch, train_args_from_argv

@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator, TextIO
 
-from asl_cli.monitor.base import same_gpu
+from asl_cli.monitor.base import find_by_uuid
 
 LIVE, PLAIN, JSON = "live", "plain", "json"
 
@@ -181,6 +181,12 @@ class TrainDashboard:
         elif kind == "checkpoint":
             if event.get("kind") == "best":
                 self._write(f"new best checkpoint: {event.get('path', '')}")
+        elif kind == "compile":  # a graph per bucket length: minutes each on a big model, said as it happens
+            if event.get("compiling"):
+                self._write(f"torch.compile: compiling the {event['compiling']} (left out of samples/s and eta)")
+            elif event.get("compiled_s") is not None:
+                self._write(f"torch.compile: {event.get('compile_graphs', '?')} graph(s) so far, this one "
+                            f"{event['compiled_s']:.1f} s; {event.get('compile', '')}")
         elif kind in ("eval", "end") or now - self._last_line >= self.log_interval:
             snaps = self._run_gpus()
             on_gpu = str(self.status.get("device") or "").startswith("cuda")  # a CPU run has no GPU values
@@ -229,10 +235,9 @@ class TrainDashboard:
         device = str(self.status.get("device") or "")
         if device.startswith("cuda"):
             uuid = self.status.get("gpu_uuid")
-            if uuid:
-                mine = [s for s in snaps if same_gpu(s.uuid, uuid)]
-                if mine:
-                    return mine
+            mine = find_by_uuid(snaps, uuid)  # a whole GPU, or the view of the MIG slice the run is on
+            if mine is not None:
+                return [mine]
             index = int(device.split(":", 1)[1]) if ":" in device else 0
             mine = [s for s in snaps if s.index == index]
             if mine:

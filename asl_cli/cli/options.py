@@ -40,6 +40,7 @@ RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help="runs_dir:
 NoAugOpt = Annotated[bool, typer.Option("--no-aug", help="aug.use_augmentations=false")]
 NoAmpOpt = Annotated[bool, typer.Option("--no-amp", help="train.use_mixed_precision=false")]
 CompileOpt = Annotated[bool, typer.Option("--compile", help="train.compile=true (torch.compile)")]
+NoCompileOpt = Annotated[bool, typer.Option("--no-compile", help="train.compile=false (the GPU presets compile)")]
 DeterministicOpt = Annotated[bool, typer.Option("--deterministic", help="train.deterministic=true")]
 SkipBadOpt = Annotated[bool, typer.Option("--skip-bad", help="data.skip_bad=true: skip unreadable sequences")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output (NDJSON events / JSON).")]
@@ -63,6 +64,7 @@ SWITCH_FLAGS: dict[str, str] = {
     "no_aug": "aug.use_augmentations=false",
     "no_amp": "train.use_mixed_precision=false",
     "compile": "train.compile=true",
+    "no_compile": "train.compile=false",
     "deterministic": "train.deterministic=true",
     "skip_bad": "data.skip_bad=true",
 }

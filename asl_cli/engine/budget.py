@@ -181,6 +181,11 @@ class TimePlan:
             return False
         return self.train_end() - self.clock > 2.0 * self.end_s
 
+    def exclude_interval(self) -> None:
+        """The update interval in progress is not a training one (it compiled a torch.compile graph):
+        the seconds-per-update estimate leaves it out; the clock still counts it."""
+        self._skip_interval = True
+
     def resumed(self) -> None:
         """A new session (start-up time is not part of an update)."""
         self._skip_interval = True

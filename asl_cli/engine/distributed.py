@@ -142,9 +142,7 @@ class DistContext:
 
         if not self.enabled:
             return TrainStep(model, optimizer, precision, **kwargs)
-        return DistributedTrainStep(model, optimizer, precision, ctx=self, trainer=trainer,
-                                    compile_mode=(trainer.cfg.train.compile_mode if trainer.cfg.train.compile
-                                                  else None), **kwargs)
+        return DistributedTrainStep(model, optimizer, precision, ctx=self, trainer=trainer, **kwargs)
 
     def reduce_eval(self, totals: torch.Tensor, n: int) -> tuple[torch.Tensor, int]:
         """Validation sums over all ranks' shards: (loss sum, top-1, top-5) and the sample count."""
@@ -346,8 +344,7 @@ class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
     SIGTERM) travels in the same all-reduce, so all ranks stop after the same update.
     """
 
-    def __init__(self, model, optimizer, precision, *, ctx: DistContext, trainer, compile_mode: str | None = None,
-                 nominal_window: int, **kwargs):
+    def __init__(self, model, optimizer, precision, *, ctx: DistContext, trainer, nominal_window: int, **kwargs):
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         super().__init__(model, optimizer, precision, nominal_window=nominal_window, **kwargs)
@@ -363,9 +360,12 @@ class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
                           else {"broadcast_buffers": False})  # the name changed in newer torch
         self.ddp = DDP(model, device_ids=ids, output_device=ids[0] if ids else None, **no_buffer_sync)
         self.train_forward: Callable = self.ddp
-        if compile_mode is not None:
-            from asl_cli.engine.trainer import _Compiled
-            self.train_forward = _Compiled(self.ddp, compile_mode, trainer._warn)
+        from asl_cli.engine.compiled import CompiledForward
+        if isinstance(self.forward, CompiledForward):
+            # One compiled object: training through DDP, evaluation on the plain model, one status and
+            # the same fallback to eager as one process (a failed compiled backward retries the batch).
+            self.forward.train_with(self.ddp)
+            self.train_forward = self.forward
         self._buffers = [b for b in model.buffers()]
         self.stop_vote = 0  # a signal number set by trainer.request_stop; agreed on at the window end
         self.shared_clock: float | None = None  # rank 0's budget clock at the latest window end
@@ -385,9 +385,8 @@ class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
 
     def micro_step(self, features, mask, labels) -> None:
         last = self._window_ends_now()
-        with self._sync_context(last):
-            loss = self.loss_sum(features, mask, labels)
-            self.precision.backward(loss / self.local_nominal)
+        with self._sync_context(last), self._compile_timer():
+            loss = self._forward_backward(features, mask, labels, self.local_nominal)
         self.window_loss = self.window_loss + loss.detach()
         self.window_samples += int(labels.shape[0])
         if self.awp_active:

@@ -60,7 +60,8 @@ class Throughput:
     The trainer calls `wait_start()` before asking the loader for a batch and `wait_end()` after it,
     and `add(samples)` once a batch is processed. On CUDA the compute side is asynchronous, so the
     wait share is only exact at the log point's sync; it is a good indicator between them.
-    `pause()` / `resume()` leave out time spent outside the training loop (evaluation, checkpoints).
+    `pause()` / `resume()` leave out time spent outside the training loop (evaluation, checkpoints),
+    `exclude(seconds)` a stretch inside it that is not training (a torch.compile graph being made).
     """
 
     def __init__(self):
@@ -93,6 +94,11 @@ class Throughput:
 
     def add(self, samples: int) -> None:
         self._samples += int(samples)
+
+    def exclude(self, seconds: float) -> None:
+        """Leave `seconds` just spent out of the elapsed time (a micro-step that compiled a graph;
+        the caller does not `add` its samples either)."""
+        self._t0 += max(0.0, float(seconds))
 
     def read(self) -> tuple[float, float, float]:
         """(samples per second, data-wait share 0..1, elapsed seconds) since the last reset."""

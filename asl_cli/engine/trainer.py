@@ -14,6 +14,7 @@ See docs/engine.md.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -32,6 +33,7 @@ from asl_cli.config import RunConfig, validate
 from asl_cli.engine.budget import MIN_UPDATES, TARGET, BudgetLR, TimePlan
 from asl_cli.engine.checkpoint import (all_finite, load_checkpoint, model_fingerprint, rng_state,
                                        save_checkpoint, set_rng_state, unwrap_model)
+from asl_cli.engine.compiled import CompiledForward, bucket_lengths, is_compiler_error
 from asl_cli.engine.metrics import SmoothedValue, Throughput, peak_memory_mb, topk_correct
 from asl_cli.engine.precision import Precision, choose_precision
 from asl_cli.engine.run_dir import FolderLock, RunDir, find_checkpoint
@@ -65,13 +67,19 @@ def seed_everything(seed: int) -> None:
 
 
 def configure_backends(train_cfg, device: torch.device) -> None:
-    """cuDNN autotuning for speed, or deterministic algorithms for reproducibility."""
+    """cuDNN autotuning for speed, or deterministic algorithms for reproducibility; TF32 on CUDA as
+    `train.tf32` says (the legacy `allow_tf32` flags: torch 2.13 refuses to read the precision once
+    the legacy and the new `fp32_precision` API were mixed, and Inductor reads the legacy ones)."""
     det = bool(train_cfg.deterministic)
     torch.use_deterministic_algorithms(det, warn_only=True)
     torch.backends.cudnn.deterministic = det
     torch.backends.cudnn.benchmark = bool(train_cfg.cudnn_benchmark) and not det and device.type == "cuda"
     if det and device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    if device.type == "cuda":
+        tf32 = bool(getattr(train_cfg, "tf32", True))
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
 
 
 # --- the exact accumulation step ----------------------------------------------------------------
@@ -103,6 +111,7 @@ class TrainStep:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.last_lr: float | None = None  # the rate the latest applied update used (the schedule moves on after it)
         self.skip_reason: str | None = None  # why the latest update() applied nothing: "nonfinite" | "overflow"
+        self.compile_s_last = 0.0  # seconds of the latest micro_step when it compiled a graph, else 0
         self.reset_window()
 
     def reset_window(self) -> None:
@@ -117,21 +126,43 @@ class TrainStep:
         return F.cross_entropy(logits.float(), labels, reduction="sum", label_smoothing=self.label_smoothing)
 
     def micro_step(self, features: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> None:
-        loss = self.loss_sum(features, mask, labels)
-        try:
-            self.precision.backward(loss / self.nominal)
-        except Exception as exc:
-            # torch.compile builds the backward graph at the first backward pass: if that fails, this
-            # micro-batch runs again eagerly (no gradient reached the weights: they all sit behind the
-            # compiled graph). Once per run, that batch's BN statistics and dropout draws happen twice.
-            if not (isinstance(self.forward, _Compiled) and self.forward.backward_failed(exc)):
-                raise
-            loss = self.loss_sum(features, mask, labels)
-            self.precision.backward(loss / self.nominal)
+        with self._compile_timer():
+            loss = self._forward_backward(features, mask, labels, self.nominal)
         self.window_loss = self.window_loss + loss.detach()
         self.window_samples += int(labels.shape[0])
         if self.awp_active:
             self.window_batches.append((features, mask, labels))
+
+    def _forward_backward(self, features: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
+                          divisor: int) -> torch.Tensor:
+        """loss_sum, then backward of loss / divisor; returns the loss sum."""
+        loss = self.loss_sum(features, mask, labels)
+        try:
+            self.precision.backward(loss / divisor)
+        except Exception as exc:
+            # torch.compile builds the backward graph at the first backward pass: if that fails, this
+            # micro-batch runs again eagerly (no gradient reached the weights: they all sit behind the
+            # compiled graph). Once per run, that batch's BN statistics and dropout draws happen twice.
+            if not (isinstance(self.forward, CompiledForward) and self.forward.backward_failed(exc)):
+                raise
+            loss = self.loss_sum(features, mask, labels)
+            self.precision.backward(loss / divisor)
+        return loss
+
+    @contextlib.contextmanager
+    def _compile_timer(self):
+        """Times a micro-step that compiled a graph (its forward and the backward compiled at its
+        first pass): `compile_s_last`, also added to the compiled forward's `compile_s`."""
+        forward = self.forward if isinstance(self.forward, CompiledForward) else None
+        self.compile_s_last = 0.0
+        if forward is None:
+            yield
+            return
+        events, spent, begin = forward.compile_events, forward.compile_s, time.perf_counter()
+        yield
+        if forward.compile_events != events:
+            self.compile_s_last = time.perf_counter() - begin
+            forward.compile_s = spent + self.compile_s_last
 
     def update(self) -> tuple[bool, torch.Tensor | None, torch.Tensor]:
         """Apply the window: (applied, grad norm tensor or None, window loss sum tensor).
@@ -190,47 +221,9 @@ class TrainStep:
 
 # --- the trainer ----------------------------------------------------------------------------------
 
-def _is_compiler_error(exc: BaseException) -> bool:
-    """An error of torch.compile's machinery (Dynamo, AOTAutograd backends, Inductor codegen)."""
-    from torch._dynamo.exc import TorchDynamoException
-
-    return isinstance(exc, TorchDynamoException) or type(exc).__module__.startswith("torch._inductor")
-
-
-class _Compiled:
-    """`torch.compile`d forward with a clean fallback to eager: one warning, remembered."""
-
-    def __init__(self, model: torch.nn.Module, mode: str, on_fallback: Callable[[str], None]):
-        self.eager = model
-        self.on_fallback = on_fallback
-        self.compiled: Callable | None = None
-        try:
-            self.compiled = torch.compile(model, mode=mode, dynamic=None)
-        except Exception as exc:  # noqa: BLE001 - any failure means: run eagerly
-            self._fallback(exc)
-
-    def _fallback(self, exc: BaseException) -> None:
-        self.compiled = None
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        self.on_fallback(f"torch.compile unavailable, running eagerly ({type(exc).__name__}: {first})")
-
-    def backward_failed(self, exc: BaseException) -> bool:
-        """True (after falling back to eager, one warning) when `exc` is a compiler failure raised
-        by the compiled backward pass; False for anything else (an OOM, a real error)."""
-        if self.compiled is None or not _is_compiler_error(exc):
-            return False
-        self._fallback(exc)
-        return True
-
-    def __call__(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self.compiled is not None:
-            try:
-                return self.compiled(features, mask)
-            except (torch.cuda.OutOfMemoryError, KeyboardInterrupt):
-                raise
-            except Exception as exc:  # noqa: BLE001 - compilation failed at a forward: go eager
-                self._fallback(exc)
-        return self.eager(features, mask)
+# torch.compile lives in engine/compiled.py; the old names stay importable.
+_is_compiler_error = is_compiler_error
+_Compiled = CompiledForward
 
 
 class ASLTrainer:
@@ -362,8 +355,11 @@ class ASLTrainer:
             self._warn(choice.note)
         self.precision = Precision(self.device.type, choice.name)
         forward: Callable = self.model
-        if t.compile:
-            forward = _Compiled(self.model, t.compile_mode, self._warn)
+        if t.compile:  # one graph per bucket length (engine/compiled.py), evaluation's apart
+            d = cfg.data
+            forward = CompiledForward(self.model, t.compile_mode, self._warn,
+                                      lengths=bucket_lengths(d.max_len, d.bucket_step, d.length_bucketing),
+                                      on_compile=self._on_compile)
         awp = None
         if cfg.optim.awp_lambda > 0:
             from asl_cli.engine.awp import AWP
@@ -385,6 +381,8 @@ class ASLTrainer:
         self.nonfinite_skipped = 0
         self.overflow_skipped = 0  # fp16 updates the GradScaler skipped (inf/NaN gradients)
         self.final_train_loss: float | None = None
+        self.compile_s = 0.0  # this session's seconds of training micro-steps that compiled a graph
+        self.compile_samples = 0  # and their samples
         self.loss_smooth = SmoothedValue(0.9)
         self._pending_rng: dict | None = None
         self._budget_used_before = 0.0  # seconds of the time budget used by earlier sessions (a resume)
@@ -514,6 +512,7 @@ class ASLTrainer:
         self.meter.pause()  # it runs inside _train_epoch only: evaluation and checkpoints are not training
         self._steps_at_start = self.step
         self._samples_at_start = self.samples_seen
+        self.compile_s, self.compile_samples = 0.0, 0  # this session's (the summary's wall is the session's)
         self._log_loss: torch.Tensor | float = 0.0  # summed per-sample losses since the last log point
         self._log_samples = 0
         self._grad_norm: torch.Tensor | None = None
@@ -597,7 +596,10 @@ class ASLTrainer:
             self.step_fn.micro_step(batch["features"].to(dev, non_blocking=nb),
                                     batch["mask"].to(dev, non_blocking=nb),
                                     batch["labels"].to(dev, non_blocking=nb))
-            self.meter.add(batch["labels"].shape[0])
+            if self.step_fn.compile_s_last:
+                self._compiled_now(self.step_fn.compile_s_last, int(batch["labels"].shape[0]))
+            else:
+                self.meter.add(batch["labels"].shape[0])
             done = self.batch_in_epoch + 1
             if t.empty_cache_every and dev.type == "cuda" and done % t.empty_cache_every == 0:
                 torch.cuda.empty_cache()
@@ -613,6 +615,21 @@ class ASLTrainer:
                 self._interrupt(None)
             if self._budget_reached():
                 return
+
+    def _on_compile(self, what: str) -> None:
+        """A call is about to compile a graph (minutes on a big model): say so in status and dashboard."""
+        if hasattr(self, "status"):
+            self._emit("compile", compiling=what)
+
+    def _compiled_now(self, seconds: float, samples: int) -> None:
+        """The latest micro-step compiled a graph: its time and samples are not training throughput,
+        not part of the ETA's rate nor of the time plan's step-rate estimate."""
+        self.compile_s += seconds
+        self.compile_samples += samples
+        self.meter.exclude(seconds)
+        if self.plan is not None:
+            self.plan.exclude_interval()
+        self._emit("compile", compiled_s=seconds)
 
     def _set_switches(self) -> None:
         """Late dropout and AWP from their start epoch (a share of the plan under a time budget)."""
@@ -783,8 +800,9 @@ class ASLTrainer:
             total_steps = None if left is None else self.step + left
             budget = {"time_budget_s": self.plan.budget_s, "budget_used_s": used,
                       "schedule_progress": self.plan.progress}
-        elif t_start is not None and steps_now:
-            eta = (time.perf_counter() - t_start) / steps_now * max(0, self.total_steps - self.step)
+        elif t_start is not None and steps_now:  # the rate without compile time
+            rate_s = max(0.0, time.perf_counter() - t_start - self.compile_s) / steps_now
+            eta = rate_s * max(0, self.total_steps - self.step)
         epochs = self.cfg.train.epochs
         epoch = self.epoch + (self.batch_in_epoch > 0 or self.epoch == 0)
         return {
@@ -795,18 +813,22 @@ class ASLTrainer:
             **self._measured, "loss_smooth": self.loss_smooth.value,
             **self.val_metrics, "best_top1": self.best_top1,
             "peak_mem_mb": peak, "peak_mem_source": source, "precision": self.precision.name,
-            "device": str(self.device), "gpu_uuid": self.gpu_uuid or None, "aug": dict(self.cfg.aug.__dict__), "compile": self._compile_state(),
+            "device": str(self.device), "gpu_uuid": self.gpu_uuid or None, "aug": dict(self.cfg.aug.__dict__),
+            **self._compile_status(), "tf32": self.cfg.train.tf32 if self.device.type == "cuda" else None,
             "batch_size": self.cfg.train.batch_size, "accumulation": self.accum,
             "num_workers": self.parallel.num_workers, "torch_threads": self.parallel.torch_threads,
             "data_path": self.data_path, "nonfinite_skipped": self.nonfinite_skipped,
             "overflow_skipped": self.overflow_skipped, "warnings": list(self.warnings),
         }
 
-    def _compile_state(self) -> str:
-        forward = self.step_fn.forward
-        if not isinstance(forward, _Compiled):
-            return "off"
-        return "on" if forward.compiled is not None else "fallback (eager)"
+    def _compile_status(self) -> dict[str, Any]:
+        """`compile`: off | compiling | recompiling (graph N) | on | on, N batches eager (recompile
+        limit) | fallback (eager); with compile on also the graphs made, the seconds of the calls that
+        compiled (training micro-steps: left out of samples/s and the ETA), eager batches, why eager."""
+        forward = self.step_fn.forward if hasattr(self, "step_fn") else None
+        if not isinstance(forward, CompiledForward):
+            return {"compile": "off"}
+        return {"compile": forward.state, **forward.summary()}
 
     def _emit(self, event: str, **extra: Any) -> None:
         """Refresh the status, write status.json (+ metrics.jsonl for step/eval), call the callbacks."""
@@ -846,7 +868,10 @@ class ASLTrainer:
             "epochs": t.epochs or None, "stopped_by": stopped_by,
             "time_budget_s": t.time_budget or None,
             "budget_used_s": self.local_budget_clock() if self.plan is not None else None,
-            "steps": self.step, "wall_s": wall, "samples_per_s": samples / wall if wall > 0 else None,
+            # samples/s leaves out the micro-steps that compiled a graph (compile_s: their seconds)
+            "steps": self.step, "wall_s": wall, "compile_s": self.compile_s if self.compile_s else None,
+            "samples_per_s": ((samples - self.compile_samples) / (wall - self.compile_s)
+                              if wall - self.compile_s > 0 else None),
             "peak_mem_mb": self.status.get("peak_mem_mb"), "skipped": self.cache.skipped,
             "nonfinite_skipped": self.nonfinite_skipped, "overflow_skipped": self.overflow_skipped,
             "precision": self.precision.name, "device": str(self.device), "state": state,

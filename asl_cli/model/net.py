@@ -38,16 +38,27 @@ class ASLNet(nn.Module):
         self.top = nn.Linear(dim, 2 * dim, bias=True)  # Keras Dense default: with bias, no activation
         self.late_dropout = nn.Dropout(late_dropout)
         self.classifier = nn.Linear(2 * dim, num_classes)
-        # A plain bool: flipping it once (at late_dropout_start) costs torch.compile one recompile.
-        self.late_dropout_active = False
+        # The switch is a (non-persistent) tensor, not a Python bool: torch.compile guards on Python
+        # attributes, so flipping a bool at late_dropout_start would recompile every length bucket's
+        # graph again; a buffer is a graph input. `_late_on` mirrors it for reading without a sync.
+        self.register_buffer("late_dropout_gate", torch.zeros(()), persistent=False)
+        self._late_on = False
         self.reset_parameters()
 
     def set_late_dropout(self, active: bool) -> None:
         """Enable the head's dropout (the trainer does so from `model.late_dropout_start`).
 
-        It only acts in train mode.
+        It only acts in train mode. In train mode the head's dropout mask is drawn on every forward
+        pass and applied only while the switch is on (one graph for both states under torch.compile).
         """
-        self.late_dropout_active = bool(active)
+        active = bool(active)
+        if active != self._late_on:  # a device write only when it changes
+            self.late_dropout_gate.fill_(1.0 if active else 0.0)
+            self._late_on = active
+
+    @property
+    def late_dropout_active(self) -> bool:
+        return self._late_on
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -85,8 +96,8 @@ class ASLNet(nn.Module):
             else:
                 x = layer(x, mask)
         pooled = masked_mean(self.top(x), mask)
-        if self.late_dropout_active:
-            pooled = self.late_dropout(pooled)
+        if self.training and self.late_dropout.p > 0:
+            pooled = torch.where(self.late_dropout_gate > 0, self.late_dropout(pooled), pooled)
         return self.classifier(pooled)
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from asl_cli.monitor.base import GPUBackend, GPUSnapshot, ProcessInfo
+from asl_cli.monitor.base import GPUBackend, GPUSnapshot, MigDevice, ProcessInfo
 from asl_cli.monitor.sampler import GPUSampler
 
-__all__ = ["GPUBackend", "GPUSnapshot", "ProcessInfo", "GPUSampler", "open_backend"]
+__all__ = ["GPUBackend", "GPUSnapshot", "MigDevice", "ProcessInfo", "GPUSampler", "open_backend"]
 
 
 def open_backend(fake: str | Path | None = None) -> GPUBackend:

@@ -28,6 +28,25 @@ class ProcessInfo:
 
 
 @dataclass(frozen=True)
+class MigDevice:
+    """A MIG slice of a GPU (A100/H100/H200 in MIG mode), as NVML reports it under its parent.
+
+    `slot` is NVML's index under the parent (`nvmlDeviceGetMigDeviceHandleByIndex`); `uuid` the
+    slice's own ("MIG-..."), which is what CUDA reports for a process that runs on the slice.
+    Utilisation, power, clocks and temperature are the parent's (NVML has none per slice).
+    """
+
+    slot: int
+    uuid: str | None = None
+    name: str | None = None
+    memory_used: int | None = None  # bytes
+    memory_total: int | None = None  # bytes
+    gpu_instance: int | None = None
+    compute_instance: int | None = None
+    processes: tuple[ProcessInfo, ...] | None = None
+
+
+@dataclass(frozen=True)
 class GPUSnapshot:
     """One GPU at one moment. Every measured field may be None (N/A: unsupported or failed).
 
@@ -55,6 +74,8 @@ class GPUSnapshot:
     lost: bool = False
     fake: bool = False
     error: str | None = None  # why the GPU is lost, for the UI
+    mig: tuple[MigDevice, ...] | None = None  # MIG mode on: its slices; None: MIG off or unsupported
+    parent_uuid: str | None = None  # set on the view of one MIG slice (`mig_view`): the physical GPU
     timestamp: float = field(default_factory=time.time)
 
     @property
@@ -71,14 +92,25 @@ class GPUSnapshot:
         return tuple(self.compute_capability) >= (8, 0)
 
     def to_dict(self) -> dict:
-        """Plain JSON-ready dict (tuples become lists, processes become dicts)."""
+        """Plain JSON-ready dict (tuples become lists, processes and MIG slices become dicts)."""
         d = dataclasses.asdict(self)
         if self.compute_capability is not None:
             d["compute_capability"] = list(self.compute_capability)
         if self.processes is not None:
             d["processes"] = [dataclasses.asdict(p) for p in self.processes]
+        if self.mig is not None:
+            d["mig"] = [dataclasses.asdict(m) | {"processes": None if m.processes is None else
+                                                 [dataclasses.asdict(p) for p in m.processes]} for m in self.mig]
         d["bf16"] = self.bf16
         return d
+
+    def mig_view(self, device: MigDevice) -> "GPUSnapshot":
+        """This GPU as seen from one of its MIG slices: the slice's UUID, name, memory and processes;
+        the physical GPU's sensors; no utilisation (NVML has none per slice)."""
+        return dataclasses.replace(self, uuid=device.uuid, name=device.name or self.name,
+                                   memory_used=device.memory_used, memory_total=device.memory_total,
+                                   util_gpu=None, util_mem=None, processes=device.processes, mig=None,
+                                   parent_uuid=self.uuid)
 
 
 @runtime_checkable
@@ -99,9 +131,28 @@ class GPUBackend(Protocol):
 
 
 def same_gpu(nvml_uuid: str | None, cuda_uuid: str | None) -> bool:
-    """Whether NVML's UUID ("GPU-8f3c...") and torch's (the same digits, no prefix) name one GPU."""
+    """Whether NVML's UUID ("GPU-8f3c..." or a MIG slice's "MIG-1a2b...") and torch's (the same
+    digits, no prefix) name one device."""
     def bare(uuid: str | None) -> str:
         text = (uuid or "").strip().lower()
-        return text[4:] if text.startswith("gpu-") else text
+        for prefix in ("gpu-", "mig-"):
+            if text.startswith(prefix):
+                return text[len(prefix):]
+        return text
 
     return bool(bare(nvml_uuid)) and bare(nvml_uuid) == bare(cuda_uuid)
+
+
+def find_by_uuid(snapshots, uuid: str | None) -> "GPUSnapshot | None":
+    """The snapshot of the device whose UUID is `uuid` (as torch reports it): a whole GPU, or the
+    `mig_view` of the MIG slice with that UUID; None when no device has it."""
+    if not uuid:
+        return None
+    for s in snapshots:
+        if same_gpu(s.uuid, uuid):
+            return s
+    for s in snapshots:
+        for m in s.mig or ():
+            if same_gpu(m.uuid, uuid):
+                return s.mig_view(m)
+    return None

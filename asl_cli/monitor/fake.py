@@ -20,7 +20,11 @@ A field is a number (constant), a list (the k-th call returns item k, cycling, s
 samples change) or one of "NOT_SUPPORTED", "NO_PERMISSION", "UNKNOWN" (the call raises that NVML
 error; "UNKNOWN" is a transient failure). A missing field is NOT_SUPPORTED. `memory_v2: false` /
 `temperature_v: false` emulate a driver without `nvmlDeviceGetMemoryInfo_v2` /
-`nvmlDeviceGetTemperatureV` (FUNCTION_NOT_FOUND). `lost: true` makes every query raise
+`nvmlDeviceGetTemperatureV` (FUNCTION_NOT_FOUND); `processes_v3: false` one before R510 (the
+binding's process-list calls raise NVMLLibraryMismatchError; `_v2` answers). `mig: [slice, null,
+...]` puts a GPU in MIG mode with those slices (null: an empty slot), each with `uuid`, `name`,
+`memory_total_mib`, `memory_used_mib`, `gpu_instance`, `compute_instance`, `processes`; without
+`mig` the GPU answers NOT_SUPPORTED to the MIG calls, as a consumer card does. `lost: true` makes every query raise
 GPU_IS_LOST; `lost_after: N` does so from the (N+1)-th call of each query. Anything else where a
 number is read (a string, true/false, an empty list) is refused by `load_spec`, naming the field.
 """
@@ -33,7 +37,7 @@ import os
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 from asl_cli.errors import ConfigError
 from asl_cli.monitor.nvml import NVMLBackend, import_pynvml
@@ -43,6 +47,13 @@ MIB = 1024 * 1024
 
 _ERRORS = {"NOT_SUPPORTED": 3, "NO_PERMISSION": 4, "UNKNOWN": 999, "FUNCTION_NOT_FOUND": 13,
            "GPU_IS_LOST": 15}
+
+
+class MigHandle(NamedTuple):
+    """A fake MIG device handle: the parent GPU's index and the slot under it."""
+
+    parent: int
+    slot: int
 
 
 class FakeNVML:
@@ -70,9 +81,17 @@ class FakeNVML:
     def _raise(self, name: str) -> None:
         raise self.NVMLError(_ERRORS[name])
 
-    def _value(self, h: int, fn: str, key: str, *, cycle: bool = True) -> Any:
+    def _gpu(self, h: Any) -> dict:
+        """The spec of device handle `h`: a GPU (an int) or one of its MIG slices (a MigHandle),
+        which is lost with its parent."""
+        if isinstance(h, MigHandle):
+            parent = self.gpus[h.parent]
+            return {"lost": parent.get("lost"), "lost_after": parent.get("lost_after"), **parent["mig"][h.slot]}
+        return self.gpus[h]
+
+    def _value(self, h: Any, fn: str, key: str, *, cycle: bool = True) -> Any:
         """The scripted value of `key` for this call of `fn` on device `h` (or an NVML error)."""
-        gpu = self.gpus[h]
+        gpu = self._gpu(h)
         k = self.calls[(fn, h)]
         self.calls[(fn, h)] += 1
         if gpu.get("lost") or (gpu.get("lost_after") is not None and k >= int(gpu["lost_after"])):
@@ -111,7 +130,11 @@ class FakeNVML:
     def nvmlDeviceGetName(self, h: int) -> str:
         return str(self._value(h, "nvmlDeviceGetName", "name"))
 
-    def nvmlDeviceGetUUID(self, h: int) -> str:
+    def nvmlDeviceGetUUID(self, h: Any) -> str:
+        if isinstance(h, MigHandle):
+            spec = self.gpus[h.parent]["mig"][h.slot]
+            spec.setdefault("uuid", f"MIG-fake{h.parent:04d}-{h.slot:04d}-0000-0000-000000000000")
+            return str(self._value(h, "nvmlDeviceGetUUID", "uuid"))
         gpu = self.gpus[h]
         if "uuid" not in gpu:
             gpu = {**gpu, "uuid": f"GPU-fake{h:04d}-0000-0000-0000-000000000000"}
@@ -123,17 +146,17 @@ class FakeNVML:
                                    cycle=False)
         return int(major), int(minor)
 
-    def nvmlDeviceGetMemoryInfo(self, h: int, version: int | None = None) -> SimpleNamespace:
+    def nvmlDeviceGetMemoryInfo(self, h: Any, version: int | None = None) -> SimpleNamespace:
         if version:
             fn = "nvmlDeviceGetMemoryInfo_v2"
             self.calls[(fn, h)] += 1
-            if self.gpus[h].get("memory_v2", True) is False:
+            if self._gpu(h).get("memory_v2", True) is False:
                 self._raise("FUNCTION_NOT_FOUND")
         else:
             fn = "nvmlDeviceGetMemoryInfo"
             self.calls[(fn, h)] += 1
         k = self.calls[(fn, h)] - 1
-        gpu = self.gpus[h]
+        gpu = self._gpu(h)
         if gpu.get("lost") or (gpu.get("lost_after") is not None and k >= int(gpu["lost_after"])):
             self._raise("GPU_IS_LOST")
         total = self._pick(gpu.get("memory_total_mib", "NOT_SUPPORTED"), k)
@@ -146,11 +169,11 @@ class FakeNVML:
     def nvmlDeviceGetUtilizationRates(self, h: int) -> SimpleNamespace:
         k = self.calls[("nvmlDeviceGetUtilizationRates", h)]
         gpu_util = self._value(h, "nvmlDeviceGetUtilizationRates", "util_gpu")
-        mem_util = self._pick(self.gpus[h].get("util_mem", 0), k)
+        mem_util = self._pick(self._gpu(h).get("util_mem", 0), k)
         return SimpleNamespace(gpu=int(gpu_util), memory=int(mem_util))
 
     def nvmlDeviceGetTemperatureV(self, h: int, sensor: int) -> int:
-        if self.gpus[h].get("temperature_v", True) is False:
+        if self._gpu(h).get("temperature_v", True) is False:
             self.calls[("nvmlDeviceGetTemperatureV", h)] += 1
             self._raise("FUNCTION_NOT_FOUND")
         return int(self._value(h, "nvmlDeviceGetTemperatureV", "temperature"))
@@ -174,11 +197,29 @@ class FakeNVML:
     def nvmlDeviceGetCurrPcieLinkGeneration(self, h: int) -> int:
         return int(self._value(h, "nvmlDeviceGetCurrPcieLinkGeneration", "pcie_gen"))
 
-    def nvmlDeviceGetComputeRunningProcesses(self, h: int) -> list[SimpleNamespace]:
+    def nvmlDeviceGetComputeRunningProcesses(self, h: Any) -> list[SimpleNamespace]:
+        self._v3_or_mismatch(h, "nvmlDeviceGetComputeRunningProcesses")
         return self._processes(h, "nvmlDeviceGetComputeRunningProcesses", "processes")
 
-    def nvmlDeviceGetGraphicsRunningProcesses(self, h: int) -> list[SimpleNamespace]:
+    def nvmlDeviceGetGraphicsRunningProcesses(self, h: Any) -> list[SimpleNamespace]:
+        self._v3_or_mismatch(h, "nvmlDeviceGetGraphicsRunningProcesses")
         return self._processes(h, "nvmlDeviceGetGraphicsRunningProcesses", "graphics_processes")
+
+    def nvmlDeviceGetComputeRunningProcesses_v2(self, h: Any) -> list[SimpleNamespace]:
+        return self._processes(h, "nvmlDeviceGetComputeRunningProcesses_v2", "processes")
+
+    def nvmlDeviceGetGraphicsRunningProcesses_v2(self, h: Any) -> list[SimpleNamespace]:
+        return self._processes(h, "nvmlDeviceGetGraphicsRunningProcesses_v2", "graphics_processes")
+
+    def _v3_or_mismatch(self, h: Any, fn: str) -> None:
+        """`processes_v3: false` emulates a driver before R510: the binding's unversioned call finds
+        no `_v3` in the library and raises NVMLLibraryMismatchError (not an NVMLError), as the real
+        `pynvml` does."""
+        if self._gpu(h).get("processes_v3", True) is False:
+            self.calls[(fn, h)] += 1
+            raise self.NVMLLibraryMismatchError("Unversioned function called and the pyNVML version does not "
+                                                "match the NVML lib version. Either use matching pyNVML and NVML "
+                                                f"lib versions or use a versioned function such as {fn}_v2")
 
     def _processes(self, h: int, fn: str, key: str) -> list[SimpleNamespace]:
         k = self.calls[(fn, h)]
@@ -189,8 +230,33 @@ class FakeNVML:
             out.append(SimpleNamespace(pid=int(p["pid"]), usedGpuMemory=None if used is None else int(used * MIB)))
         return out
 
+    # MIG: "mig": [slice, null, ...] on a GPU turns MIG mode on (null: an empty slot); a slice has
+    # uuid, name, memory_total_mib, memory_used_mib, gpu_instance, compute_instance, processes.
+    def nvmlDeviceGetMigMode(self, h: int) -> list[int]:
+        self.calls[("nvmlDeviceGetMigMode", h)] += 1
+        mig = self.gpus[h].get("mig", "NOT_SUPPORTED")
+        if isinstance(mig, str):
+            self._raise(mig)  # a consumer card: NOT_SUPPORTED
+        return [1, 1] if mig else [0, 0]
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, h: int) -> int:
+        return len(self.gpus[h].get("mig") or [])
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, h: int, slot: int) -> MigHandle:
+        self.calls[("nvmlDeviceGetMigDeviceHandleByIndex", h)] += 1
+        slices = self.gpus[h].get("mig") or []
+        if not 0 <= slot < len(slices) or slices[slot] is None:
+            raise self.NVMLError(6)  # NOT_FOUND: an empty slot
+        return MigHandle(h, slot)
+
+    def nvmlDeviceGetGpuInstanceId(self, h: MigHandle) -> int:
+        return int(self._value(h, "nvmlDeviceGetGpuInstanceId", "gpu_instance"))
+
+    def nvmlDeviceGetComputeInstanceId(self, h: MigHandle) -> int:
+        return int(self._value(h, "nvmlDeviceGetComputeInstanceId", "compute_instance"))
+
     def nvmlSystemGetProcessName(self, pid: int) -> str:
-        for gpu in self.gpus:
+        for gpu in [g for g in self.gpus] + [m for g in self.gpus for m in (g.get("mig") or []) if m]:
             procs = [p for key in ("processes", "graphics_processes") if isinstance(gpu.get(key), list)
                      for p in gpu[key]]
             for p in procs:
@@ -222,6 +288,24 @@ def load_spec(path: str | Path) -> dict:
         problem = bad_numeric_field(gpu)
         if problem:
             raise ConfigError(f"gpus[{i}].{problem}", path=path)
+        mig = gpu.get("mig")
+        if mig is not None and not (isinstance(mig, list) or mig in _ERRORS):
+            raise ConfigError(f"gpus[{i}].mig: expected a list of MIG slices (null for an empty slot)", path=path)
+        for j, piece in enumerate(mig if isinstance(mig, list) else []):
+            if piece is None:
+                continue
+            if not isinstance(piece, dict):
+                raise ConfigError(f"gpus[{i}].mig[{j}] must be an object or null", path=path)
+            for key in ("processes", "graphics_processes"):
+                procs = piece.get(key)
+                if isinstance(procs, list) and not all(isinstance(p, dict) and "pid" in p for p in procs):
+                    raise ConfigError(f"gpus[{i}].mig[{j}].{key}: each entry needs a pid", path=path)
+            problem = bad_numeric_field(piece)
+            for key in ("gpu_instance", "compute_instance"):
+                if problem is None and key in piece and not _is_count(piece[key]):
+                    problem = f"{key}: expected a number, got {piece[key]!r}"
+            if problem:
+                raise ConfigError(f"gpus[{i}].mig[{j}].{problem}", path=path)
     return spec
 
 

@@ -13,7 +13,11 @@ Field rules (as nvitop and gpustat learnt them):
   falls back to v1 only when v2 is refused for good (a transient v2 failure is N/A, not a v1
   reading that counts the reserved memory as used); temperature prefers `nvmlDeviceGetTemperatureV`.
 - NVML errors define `__eq__` without `__hash__` (unhashable) and `NVMLLibraryMismatchError` is
-  not an `NVMLError`: errors are matched by their numeric `.value`, never put in sets.
+  not an `NVMLError`: errors are matched by their numeric `.value`, never put in sets. The
+  binding raises that mismatch error from its unversioned process-list calls when the driver has
+  no `_v3` (before R510); it counts as FUNCTION_NOT_FOUND, so the `_v2` fallback fires.
+- MIG: a GPU in MIG mode lists its slices (`GPUSnapshot.mig`, each with its own UUID, memory and
+  processes); a run on a slice is matched by the slice's UUID (`base.find_by_uuid`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import warnings
 from typing import Any, Callable
 
 from asl_cli.errors import NoGPUError
-from asl_cli.monitor.base import GPUSnapshot, ProcessInfo
+from asl_cli.monitor.base import GPUSnapshot, MigDevice, ProcessInfo
 
 # NVML return codes (stable across releases; spelled out so this module imports without pynvml).
 ERROR_UNINITIALIZED = 1
@@ -168,8 +172,19 @@ class NVMLBackend:
             if code in _PERMANENT:
                 skip[field] = code
             return None
-        except Exception:  # a mismatch or a ctypes surprise must not reach the UI
+        except Exception as exc:  # a mismatch or a ctypes surprise must not reach the UI
+            if self._is_mismatch(exc):
+                # The binding's unversioned calls (the process lists: `_v3` inside) turn the driver's
+                # FUNCTION_NOT_FOUND into NVMLLibraryMismatchError, which is no NVMLError: the same
+                # permanent answer, so that the caller's older-call fallback fires.
+                skip[field] = ERROR_FUNCTION_NOT_FOUND
             return None
+
+    def _is_mismatch(self, exc: BaseException) -> bool:
+        cls = getattr(self._nvml, "NVMLLibraryMismatchError", None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return True
+        return type(exc).__name__ == "NVMLLibraryMismatchError"
 
     def is_unsupported(self, index: int, field: str) -> bool:
         """Whether `field` was refused for good on device `index` (for tests and diagnostics)."""
@@ -226,10 +241,12 @@ class NVMLBackend:
         t = self._call(index, "temperature", nv.nvmlDeviceGetTemperature, h, sensor)
         return None if t is None else int(t)
 
-    def _processes(self, index: int, h: Any) -> tuple[ProcessInfo, ...] | None:
-        """Compute and graphics processes (merged by pid); None when NVML lists neither."""
-        compute = self._process_list(index, h, "processes", "nvmlDeviceGetComputeRunningProcesses")
-        graphics = self._process_list(index, h, "graphics_processes", "nvmlDeviceGetGraphicsRunningProcesses")
+    def _processes(self, index: int, h: Any, prefix: str = "") -> tuple[ProcessInfo, ...] | None:
+        """Compute and graphics processes (merged by pid); None when NVML lists neither. `prefix`
+        keeps a MIG slice's refusals apart from its parent's ("mig:")."""
+        compute = self._process_list(index, h, prefix + "processes", "nvmlDeviceGetComputeRunningProcesses")
+        graphics = self._process_list(index, h, prefix + "graphics_processes",
+                                      "nvmlDeviceGetGraphicsRunningProcesses")
         if compute is None and graphics is None:
             return None
         found: dict[int, ProcessInfo] = {}
@@ -249,7 +266,8 @@ class NVMLBackend:
 
     def _process_list(self, index: int, h: Any, field: str, name: str) -> list | None:
         """One kind of process list: the binding's default call (the driver's `_v3`), or `_v2` where
-        the driver's library has no `_v3` (drivers before R510 answer FUNCTION_NOT_FOUND)."""
+        the driver's library has no `_v3` (drivers before R510: the binding raises
+        NVMLLibraryMismatchError, or FUNCTION_NOT_FOUND from an older binding; both are remembered)."""
         nv = self._nvml
         call = getattr(nv, name, None)
         if call is None:
@@ -259,6 +277,37 @@ class NVMLBackend:
         if got is None and older is not None and self._missing_function(index, field):
             return self._call(index, field + "_v2", older, h)
         return got
+
+    def _mig_devices(self, index: int, h: Any) -> tuple[MigDevice, ...] | None:
+        """The MIG slices of a GPU in MIG mode (empty slots left out); None when MIG is off, not
+        supported (consumer cards answer NOT_SUPPORTED, asked once) or the binding lacks the calls."""
+        nv = self._nvml
+        mode_of = getattr(nv, "nvmlDeviceGetMigMode", None)
+        if mode_of is None or not hasattr(nv, "nvmlDeviceGetMigDeviceHandleByIndex"):
+            return None
+        mode = self._call(index, "mig_mode", mode_of, h)
+        if not mode or int(mode[0]) != int(getattr(nv, "NVML_DEVICE_MIG_ENABLE", 1)):
+            return None
+        count = self._call(index, "mig_count", nv.nvmlDeviceGetMaxMigDeviceCount, h) or 0
+        slices = []
+        for slot in range(int(count)):
+            mh = self._call(index, "mig_handle", nv.nvmlDeviceGetMigDeviceHandleByIndex, h, slot)
+            if mh is None:  # an empty slot (NOT_FOUND): slices come and go, asked again next sample
+                continue
+            mem = self._call(index, "mig_memory", nv.nvmlDeviceGetMemoryInfo, mh)
+            gi = getattr(nv, "nvmlDeviceGetGpuInstanceId", None)
+            ci = getattr(nv, "nvmlDeviceGetComputeInstanceId", None)
+            gi_id = None if gi is None else self._call(index, "mig_gpu_instance", gi, mh)
+            ci_id = None if ci is None else self._call(index, "mig_compute_instance", ci, mh)
+            slices.append(MigDevice(
+                slot=slot, uuid=_text(self._call(index, "mig_uuid", nv.nvmlDeviceGetUUID, mh)),
+                name=_text(self._call(index, "mig_name", nv.nvmlDeviceGetName, mh)),
+                memory_used=None if mem is None else int(mem.used),
+                memory_total=None if mem is None else int(mem.total),
+                gpu_instance=None if gi_id is None else int(gi_id),
+                compute_instance=None if ci_id is None else int(ci_id),
+                processes=self._processes(index, mh, prefix="mig:")))
+        return tuple(slices)
 
     def _process_name(self, pid: int) -> str | None:
         try:
@@ -321,6 +370,7 @@ class NVMLBackend:
                 pcie_gen=None if pcie is None else int(pcie),
                 compute_capability=static["compute_capability"],
                 processes=self._processes(index, h),
+                mig=self._mig_devices(index, h),
                 fake=self.fake,
             )
         except _Lost as lost:

@@ -214,7 +214,10 @@ class GPUCard:
         sensors.append(f"sm {NA if s.clock_sm is None else s.clock_sm} · "
                        f"mem {NA if s.clock_mem is None else s.clock_mem} MHz")
         border = "magenta" if s.fake else "blue"
-        return Panel(Group(grid, sensors, processes_view(s)), title=gpu_title(s), title_align="left",
+        parts = [grid, sensors, processes_view(s)]
+        if s.mig is not None:
+            parts.append(mig_view(s))
+        return Panel(Group(*parts), title=gpu_title(s), title_align="left",
                      subtitle=gpu_subtitle(s) or None, subtitle_align="right", border_style=border,
                      box=box.ROUNDED, padding=(0, 1))
 
@@ -239,6 +242,35 @@ def processes_view(s: GPUSnapshot, limit: int = 5) -> RenderableType:
     if len(s.processes) > limit:
         t.add_row("", "", f"… {len(s.processes) - limit} more", "")
     return t
+
+
+def mig_view(s: GPUSnapshot) -> RenderableType:
+    """A GPU's MIG slices under its card: slot, profile name, memory, processes, UUID."""
+    if not s.mig:
+        return Text("MIG on, no slices", style="dim")
+    t = Table(box=None, padding=(0, 1), show_header=True, header_style="dim", pad_edge=False)
+    t.add_column("MIG", justify="right", no_wrap=True)
+    t.add_column("slice", no_wrap=True, max_width=28)
+    t.add_column("gpu memory", justify="right", no_wrap=True)
+    t.add_column("procs", justify="right", no_wrap=True)
+    t.add_column("uuid", no_wrap=True)
+    for m in s.mig:
+        profile = (m.name or "?").rsplit(" MIG ", 1)[-1]  # "NVIDIA A100-SXM4-40GB MIG 3g.20gb" -> "3g.20gb"
+        mem = NA if m.memory_total is None else f"{(m.memory_used or 0) / MIB:,.0f} / {m.memory_total / MIB:,.0f} MiB"
+        procs = NA if m.processes is None else str(len(m.processes))
+        uuid = m.uuid or NA
+        t.add_row(str(m.slot), profile, mem, procs, uuid[:16] + "…" if len(uuid) > 17 else uuid)
+    return t
+
+
+def mig_lines(s: GPUSnapshot) -> list[str]:
+    """One plain line per MIG slice of a GPU (after its `gpu_line`)."""
+    lines = []
+    for m in s.mig or ():
+        mem = NA if m.memory_total is None else f"{(m.memory_used or 0) / MIB:.0f}/{m.memory_total / MIB:.0f}MiB"
+        procs = NA if m.processes is None else str(len(m.processes))
+        lines.append(f"gpu{s.index}/mig{m.slot} {m.name or 'unknown'}: mem {mem}  procs {procs}  uuid {m.uuid or NA}")
+    return lines
 
 
 def gpu_panel(snapshots: Sequence[GPUSnapshot], history: Mapping[int, Sequence[GPUSnapshot]] | None = None,
@@ -382,8 +414,31 @@ def train_panel(status: Mapping[str, Any] | None) -> Panel:
         ("best", Text(fmt_pct(st.get("best_top1")), style="bold green")))
     _kv(grid, ("peak mem", fmt_value(st.get("peak_mem_mb"), ",.0f", " MiB")),
         ("precision", str(st.get("precision") or DASH)), ("device", str(st.get("device") or DASH)))
+    _kv(grid, ("compile", compile_text(st)), ("fp16 skips", _count_text(st.get("overflow_skipped"), "dim")),
+        ("non-finite", _count_text(st.get("nonfinite_skipped"), "yellow")))
     return Panel(Group(head, grid), title=title, title_align="left", border_style="green", box=box.ROUNDED,
                  padding=(0, 1))
+
+
+def compile_text(st: Mapping[str, Any]) -> Text:
+    """torch.compile in a few characters: off, compiling (yellow), on with its graphs, eager (red)."""
+    state = str(st.get("compile") or DASH)
+    graphs = int(_num(st.get("compile_graphs")) or 0)
+    if "compiling" in state:
+        return Text("compiling" + (f" #{graphs + 1}" if graphs else ""), style="yellow")
+    if state.startswith("fallback"):
+        return Text("eager (fell back)", style="red")
+    if state.startswith("on"):
+        eager = int(_num(st.get("compile_eager_batches")) or 0)
+        if eager:
+            return Text(f"on · {eager} eager", style="yellow")
+        return Text(f"on · {graphs} graph{'s' if graphs != 1 else ''}" if graphs else "on")
+    return Text(state, style="dim" if state == "off" else "")
+
+
+def _count_text(value: Any, style: str) -> Text:
+    n = _num(value)
+    return Text(DASH if n is None else f"{int(n)}", style=style if n else "dim")
 
 
 def _range(v: Any) -> str:
@@ -501,11 +556,18 @@ def plain_line(status: Mapping[str, Any], gpu: GPUSnapshot | None = None) -> str
         gpu_mem = NA if gpu is not None else DASH
     util = DASH if gpu is None else (NA if gpu.util_gpu is None else f"{gpu.util_gpu}%")
     steps = frac('step', 'total_steps') if budget == "" else f"{_int_of(st.get('step'))}/{_approx_steps(st)}"
+    extra = ""  # only what is unusual: a compile in progress or not running, skipped updates
+    comp = str(st.get("compile") or "")
+    if comp and comp not in ("off", "on"):
+        extra += f"  compile {comp}"
+    for key, label in (("overflow_skipped", "fp16 skips"), ("nonfinite_skipped", "non-finite skips")):
+        if _num(st.get(key)):
+            extra += f"  {label} {int(st[key])}"
     return (f"eta {fmt_duration(st.get('eta_s'))}{budget}  epoch {frac('epoch', 'epochs')}  step {steps}"
             f"  loss {loss}  lr {fmt_value(st.get('lr'), '.2e')}"
             f"  samples/s {fmt_value(st.get('samples_per_s'), '.1f')}  data {fmt_pct(st.get('data_wait'), digits=0)}"
             f"  val top1 {fmt_pct(st.get('val_top1'))}  max_mem {fmt_value(st.get('peak_mem_mb'), '.0f', 'M')}"
-            f"  gpu mem {gpu_mem}  util {util}")
+            f"  gpu mem {gpu_mem}  util {util}{extra}")
 
 
 # --- JSON -------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from asl_cli.errors import ConfigError
-from asl_cli.monitor.base import GPUSnapshot, same_gpu
+from asl_cli.monitor.base import GPUSnapshot, find_by_uuid
 
 STATUS_FILE = "status.json"
 CONFIG_FILE = "config.json"
@@ -83,11 +83,9 @@ def pick_gpu(status: dict | None, snapshots: Sequence[GPUSnapshot]) -> GPUSnapsh
     st = status or {}
     if st.get("device") and not str(st["device"]).startswith("cuda"):
         return None
-    uuid = st.get("gpu_uuid")
-    if uuid:
-        for s in snapshots:
-            if same_gpu(s.uuid, uuid):
-                return s
+    found = find_by_uuid(snapshots, st.get("gpu_uuid"))  # a whole GPU or the view of one MIG slice
+    if found is not None:
+        return found
     m = re.fullmatch(r"cuda:(\d+)", str(st.get("device", "")))
     if m and int(m.group(1)) < len(snapshots):
         return snapshots[int(m.group(1))]

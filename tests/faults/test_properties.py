@@ -13,9 +13,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
+import pytest
+
+# A dev extra: without it (a bare GPU machine running `pytest -m gpu tests`) this file is skipped,
+# not a collection error that stops the whole run.
+pytest.importorskip("hypothesis")
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
 
 from asl_cli.data.cache import load_sequence
 from asl_cli.data.landmarks import NUM_POINTS, ROWS_PER_FRAME
