@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from realdata import SEQUENCES
 from asl_cli.data import cache as cache_mod
 from asl_cli.data.cache import cache_path, open_cache, prepare
 from asl_cli.data.preprocess import select_points
@@ -39,13 +40,13 @@ def build_id(cache) -> str:
 def test_real_sample_contents(sample_dir, sample_cache):
     index = read_index(sample_dir)
     c = sample_cache
-    assert len(c) == len(index) == 168 and c.skipped == 0 and c.num_classes == 250
+    assert len(c) == len(index) == SEQUENCES and c.skipped == 0 and c.num_classes == 250
     assert c.sign_map == index.sign_map and c.classes[c.labels[0]] == index.signs[0]
     np.testing.assert_array_equal(c.labels, index.labels)
     np.testing.assert_array_equal(c.participants, index.participants)
     np.testing.assert_array_equal(c.sequence_ids, index.sequence_ids)
     assert int(c.lengths.sum()) == c.total_frames == c.all_points.shape[0]
-    for i in (0, 77, 167):
+    for i in (0, SEQUENCES // 2, SEQUENCES - 1):
         pts = select_points(read_landmarks(index.file(i), columns=("x", "y")))
         kept = pts[~np.isnan(pts).all(axis=(1, 2))]
         got = c.points(i)
@@ -57,7 +58,7 @@ def test_real_sample_contents(sample_dir, sample_cache):
 
 def test_open_is_cheap_and_pickles_without_data(sample_cache):
     c = open_cache(sample_cache.path)
-    assert isinstance(c.lengths, np.ndarray) and len(c) == 168
+    assert isinstance(c.lengths, np.ndarray) and len(c) == SEQUENCES
     assert open_cache(data_dir=c.data_dir, cache_dir=c.path.parent).path == c.path
     blob = pickle.dumps(c)
     assert len(blob) < 100_000  # the memory map is reopened, not copied

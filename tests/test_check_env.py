@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
+from realdata import SEQUENCES
 from asl_cli.cli.app import app
 from asl_cli.config import list_presets
 from asl_cli.env_report import (collect_report, compile_facts, data_facts, merge_gpus, package_versions,
@@ -135,7 +136,7 @@ def test_deprecated_pynvml_package_becomes_a_warning():
 
 def test_data_check_on_the_real_sample(sample_dir):
     facts = data_facts(sample_dir)
-    assert facts["ok"] and facts["bad_files"] == 0 and facts["ok_files"] == facts["sequences"] == 168
+    assert facts["ok"] and facts["bad_files"] == 0 and facts["ok_files"] == facts["sequences"] == SEQUENCES
     assert facts["signs"] == 250 and facts["errors"] == []
 
 
