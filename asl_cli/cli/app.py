@@ -53,11 +53,32 @@ _register()
 
 
 def main() -> None:
-    """Console entry point: `ASLError`s become one line on stderr and their exit code."""
+    """Console entry point: `ASLError`s become one line on stderr and their exit code.
+
+    With --json (or --ndjson) on the command line, every error is one JSON object on stdout with the
+    same exit code: the command's own (`user_errors(as_json=True)`) and a bad option or argument,
+    which the argument parser would otherwise print as a usage box on stderr (exit 2).
+    """
+    from asl_cli.cli.common import error_object, print_json_error, wants_json
     from asl_cli.errors import ASLError
 
+    as_json = wants_json(sys.argv[1:])
     try:
-        app()
+        if not as_json:
+            app()
+            return
+        code = app(standalone_mode=False)
     except ASLError as exc:  # raised outside a command's own handling
-        print(f"error: {exc}", file=sys.stderr)
+        if as_json:
+            print_json_error(error_object(exc))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - only the parser's errors (they carry an exit code) are handled
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        obj = error_object(exc)
+        obj["type"] = "UsageError"
+        print_json_error(obj)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

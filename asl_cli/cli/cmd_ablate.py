@@ -151,7 +151,7 @@ def ablate_cmd(
               "no-compiled-data": no_compiled_data}
     flags = dict(epochs=epochs, max_steps=max_steps, time_budget=time_budget, data=data, name=name,
                  device=device, workers=workers, seed=seed, runs_dir=runs_dir)
-    with user_errors():
+    with user_errors(as_json):
         if resume is not None:
             given = _given_with_resume(ctx)
             if given:

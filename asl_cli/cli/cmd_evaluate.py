@@ -64,7 +64,7 @@ def evaluate_command(
                       "cuda:N.")] = "auto",
 ) -> None:
     """Top-1/top-5, per-sign accuracy, most confused pairs and a confusion matrix of a checkpoint."""
-    with user_errors():
+    with user_errors(as_json):
         from asl_cli.errors import ConfigError
 
         if split not in ("val", "all"):

@@ -162,7 +162,7 @@ def train_cmd(
                  time_budget=time_budget, data=data, name=name, device=device, workers=workers, seed=seed,
                  runs_dir=runs_dir, no_aug=no_aug, no_amp=no_amp, compile=compile,
                  deterministic=deterministic, skip_bad=skip_bad)
-    with user_errors():
+    with user_errors(as_json):
         if nproc is not None and nproc > 1:  # relaunch this command under torchrun, --nproc removed
             from asl_cli.engine.distributed import launch, train_args_from_argv
             raise typer.Exit(launch(nproc, train_args_from_argv(sys.argv)))
