@@ -14,14 +14,7 @@ import typer
 
 from asl_cli.cli.app import app
 from asl_cli.cli.common import stderr_console, stop_at_once_on_signals, user_errors
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover
+from asl_cli.units import human_bytes
 
 
 @app.command("prepare")

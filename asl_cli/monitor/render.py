@@ -593,6 +593,48 @@ def env_report_view(report: Mapping[str, Any]) -> RenderableType:
         pk.add_row(name, Text(ver, style="") if ver else Text("not installed", style="yellow"))
     parts.append(Panel(pk, title=Text("packages", style="bold"), title_align="left", box=box.ROUNDED))
 
+    extras = report.get("extras")
+    if extras:
+        ex = Table.grid(padding=(0, 2))
+        ex.add_column(style="bold", no_wrap=True)
+        ex.add_column(no_wrap=True)
+        ex.add_column()
+        for e in extras:
+            state = (Text("installed", style="green") if e.get("installed") else
+                     Text("not installed", style="yellow"))
+            what = Text(str(e.get("enables", "")))
+            if not e.get("installed"):
+                what.append(f"\n→ {e.get('install', '')}", style="bold")
+            ex.add_row(str(e.get("name")), state, what)
+        missing = [e for e in extras if not e.get("installed")]
+        foot = Text.assemble(("all extras at once: ", "dim"), (str(report.get("install_all", "")), "bold" if missing
+                                                                  else "dim"))
+        parts.append(Panel(Group(ex, foot), title=Text("optional extras", style="bold"), title_align="left",
+                           box=box.ROUNDED, border_style="yellow" if missing else "green"))
+
+    default = report.get("default_data")
+    if default:
+        from asl_cli.units import human_bytes
+
+        dd = Table.grid(padding=(0, 2))
+        dd.add_column(style="dim", no_wrap=True)
+        dd.add_column()
+        dd.add_row("folder", str(default.get("dir")))
+        if default.get("generated"):
+            total = (default.get("bytes") or 0) + (default.get("cache_bytes") or 0)
+            size = f"{default.get('sequences', 0):,} sequences, {human_bytes(default.get('bytes') or 0)}"
+            if default.get("cache_ready"):
+                size += f" + prepared cache {human_bytes(default.get('cache_bytes') or 0)} = {human_bytes(total)}"
+            dd.add_row("size", size)
+            if default.get("cache_ready"):
+                dd.add_row("cache", str(default.get("cache_dir")))
+        else:
+            dd.add_row("size", Text(f"not generated yet ({default.get('sequences', 0):,} sequences on the first "
+                                    f"asl train without --data)", style="yellow"))
+        dd.add_row("", Text("asl train without --data uses it; $ASL_CACHE moves it", style="dim"))
+        parts.append(Panel(dd, title=Text("synthetic default set", style="bold"), title_align="left",
+                           box=box.ROUNDED))
+
     data = report.get("data")
     if data is not None:
         dt = Table.grid(padding=(0, 2))
