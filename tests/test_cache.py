@@ -137,8 +137,10 @@ def test_skip_bad(sample_dir, tmp_path):
     with pytest.raises(DataError) as info:
         prepare(data, root, workers=1)
     assert info.value.path == str(bad) and "parquet" in info.value.message
+    assert info.value.skippable  # one unreadable file: the CLI names --skip-bad as the remedy
     c = prepare(data, root, workers=1, skip_bad=True)
     assert len(c) == 10 and c.skipped == 2
+    assert c.skipped_files == [str(bad), str(missing)]  # all of them (skipped_errors: the first few reasons)
     assert str(bad) in c.skipped_errors[0] and str(missing) in c.skipped_errors[1]
     assert "not found" in c.skipped_errors[1]
     assert index.sequence_ids[2] not in c.sequence_ids.tolist()
@@ -197,6 +199,7 @@ def test_cli_prepare(sample_dir, tmp_path):
     failed = runner.invoke(app, args)
     assert failed.exit_code == 3 and "Traceback" not in failed.output
     assert failed.stderr.strip().splitlines()[-1].startswith(f"error: {bad}: not a readable parquet file")
+    assert failed.stderr.strip().endswith("(rerun with --skip-bad to skip unreadable files)")  # the remedy
     skipped = runner.invoke(app, args + ["--skip-bad"])
     assert skipped.exit_code == 0 and "skipped 1" in skipped.stdout and str(bad) in skipped.stderr
 

@@ -71,6 +71,37 @@ def test_json_streams_events_and_a_summary(tiny, env):
     assert (tiny / "runs" / "json-run" / "metrics.jsonl").is_file()
 
 
+def test_a_broken_file_names_skip_bad_and_skip_bad_names_what_it_skipped(tiny, env, tmp_path):
+    import shutil
+
+    from asl_cli.data.reader import read_index
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny / "data", data)
+    bad = data / read_index(data).paths[3]
+    bad.write_bytes(b"not parquet")
+    args = tiny_args(tiny, "skip-run", "--max-steps", "2", "--epochs", "1")
+    args[args.index("--data") + 1] = str(data)
+    failed = runner.invoke(app, args)
+    assert failed.exit_code == 3 and failed.stdout == ""
+    (error,) = failed.stderr.strip().splitlines()
+    assert error.startswith(f"error: {bad}: not a readable parquet file (")
+    assert error.endswith(" (rerun with --skip-bad to skip unreadable files)")
+    ok = runner.invoke(app, args + ["--skip-bad"])
+    assert ok.exit_code == 0, ok.output
+    run = tiny / "runs" / "skip-run"
+    line = f"1 unreadable file skipped (--skip-bad): {bad}; the list: {run / 'skipped.txt'}"
+    assert line in ok.stdout.splitlines()  # the summary
+    assert f"warning: {line}" in ok.stderr.splitlines()  # at the start
+    assert (run / "skipped.txt").read_text() == f"{bad}\n"
+    status = json.loads((run / "status.json").read_text())
+    assert status["skipped"] == 1 and status["skipped_files"] == [str(bad)] and line in status["warnings"]
+    js = runner.invoke(app, args + ["--skip-bad", "--json", "--name", "skip-json"])
+    summary = json.loads(js.stdout.splitlines()[-1])
+    assert summary["skipped"] == 1 and summary["skipped_files"] == [str(bad)]
+    assert summary["skipped_list"] == str(tiny / "runs" / "skip-json" / "skipped.txt")
+
+
 def test_plain_summary_names_the_best_checkpoint_and_the_metrics(tiny, env):
     out = runner.invoke(app, tiny_args(tiny, "plain-run", "--max-steps", "2", "--epochs", "3"))
     assert out.exit_code == 0, out.stderr

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from asl_cli.cli.app import app
-from asl_cli.cli.common import make_console, setup_note, user_errors
+from asl_cli.cli.common import make_console, name_the_remedy, setup_note, user_errors
 from asl_cli.cli.options import (DataOpt, DeviceOpt, EpochsOpt, JsonOpt, MaxStepsOpt, NameOpt, PresetOpt,
                                  PrintConfigOpt, RunsDirOpt, SeedOpt, SetOpt, TimeBudgetOpt, WorkersOpt,
                                  print_config, resolve_config)
@@ -151,7 +151,7 @@ def ablate_cmd(
               "no-compiled-data": no_compiled_data}
     flags = dict(epochs=epochs, max_steps=max_steps, time_budget=time_budget, data=data, name=name,
                  device=device, workers=workers, seed=seed, runs_dir=runs_dir)
-    with user_errors(as_json):
+    with user_errors(as_json), name_the_remedy("--set data.skip_bad=true"):
         if resume is not None:
             given = _given_with_resume(ctx)
             if given:

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from asl_cli.cli.app import app
-from asl_cli.cli.common import stderr_console, stop_at_once_on_signals, user_errors
+from asl_cli.cli.common import name_the_remedy, stderr_console, stop_at_once_on_signals, user_errors
 from asl_cli.units import human_bytes
 
 
@@ -31,7 +31,7 @@ def prepare_command(
     limit: Annotated[int, typer.Option("--limit", min=0, help="Only the first N sequences (0: all).")] = 0,
 ) -> None:
     """Convert the parquet tree once into a compact memory-mapped cache (rerun: no-op unless changed)."""
-    with user_errors():
+    with user_errors(), name_the_remedy("--skip-bad"):
         from asl_cli.data.cache import prepare
 
         console = stderr_console()
@@ -47,6 +47,8 @@ def prepare_command(
         typer.echo(f"  {'up to date (nothing to do)' if cache.reused else f'built in {seconds:.1f} s'}")
         if cache.skipped:
             shown = cache.skipped_errors
-            typer.echo(f"  skipped {cache.skipped} bad sequence(s); first {len(shown)}:", err=True)
+            more = f" (all {cache.skipped}: skipped_files in {cache.path / 'meta.json'})" \
+                if cache.skipped > len(shown) else ""
+            typer.echo(f"  skipped {cache.skipped} bad sequence(s); first {len(shown)}{more}:", err=True)
             for line in shown:
                 typer.echo(f"    {line}", err=True)

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from asl_cli.cli.app import app
-from asl_cli.cli.common import setup_note, user_errors
+from asl_cli.cli.common import name_the_remedy, setup_note, user_errors
 from asl_cli.cli.options import (AccumOpt, BatchSizeOpt, CompileOpt, DataOpt, DeterministicOpt, DeviceOpt,
                                  EpochsOpt, JsonOpt, LrOpt, MaxStepsOpt, NameOpt, NoAmpOpt, NoAugOpt,
                                  PrintConfigOpt, RunsDirOpt, SeedOpt, SetOpt, SkipBadOpt, TimeBudgetOpt,
@@ -93,7 +93,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             f"{best}; final train loss {num(summary.get('final_train_loss'), '.4f')}",
         ]
     if summary.get("skipped"):
-        lines.append(f"skipped: {summary['skipped']}")
+        from asl_cli.data.cache import skipped_summary
+
+        lines.append(skipped_summary(list(summary.get("skipped_files") or []), summary["skipped"],
+                                                   listing=summary.get("skipped_list")))
     if summary.get("best_checkpoint"):
         lines.append(f"best checkpoint: {summary['best_checkpoint']}")
     if summary.get("last_checkpoint"):
@@ -162,7 +165,7 @@ def train_cmd(
                  time_budget=time_budget, data=data, name=name, device=device, workers=workers, seed=seed,
                  runs_dir=runs_dir, no_aug=no_aug, no_amp=no_amp, compile=compile,
                  deterministic=deterministic, skip_bad=skip_bad)
-    with user_errors(as_json):
+    with user_errors(as_json), name_the_remedy("--skip-bad"):
         if nproc is not None and nproc > 1:  # relaunch this command under torchrun, --nproc removed
             from asl_cli.engine.distributed import launch, train_args_from_argv
             raise typer.Exit(launch(nproc, train_args_from_argv(sys.argv)))

@@ -31,6 +31,20 @@ def user_errors(as_json: bool = False) -> Iterator[None]:
         raise typer.Exit(exc.exit_code) from None
 
 
+@contextlib.contextmanager
+def name_the_remedy(option: str) -> Iterator[None]:
+    """A data error about one unreadable sequence file gets the remedy this command offers
+    (`option`, e.g. "--skip-bad") at the end of its one line."""
+    from asl_cli.errors import DataError
+
+    try:
+        yield
+    except DataError as exc:
+        if not getattr(exc, "skippable", False) or "skip" in exc.message:
+            raise
+        raise DataError(f"{exc.message} (rerun with {option} to skip unreadable files)", path=exc.path) from None
+
+
 def error_object(exc: BaseException, *, exit_code: int | None = None) -> dict[str, Any]:
     """An error as `--json` output reports it: one object, the same text and exit code as the
     `error: ...` line a plain run prints (`path`: the file it names, when it names one)."""
