@@ -216,8 +216,9 @@ def test_predict_and_show_accept_what_training_accepts_a_file_without_z(trained_
 
 def test_predict_refuses_json_with_ndjson(trained_run, sample_dir):
     res = invoke("predict", trained_run, sample_files(sample_dir)[0], "--json", "--ndjson")
-    assert res.exit_code == 2 and res.stdout == ""
-    one_error_line(res, "--json and --ndjson cannot be used together")
+    assert res.exit_code == 2 and res.stderr == ""  # asked for JSON: the error is one JSON object
+    err = json.loads(res.stdout)
+    assert err["exit_code"] == 2 and err["error"].startswith("--json and --ndjson cannot be used together")
 
 
 def test_predict_batched_equals_one_by_one(trained_run, sample_dir):
@@ -264,13 +265,22 @@ def test_predict_skip_bad_with_every_file_bad_prints_only_one_error_line(trained
     bad = [tmp_path / "bad1.parquet", tmp_path / "bad2.parquet"]
     for b in bad:
         b.write_text("this is not parquet")
+    def error(res) -> str:
+        if not mode:
+            assert res.stdout == ""
+            return one_error_line(res)
+        assert res.stderr == ""  # --json / --ndjson: the error is one JSON object on stdout, nothing else
+        (line,) = res.stdout.splitlines()
+        return "error: " + json.loads(line)["error"]
+
     res = invoke("predict", trained_run, *bad, "--skip-bad", *mode)
     assert res.exit_code == EXIT_DATA
-    assert res.stdout == ""
-    one_error_line(res, str(bad[0]), "not a readable parquet file", "none of the 2 files could be read")
+    line = error(res)
+    for needle in (str(bad[0]), "not a readable parquet file", "none of the 2 files could be read"):
+        assert needle in line
     res = invoke("predict", trained_run, bad[0], "--skip-bad", *mode)  # one file: the same line as without --skip-bad
-    assert res.exit_code == EXIT_DATA and res.stdout == ""
-    assert one_error_line(res) == one_error_line(invoke("predict", trained_run, bad[0], *mode))
+    assert res.exit_code == EXIT_DATA
+    assert error(res) == error(invoke("predict", trained_run, bad[0], *mode))
 
 
 def test_bad_checkpoints(tmp_path, sample_dir):
@@ -392,7 +402,7 @@ def test_piped_predict_and_evaluate_keep_long_paths_whole(trained_run, sample_di
     out = deep / "eval"
     res = runner.invoke(app, ["evaluate", str(trained_run), "--out", str(out)], env={"COLUMNS": None})
     assert res.exit_code == 0, res.output
-    last = res.stdout.splitlines()[-1]
+    last = next(line for line in res.stdout.splitlines() if line.startswith("metrics: "))  # then the next steps
     assert last.startswith(f"metrics: {out / 'metrics.json'}")
     if (out / "confusion.png").is_file():
         assert last.endswith(f"confusion matrix: {out / 'confusion.png'}")

@@ -45,6 +45,10 @@ def prepare_command(
         typer.echo(f"  sequences {len(cache):,}  frames {cache.total_frames:,}  classes {cache.num_classes}  "
                    f"size {human_bytes(cache.size_bytes())}  skipped {cache.skipped}")
         typer.echo(f"  {'up to date (nothing to do)' if cache.reused else f'built in {seconds:.1f} s'}")
+        from asl_cli.cli import nextsteps
+
+        for line in nextsteps.lines(nextsteps.after_data(data_dir, checked=True)):
+            typer.echo(line)
         if cache.skipped:
             shown = cache.skipped_errors
             more = f" (all {cache.skipped}: skipped_files in {cache.path / 'meta.json'})" \

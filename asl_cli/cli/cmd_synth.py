@@ -108,8 +108,14 @@ def synth_command(
                    f"{human_bytes(summary.bytes)} in {summary.seconds:.1f} s -> {summary.out_dir}")
         for split, people, sequences in summary.splits:
             typer.echo(f"  {split}: {summary.out_dir / split} ({people} participants, {sequences:,} sequences)")
+        from asl_cli.cli import nextsteps
+
         if summary.splits:
             train, test = (summary.out_dir / split for split, _, _ in summary.splits)
-            typer.echo(f"  train on it: asl train --data {train}, then: asl evaluate RUN --data {test} --split all")
+            steps = nextsteps.after_data(train) + [nextsteps.Step(
+                "evaluate", f"asl evaluate RUN --data {nextsteps.quote(test)} --split all",
+                "then: the trained RUN on the held-out signers")]
         else:
-            typer.echo(f"  train on it: asl train --data {summary.out_dir}")
+            steps = nextsteps.after_data(summary.out_dir)
+        for line in nextsteps.lines(steps):
+            typer.echo(line)
