@@ -37,9 +37,22 @@ def root(
     """asl: winner-level isolated sign recognition, from the command line."""
 
 
+def unwrap_help(text: str | None) -> str | None:
+    """A docstring as help text: each paragraph on one line (Rich's help keeps a docstring's line breaks,
+    so source lines wrapped at 110 columns came out hard-wrapped on every terminal), single spaces."""
+    if not text:
+        return text
+    import inspect
+    import re
+
+    paragraphs = re.split(r"\n\s*\n", inspect.cleandoc(text))
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
+
+
 def _register() -> None:
-    """Import the command modules (each adds itself to `app`)."""
+    """Import the command modules (each adds itself to `app`); their help unwrapped (`unwrap_help`)."""
     import importlib
+    import inspect
     import pkgutil
 
     import asl_cli.cli as pkg
@@ -47,6 +60,8 @@ def _register() -> None:
     for mod in pkgutil.iter_modules(pkg.__path__):
         if mod.name.startswith("cmd_"):
             importlib.import_module(f"asl_cli.cli.{mod.name}")
+    for info in app.registered_commands:
+        info.help = unwrap_help(info.help or inspect.getdoc(info.callback))
 
 
 _register()

@@ -488,7 +488,7 @@ def plain_line(status: Mapping[str, Any], gpu: GPUSnapshot | None = None) -> str
     if _num(st.get("loss_smooth")) is not None:
         loss += f" ({fmt_value(st.get('loss_smooth'), '.4f')})"
     if gpu is not None and not gpu.lost and gpu.memory_total is not None:
-        gpu_mem = f"{(gpu.memory_used or 0) / MIB:.0f}/{gpu.memory_total / MIB:.0f}M"
+        gpu_mem = f"{(gpu.memory_used or 0) / MIB:.0f}/{gpu.memory_total / MIB:.0f}MiB"
     else:
         gpu_mem = NA if gpu is not None else DASH
     util = DASH if gpu is None else (NA if gpu.util_gpu is None else f"{gpu.util_gpu}%")
@@ -496,7 +496,7 @@ def plain_line(status: Mapping[str, Any], gpu: GPUSnapshot | None = None) -> str
     return (f"eta {fmt_duration(st.get('eta_s'))}{budget}  epoch {frac('epoch', 'epochs')}  step {steps}"
             f"  loss {loss}  lr {fmt_value(st.get('lr'), '.2e')}"
             f"  samples/s {fmt_value(st.get('samples_per_s'), '.1f')}  data {fmt_pct(st.get('data_wait'), digits=0)}"
-            f"  val top1 {fmt_pct(st.get('val_top1'))}  max_mem {fmt_value(st.get('peak_mem_mb'), '.0f', 'M')}"
+            f"  val top1 {fmt_pct(st.get('val_top1'))}  max_mem {fmt_value(st.get('peak_mem_mb'), '.0f', 'MiB')}"
             f"  gpu mem {gpu_mem}  util {util}")
 
 
