@@ -191,6 +191,7 @@ def test_cli_prepare(sample_dir, tmp_path):
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "sequences 5" in first.stdout and "skipped 0" in first.stdout and "built in" in first.stdout
+    assert f"next:\n  asl train --data {data}" in first.stdout
     second = runner.invoke(app, args)
     assert second.exit_code == 0 and "up to date" in second.stdout
     # A bad file: one error line naming it, exit code 3; with --skip-bad: counted and listed.

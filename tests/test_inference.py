@@ -106,6 +106,21 @@ def test_evaluate_json_is_consistent_with_predict(trained_run, sample_dir, tmp_p
     assert stored["val_top1"] == pytest.approx(ev["top1"]) and stored["val_top5"] == pytest.approx(ev["top5"])
 
 
+def test_evaluate_ends_with_the_next_commands(trained_run):
+    import shlex
+
+    res = invoke("evaluate", trained_run)
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    commands = [line.split("   # ")[0].strip() for line in lines[lines.index("next:") + 1:]]
+    assert commands[1:] == [f"asl evaluate {trained_run} --split all", f"asl export {trained_run}"]
+    predict = shlex.split(commands[0])
+    assert predict[:3] == ["asl", "predict", str(trained_run)] and Path(predict[3]).is_file()
+    assert invoke(*predict[1:]).exit_code == 0  # it works as printed
+    ev = json.loads(invoke("evaluate", trained_run, "--json", "--split", "all").stdout)
+    assert [s["what"] for s in ev["next"]] == ["predict", "export"] and Path(ev["example_file"]).is_file()
+
+
 def test_evaluate_all_and_table(trained_run):
     res = invoke("evaluate", trained_run, "--split", "all")
     assert res.exit_code == 0, res.output
