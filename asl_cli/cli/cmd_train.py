@@ -30,8 +30,9 @@ PlainOpt = Annotated[bool, typer.Option("--plain", help="Plain log lines even in
 FakeGpuOpt = Annotated[Optional[str], typer.Option("--fake-gpu", hidden=True,
                                                    help="Scripted GPUs (JSON) instead of NVML.")]
 NprocOpt = Annotated[Optional[int], typer.Option(
-    "--nproc", min=1, metavar="N", help="Processes on this machine (one per GPU; gloo on the CPU): runs torchrun "
-                           "with the same arguments. See docs/distributed.md.")]
+    "--nproc", min=1, metavar="N",
+    help="Processes on this machine (one per GPU; gloo on the CPU): runs torchrun with the same arguments. "
+         "See docs/distributed.md.")]
 
 
 def config_for_resume(run_dir: Path, sets: list[str] | None, flags: dict[str, Any]):
@@ -101,7 +102,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         from asl_cli.data.cache import skipped_summary
 
         lines.append(skipped_summary(list(summary.get("skipped_files") or []), summary["skipped"],
-                                                   listing=summary.get("skipped_list")))
+                                     listing=summary.get("skipped_list")))
     if summary.get("best_checkpoint"):
         lines.append(f"best checkpoint: {summary['best_checkpoint']}")
     if summary.get("last_checkpoint"):
