@@ -333,6 +333,9 @@ def test_live_dashboard_in_a_pseudo_terminal(tiny, env):
         assert needle in text, needle
     assert "done: 6 epochs" in text and "best checkpoint:" in text
     assert (tiny / "runs" / "pty-run" / "checkpoints" / "best.pt").is_file()
+    run = tiny / "runs" / "pty-run"
+    assert "next:" in text and f"asl evaluate {run}" in text and f"asl export {run}" in text  # in a terminal too
+    assert f"asl gpu-watch --run {run}" not in text  # a CPU run (the fake GPUs only draw the panel)
 
 
 def test_no_color_in_a_terminal_has_no_colour_codes(tiny, env):
