@@ -17,7 +17,7 @@ import copy
 import csv
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -62,11 +62,26 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
 METRICS: tuple[tuple[str, str, bool], ...] = (
     ("best_top1", "top-1", True),
     ("best_top5", "top-5", True),
-    ("final_train_loss", "loss", False),
+    ("final_train_loss", "train loss", False),
     ("samples_per_s", "samples/s", True),
-    ("peak_mem_mb", "peak MB", False),
+    ("peak_mem_mb", "peak MiB", False),
     ("wall_s", "wall s", False),
 )
+# What each metric is, in words (the chart's titles; the table's columns are kept short for 80 columns).
+METRIC_NAMES = {"best_top1": "val top-1", "best_top5": "val top-5", "final_train_loss": "train loss",
+                "samples_per_s": "samples/s", "peak_mem_mb": "peak memory (MiB)", "wall_s": "wall time (s)"}
+
+
+def direction_legend() -> str:
+    """Which way is better, for every metric at once (under the table, above the chart). Pure."""
+    up = ", ".join(METRIC_NAMES[k] for k, _, hib in METRICS if hib)
+    down = ", ".join(METRIC_NAMES[k] for k, _, hib in METRICS if not hib)
+    return f"higher is better: {up}; lower is better: {down}"
+
+
+def chart_titles() -> list[str]:
+    """One title per chart panel: what the metric is and which way is better. Pure."""
+    return [f"{METRIC_NAMES[key]} {'↑ higher' if hib else '↓ lower'} is better" for key, _title, hib in METRICS]
 
 
 def _get(cfg: RunConfig, key: str) -> Any:
@@ -146,30 +161,53 @@ def resolve_variants(names: Iterable[str]) -> list[Variant]:
 
 @dataclass
 class Plan:
-    """An ablation: its folder and, in order, (variant name, description, config, note)."""
+    """An ablation: its folder, in order the (variant name, description, config, note) to run, and the
+    variants left out because they change nothing on this device: (name, reason)."""
 
     out_dir: Path
     base: RunConfig
     entries: list[tuple[str, str, RunConfig, str]]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    force: bool = False  # run them anyway (asl ablate --force)
 
     @property
     def names(self) -> list[str]:
         return [e[0] for e in self.entries]
 
 
+def changes_nothing(note: str) -> bool:
+    """Whether a variant note (`variant_note`) says the variant trains exactly the baseline here."""
+    return note.startswith("same as baseline")
+
+
 def plan_ablation(base: RunConfig, variant_names: Iterable[str], *, device_type: str,
-                  out_dir: str | Path | None = None) -> Plan:
-    """Resolve the baseline and each variant; every run lives in `<out_dir>/<variant>`."""
+                  out_dir: str | Path | None = None, force: bool = False) -> Plan:
+    """Resolve the baseline and each variant; every run lives in `<out_dir>/<variant>`.
+
+    A variant that changes nothing on this device (`variant_note` says "same as baseline": no-amp on a
+    CPU, a CUDA-only setting without CUDA, ...) is not run but listed in `Plan.skipped` with the reason,
+    unless `force`: it would measure the baseline again at the cost of a whole run.
+    """
     from asl_cli.engine.run_dir import check_run_name
 
     variants = resolve_variants(variant_names)
     name = check_run_name(base.name) if base.name else f"{base.preset or 'custom'}"
     out = Path(out_dir) if out_dir else Path(base.runs_dir) / f"ablate-{name}"
     entries = [(BASELINE, "the preset as configured", _named(base, out, BASELINE), "")]
+    skipped: list[tuple[str, str]] = []
     for v in variants:
-        entries.append((v.name, v.description, _named(variant_config(base, v), out, v.name),
-                        variant_note(base, v, device_type)))
-    return Plan(out_dir=out, base=base, entries=entries)
+        note = variant_note(base, v, device_type)
+        if changes_nothing(note) and not force:
+            skipped.append((v.name, note))
+            continue
+        entries.append((v.name, v.description, _named(variant_config(base, v), out, v.name), note))
+    return Plan(out_dir=out, base=base, entries=entries, skipped=skipped, force=force)
+
+
+def skipped_lines(skipped: list[tuple[str, str]] | dict[str, str]) -> list[str]:
+    """One line per variant left out, with why and how to run it anyway (pure)."""
+    items = list(skipped.items()) if isinstance(skipped, dict) else list(skipped)
+    return [f"not run: {name}: {reason}; --force runs it anyway" for name, reason in items]
 
 
 def _named(cfg: RunConfig, out: Path, variant: str) -> RunConfig:
@@ -216,6 +254,8 @@ def write_results(plan: Plan, results: dict[str, dict], *, device: str = "") -> 
         "preset": plan.base.preset,
         "device": device,
         "variants": plan.names,
+        "skipped": dict(plan.skipped),  # variants not run (they change nothing here): name -> why
+        "force": plan.force,
         "base_config": plan.base.to_dict(),
         "results": {n: results[n] for n in plan.names if n in results},
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -305,12 +345,13 @@ def write_chart(results: dict[str, dict], order: list[str], path: str | Path) ->
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.2 * rows), squeeze=False)
     for ax in axes.flat[len(METRICS):]:
         ax.set_visible(False)
-    for ax, (key, title, higher_is_better) in zip(axes.flat, METRICS):
+    for ax, (key, _title, _hib), title in zip(axes.flat, METRICS, chart_titles()):
         values = [results[n].get(key) if isinstance(results[n].get(key), (int, float)) else 0.0 for n in names]
         colors = ["#4c72b0" if n == BASELINE else "#dd8452" for n in names]
         ax.bar(range(len(names)), values, color=colors)
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
-        ax.set_title(f"{title} ({'higher' if higher_is_better else 'lower'} is better)", fontsize=9)
+        ax.set_title(title, fontsize=9)
+    fig.suptitle(f"baseline (blue) vs. variants; {direction_legend()}", fontsize=8)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)

@@ -437,7 +437,10 @@ def read_preset(name_or_path: str) -> tuple[dict, str]:
     else:
         available = list_presets()
         if name_or_path not in available:
-            raise ConfigError(f"unknown preset {name_or_path!r} (available: {', '.join(available)})")
+            import difflib
+            close = difflib.get_close_matches(name_or_path.lower(), list(available), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"unknown preset {name_or_path!r} ({hint}available: {', '.join(available)})")
         path = available[name_or_path]
     try:
         with open(path, "rb") as fh:

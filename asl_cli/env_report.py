@@ -45,6 +45,32 @@ def package_versions(names: tuple[str, ...] = PACKAGES,
     return out
 
 
+# The optional extras of pyproject.toml: (name, its packages, what it enables). tests/test_check_env.py
+# checks them against pyproject.toml; `all` installs every one.
+EXTRAS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("plot", ("matplotlib",), "asl show, evaluate's confusion matrix, ablate's chart"),
+    ("onnx", ("onnx", "onnxruntime", "onnxscript"), "asl export (ONNX, verified with onnxruntime)"),
+    ("fast", ("numba",), "compiled data path: about half the CPU data work"),
+)
+
+
+def install_command(extra: str) -> str:
+    """The command that adds an extra to this installation (pip reuses the installed asl-cli, a
+    checkout's editable install included, and installs only the extra's packages)."""
+    return f'pip install "asl-cli[{extra}]"'
+
+
+def extras_facts(version: Callable[[str], str] = importlib.metadata.version) -> dict[str, Any]:
+    """Each optional extra: installed or not (every package of it), its packages' versions, what it
+    enables, the command that installs it; and the one that installs them all."""
+    extras = []
+    for name, packages, enables in EXTRAS:
+        versions = package_versions(packages, version=version)
+        extras.append({"name": name, "installed": all(versions.values()), "packages": versions,
+                       "enables": enables, "install": install_command(name)})
+    return {"extras": extras, "install_all": install_command("all")}
+
+
 def torch_facts(torch: Any = None) -> dict[str, Any]:
     """torch's version and its view of CUDA; GPUs as torch sees them (CUDA order)."""
     if torch is None:
@@ -250,6 +276,16 @@ def recommend_preset(gpus: list[dict], *, cuda_usable: bool, available: list[str
     return rec
 
 
+def default_data_facts() -> dict[str, Any]:
+    """The synthetic default set `asl train` uses without --data (the cpu preset's): where it lives,
+    whether it is generated, what it takes on disk with its prepared cache."""
+    from asl_cli.config import load_config
+    from asl_cli.data.synth import default_dataset_facts, describe_default_dataset
+
+    facts = default_dataset_facts(load_config("cpu").synth)
+    return facts | {"summary": describe_default_dataset(facts)}
+
+
 def data_path_facts() -> dict[str, Any]:
     """Whether training samples go through the compiled kernel (numba) or the numpy code. Loading
     the kernel is part of the check: a numba that cannot compile it shows here, not mid-run."""
@@ -275,6 +311,8 @@ def collect_report(*, data_dir: str | Path | None = None, fake_gpu: str | Path |
     report["compile"] = compile_facts(report["torch"], gpus)
     report["packages"] = package_versions(version=version)
     report["data_path"] = data_path_facts()
+    report.update(extras_facts(version))
+    report["default_data"] = default_data_facts()
     warnings: list[str] = []
     problems: list[str] = []
     deprecated = deprecated_pynvml_warning(version)

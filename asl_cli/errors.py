@@ -58,9 +58,15 @@ class ConfigError(ASLError):
 
 
 class DataError(ASLError):
-    """Bad input data; `path` names the offending file."""
+    """Bad input data; `path` names the offending file. `skippable`: one unreadable sequence file, which
+    `data.skip_bad` (`--skip-bad`) would have skipped; the CLI adds that remedy to the message
+    (`asl_cli.cli.common.name_the_remedy`)."""
 
     exit_code = EXIT_DATA
+
+    def __init__(self, message: str, *, path: str | Path | None = None, skippable: bool = False):
+        super().__init__(message, path=path)
+        self.skippable = skippable
 
 
 class CheckpointError(ASLError):

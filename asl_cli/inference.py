@@ -312,7 +312,10 @@ def evaluate_split(loaded: LoadedModel, data_dir: str | Path | None = None, *, s
     result = evaluation_metrics(labels, probs, loaded.classes, top_pairs=top_pairs)
     result.update({"checkpoint": str(loaded.checkpoint_path), "data_dir": str(root), "split": split,
                    "n_folds": d.n_folds, "val_fold": d.val_fold if split == "val" else None,
-                   "sequence_ids": np.asarray(cache.sequence_ids)[indices].tolist()})
+                   "sequence_ids": np.asarray(cache.sequence_ids)[indices].tolist(),
+                   # one file of the split, for a next step such as `asl predict`
+                   "example_file": str(Path(cache.data_dir) / str(cache.paths[int(indices[0])])) if len(indices)
+                   else None})
     return result
 
 

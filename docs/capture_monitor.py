@@ -28,7 +28,7 @@ from asl_cli.monitor import render  # noqa: E402
 
 # relative paths (run from the repository root): the captures must not show this machine's paths
 FAKE = Path("tests/fixtures/fake_gpus.json")
-SAMPLE = Path("../shared/data/asl-signs-sample")
+SAMPLE = Path("tests/data/asl-signs-mini")  # the real files committed with the tests (a fresh clone has them)
 WIDTH = 100
 NOW = datetime(2026, 11, 28, 14, 32, 5)
 
@@ -67,6 +67,10 @@ def captures() -> dict[str, Console]:
     out["gpu-watch-plain"] = "\n".join(lines)
     report = collect_report(fake_gpu=FAKE, data_dir=SAMPLE if (SAMPLE / "train.csv").is_file() else None)
     report["system"]["executable"] = ".venv/bin/python"  # not this machine's absolute path
+    home = str(Path.home())
+    for key in ("dir", "cache_dir", "summary"):  # the synthetic default set: ~ for the home folder
+        if isinstance(report.get("default_data", {}).get(key), str):
+            report["default_data"][key] = report["default_data"][key].replace(home, "~")
     out["check-env"] = record(render.env_report_view(report))
     return out
 

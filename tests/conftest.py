@@ -13,14 +13,13 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import pytest
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/asl-signs-sample"
+from realdata import SAMPLE_DIR  # noqa: E402 - the committed real subset (tests/realdata.py)
 
 
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
-    """The real asl-signs sample (read-only), next to the repository; skipped when absent."""
-    if not (SAMPLE_DIR / "train.csv").is_file():
-        pytest.skip(f"real asl-signs sample not found at {SAMPLE_DIR}")
+    """The committed real asl-signs subset (read-only: tests copy what they change)."""
+    assert (SAMPLE_DIR / "train.csv").is_file(), f"the committed test data is missing: {SAMPLE_DIR}"
     return SAMPLE_DIR
 
 

@@ -35,8 +35,8 @@ def flat(d: dict, prefix: str = "") -> dict:
 def test_each_variant_differs_from_the_baseline_only_by_its_overrides(preset):
     base = load_config(preset)
     base.train.max_steps, base.train.time_budget = 7, 30.0
-    plan = plan_ablation(base, list(VARIANTS), device_type="cuda", out_dir="/tmp/x")
-    assert plan.names == [BASELINE, *VARIANTS]
+    plan = plan_ablation(base, list(VARIANTS), device_type="cuda", out_dir="/tmp/x", force=True)
+    assert plan.names == [BASELINE, *VARIANTS] and plan.skipped == []
     b = flat(plan.entries[0][2].to_dict())
     for name, _desc, cfg, _note in plan.entries[1:]:
         d = flat(cfg.to_dict())
@@ -95,6 +95,32 @@ def test_no_compiled_data_is_labelled_where_the_baseline_cannot_use_the_kernel(m
     monkeypatch.delenv(fast.ENV_SWITCH)
     if fast.available():
         assert variant_note(cpu, VARIANTS["no-compiled-data"], "cpu") == ""
+
+
+def test_variants_that_change_nothing_here_are_not_run_unless_forced():
+    cpu = load_config("cpu")
+    plan = plan_ablation(cpu, ["no-aug", "no-amp", "empty-cache"], device_type="cpu", out_dir="/tmp/x")
+    assert plan.names == [BASELINE, "no-aug"]
+    assert [name for name, _ in plan.skipped] == ["no-amp", "empty-cache"]
+    assert dict(plan.skipped)["no-amp"].startswith("same as baseline (train.use_mixed_precision")
+    assert ablation.skipped_lines(plan.skipped)[1] == ("not run: empty-cache: same as baseline on CPU (CUDA-only "
+                                                       "setting); --force runs it anyway")
+    forced = plan_ablation(cpu, ["no-aug", "no-amp"], device_type="cpu", out_dir="/tmp/x", force=True)
+    assert forced.names == [BASELINE, "no-aug", "no-amp"] and forced.skipped == []
+    # on a GPU with AMP on, no-amp changes something: it runs
+    rtx = load_config("rtx4070")
+    assert plan_ablation(rtx, ["no-amp"], device_type="cuda", out_dir="/tmp/x").names == [BASELINE, "no-amp"]
+
+
+def test_a_resumed_ablation_plans_its_skipped_variants_again(tmp_path):
+    from asl_cli.cli.cmd_ablate import _from_results
+
+    plan = plan_ablation(load_config("cpu"), ["no-aug", "no-amp"], device_type="cpu", out_dir=tmp_path)
+    ablation.write_results(plan, {})
+    base, variants, folder, force = _from_results(tmp_path)
+    assert variants == ["no-aug", "no-amp"] and folder == tmp_path and force is False
+    again = plan_ablation(base, variants, device_type="cpu", out_dir=folder, force=force)
+    assert again.names == plan.names and again.skipped == plan.skipped
 
 
 def test_unknown_variant_is_a_config_error():
@@ -275,22 +301,37 @@ def test_ablate_runs_every_variant_with_one_budget_and_writes_the_results(tiny, 
     assert out.exit_code == 0, out.stderr
     folder = tiny / "runs" / "ablate-e2e"
     doc = json.loads((folder / "results.json").read_text())
-    assert doc["variants"] == [BASELINE, "no-aug", "no-amp", "no-clip"]  # the order of VARIANTS
+    assert doc["variants"] == [BASELINE, "no-aug", "no-clip"]  # the order of VARIANTS
+    # the cpu preset has AMP off already: no-amp would train the baseline again, so it is not run
+    assert list(doc["skipped"]) == ["no-amp"] and doc["skipped"]["no-amp"].startswith("same as baseline")
+    assert not (folder / "no-amp").exists() and doc["force"] is False
     res = doc["results"]
     assert all(res[v]["status"] == "done" and res[v]["steps"] == 3 for v in doc["variants"])
-    assert res["no-amp"]["note"].startswith("same as baseline")  # the cpu preset has AMP off already
     for v in doc["variants"]:  # each variant's own run folder holds the config it trained with
         cfg = json.loads((folder / v / "config.json").read_text())
         assert cfg["train"]["seed"] == 42 and cfg["train"]["max_steps"] == 3
         assert cfg["aug"]["use_augmentations"] is (v != "no-aug")
         assert cfg["train"]["gradient_clip_val"] == (0.0 if v == "no-clip" else 1.0)
     csv_lines = (folder / "results.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("variant,status,note,best_top1,best_top1_delta") and len(csv_lines) == 5
+    assert csv_lines[0].startswith("variant,status,note,best_top1,best_top1_delta") and len(csv_lines) == 4
     assert (folder / "results.png").is_file()
     text = out.stdout
     assert "deltas against the baseline" in text and "no-clip" in text
-    assert "* no-amp: same as baseline" in text
+    why = f"not run: no-amp: {doc['skipped']['no-amp']}; --force runs it anyway"
+    assert text.splitlines()[0] == why  # said before the runs, and again under the table
+    assert text.count(why) == 2
     assert f"results: {folder / 'results.json'}" in text
+    lines = text.splitlines()
+    block = lines[lines.index("next:") + 1:]
+    assert block[0].startswith(f"  asl evaluate {folder / BASELINE}")
+    assert block[1].startswith(f"  asl evaluate {folder / 'no-aug'}")
+    assert block[2].startswith(f"  asl predict {folder / BASELINE} {tiny / 'data' / 'train_landmark_files'}")
+    # --force runs it (its note says its deltas are the noise)
+    forced = runner.invoke(app, tiny_args(tiny, "e2e-force", "--max-steps", "1", "--no-amp", "--force"))
+    assert forced.exit_code == 0, forced.output
+    doc = json.loads((tiny / "runs" / "ablate-e2e-force" / "results.json").read_text())
+    assert doc["variants"] == [BASELINE, "no-amp"] and doc["skipped"] == {} and doc["force"] is True
+    assert "* no-amp: same as baseline" in forced.stdout and "not run:" not in forced.stdout
 
 
 def test_ablate_json_and_print_config(tiny, env):
@@ -300,6 +341,11 @@ def test_ablate_json_and_print_config(tiny, env):
     assert [e["variant"] for e in events if e["event"] == "variant"] == [BASELINE, "no-aug"]
     final = events[-1]
     assert final["event"] == "ablation" and [r["variant"] for r in final["rows"]] == [BASELINE, "no-aug"]
+    assert final["skipped"] == [] and [s["what"] for s in final["next"]][:3] == ["evaluate", "evaluate", "predict"]
+    skipping = runner.invoke(app, tiny_args(tiny, "json-skip", "--max-steps", "1", "--no-amp", "--json"))
+    events = [json.loads(line) for line in skipping.stdout.splitlines()]
+    assert events[0]["event"] == "variant_skipped" and events[0]["variant"] == "no-amp"
+    assert events[-1]["skipped"] == [{"variant": "no-amp", "reason": events[0]["reason"]}]
     cfg = runner.invoke(app, ["ablate", "--preset", "rtx4070", "--epochs", "2", "--print-config", "--json"])
     assert cfg.exit_code == 0 and json.loads(cfg.stdout)["train"]["epochs"] == 2
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from realdata import SEQUENCES
 from asl_cli.data import cache as cache_mod
 from asl_cli.data.cache import cache_path, open_cache, prepare
 from asl_cli.data.preprocess import select_points
@@ -39,13 +40,13 @@ def build_id(cache) -> str:
 def test_real_sample_contents(sample_dir, sample_cache):
     index = read_index(sample_dir)
     c = sample_cache
-    assert len(c) == len(index) == 168 and c.skipped == 0 and c.num_classes == 250
+    assert len(c) == len(index) == SEQUENCES and c.skipped == 0 and c.num_classes == 250
     assert c.sign_map == index.sign_map and c.classes[c.labels[0]] == index.signs[0]
     np.testing.assert_array_equal(c.labels, index.labels)
     np.testing.assert_array_equal(c.participants, index.participants)
     np.testing.assert_array_equal(c.sequence_ids, index.sequence_ids)
     assert int(c.lengths.sum()) == c.total_frames == c.all_points.shape[0]
-    for i in (0, 77, 167):
+    for i in (0, SEQUENCES // 2, SEQUENCES - 1):
         pts = select_points(read_landmarks(index.file(i), columns=("x", "y")))
         kept = pts[~np.isnan(pts).all(axis=(1, 2))]
         got = c.points(i)
@@ -57,7 +58,7 @@ def test_real_sample_contents(sample_dir, sample_cache):
 
 def test_open_is_cheap_and_pickles_without_data(sample_cache):
     c = open_cache(sample_cache.path)
-    assert isinstance(c.lengths, np.ndarray) and len(c) == 168
+    assert isinstance(c.lengths, np.ndarray) and len(c) == SEQUENCES
     assert open_cache(data_dir=c.data_dir, cache_dir=c.path.parent).path == c.path
     blob = pickle.dumps(c)
     assert len(blob) < 100_000  # the memory map is reopened, not copied
@@ -136,8 +137,10 @@ def test_skip_bad(sample_dir, tmp_path):
     with pytest.raises(DataError) as info:
         prepare(data, root, workers=1)
     assert info.value.path == str(bad) and "parquet" in info.value.message
+    assert info.value.skippable  # one unreadable file: the CLI names --skip-bad as the remedy
     c = prepare(data, root, workers=1, skip_bad=True)
     assert len(c) == 10 and c.skipped == 2
+    assert c.skipped_files == [str(bad), str(missing)]  # all of them (skipped_errors: the first few reasons)
     assert str(bad) in c.skipped_errors[0] and str(missing) in c.skipped_errors[1]
     assert "not found" in c.skipped_errors[1]
     assert index.sequence_ids[2] not in c.sequence_ids.tolist()
@@ -188,6 +191,7 @@ def test_cli_prepare(sample_dir, tmp_path):
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "sequences 5" in first.stdout and "skipped 0" in first.stdout and "built in" in first.stdout
+    assert f"next:\n  asl train --data {data}" in first.stdout
     second = runner.invoke(app, args)
     assert second.exit_code == 0 and "up to date" in second.stdout
     # A bad file: one error line naming it, exit code 3; with --skip-bad: counted and listed.
@@ -196,6 +200,7 @@ def test_cli_prepare(sample_dir, tmp_path):
     failed = runner.invoke(app, args)
     assert failed.exit_code == 3 and "Traceback" not in failed.output
     assert failed.stderr.strip().splitlines()[-1].startswith(f"error: {bad}: not a readable parquet file")
+    assert failed.stderr.strip().endswith("(rerun with --skip-bad to skip unreadable files)")  # the remedy
     skipped = runner.invoke(app, args + ["--skip-bad"])
     assert skipped.exit_code == 0 and "skipped 1" in skipped.stdout and str(bad) in skipped.stderr
 

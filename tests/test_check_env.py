@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
+from realdata import SEQUENCES
 from asl_cli.cli.app import app
 from asl_cli.config import list_presets
 from asl_cli.env_report import (collect_report, compile_facts, data_facts, merge_gpus, package_versions,
@@ -131,11 +133,86 @@ def test_deprecated_pynvml_package_becomes_a_warning():
     assert any("deprecated 'pynvml' package (12.0.0)" in w for w in report["warnings"])
 
 
+# --- optional extras and the synthetic default set ----------------------------------------------
+
+def test_extras_are_those_of_pyproject_with_what_they_enable_and_the_install_command():
+    import tomllib
+
+    from asl_cli.env_report import EXTRAS, extras_facts
+
+    declared = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    optional = declared["project"]["optional-dependencies"]
+    name_of = lambda req: re.split(r"[<>=!;\[ ]", req, maxsplit=1)[0]  # noqa: E731
+    for name, packages, _enables in EXTRAS:
+        assert sorted(map(name_of, optional[name])) == sorted(packages), name
+    assert sorted(map(name_of, optional["all"])) == sorted(p for _, ps, _ in EXTRAS for p in ps)
+
+    def lookup(name):
+        if name in ("onnxruntime", "numba"):
+            raise importlib.metadata.PackageNotFoundError(name)
+        return "9.9"
+    facts = extras_facts(lookup)
+    state = {e["name"]: e["installed"] for e in facts["extras"]}
+    assert state == {"plot": True, "onnx": False, "fast": False}  # onnx: one of its three packages is missing
+    onnx = next(e for e in facts["extras"] if e["name"] == "onnx")
+    assert onnx["install"] == 'pip install "asl-cli[onnx]"' and "asl export" in onnx["enables"]
+    assert onnx["packages"] == {"onnx": "9.9", "onnxruntime": None, "onnxscript": "9.9"}
+    assert facts["install_all"] == 'pip install "asl-cli[all]"'
+
+
+def test_check_env_lists_each_extra_installed_or_not_with_its_install_command(monkeypatch):
+    import asl_cli.env_report as env_report
+
+    real = importlib.metadata.version
+
+    def lookup(name):
+        if name == "matplotlib":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+    monkeypatch.setattr(env_report.importlib.metadata, "version", lookup)
+    monkeypatch.setattr(env_report, "package_versions",
+                        lambda names=env_report.PACKAGES, version=lookup: {n: (None if n == "matplotlib" else "1.0")
+                                                                          for n in names})
+    r = check_env("--fake-gpu", H100, env={"COLUMNS": "100"})
+    out = r.stdout
+    assert "optional extras" in out and 'pip install "asl-cli[plot]"' in out and "not installed" in out
+    assert "asl show" in out and 'all extras at once: pip install "asl-cli[all]"' in out
+    report = json.loads(check_env("--json", "--fake-gpu", H100).stdout)
+    assert {e["name"] for e in report["extras"]} == {"plot", "onnx", "fast"}
+
+
+def test_check_env_shows_where_the_synthetic_default_set_lives_and_its_size(tmp_path, monkeypatch):
+    from asl_cli.config import load_config
+    from asl_cli.data import synth
+
+    monkeypatch.setenv("ASL_CACHE", str(tmp_path))
+    r = check_env("--fake-gpu", H100, env={"COLUMNS": "160", "ASL_CACHE": str(tmp_path)})
+    target = synth.default_dataset_dir(load_config("cpu").synth)
+    assert str(target) in r.stdout and "not generated yet (2,400 sequences" in r.stdout
+    # a generated set (here a stand-in of 3 MB marked complete) and its prepared cache (1 MB)
+    target.mkdir(parents=True)
+    (target / "train.csv").write_bytes(b"x" * 3_000_000)
+    (target / synth.COMPLETE_FILE).write_text(json.dumps(synth._params(load_config("cpu").synth)))
+    from asl_cli.data.cache import cache_path
+
+    cache = cache_path(target)
+    cache.mkdir()
+    (cache / "points.npy").write_bytes(b"y" * 1_000_000)
+    (cache / "complete").write_text("x")
+    report = json.loads(check_env("--json", "--fake-gpu", H100, env={"ASL_CACHE": str(tmp_path)}).stdout)
+    d = report["default_data"]
+    assert d["generated"] and d["dir"] == str(target) and d["sequences"] == 2400
+    assert 3_000_000 <= d["bytes"] < 3_001_000 and d["cache_bytes"] == 1_000_001
+    out = check_env("--fake-gpu", H100, env={"COLUMNS": "160", "ASL_CACHE": str(tmp_path)}).stdout
+    assert "synthetic default set" in out and "2,400 sequences, 3.0 MB + prepared cache 1.0 MB = 4.0 MB" in out
+    assert str(cache) in out
+
+
 # --- the data check -----------------------------------------------------------------------------
 
 def test_data_check_on_the_real_sample(sample_dir):
     facts = data_facts(sample_dir)
-    assert facts["ok"] and facts["bad_files"] == 0 and facts["ok_files"] == facts["sequences"] == 168
+    assert facts["ok"] and facts["bad_files"] == 0 and facts["ok_files"] == facts["sequences"] == SEQUENCES
     assert facts["signs"] == 250 and facts["errors"] == []
 
 
@@ -194,9 +271,14 @@ def test_command_table_shows_fake_gpus_lost_gpu_problem_and_exit_1():
 
 
 def test_command_require_gpu_without_one_exits_5():
-    r = check_env("--require-gpu", "--json", "--fake-gpu", NO_GPUS)
+    r = check_env("--require-gpu", "--fake-gpu", NO_GPUS)
     assert r.exit_code == 5 and r.stderr.startswith("error: --require-gpu: no usable NVIDIA GPU")
-    assert json.loads(r.stdout)["recommendation"]["preset"] == "cpu"  # the report still comes first
+    assert "recommended preset: cpu" in r.stdout  # the report still comes first
+    r = check_env("--require-gpu", "--json", "--fake-gpu", NO_GPUS)
+    assert r.exit_code == 5 and r.stderr == ""  # --json: the error is in the one report object
+    report = json.loads(r.stdout)
+    assert report["recommendation"]["preset"] == "cpu"
+    assert report["error"]["error"].startswith("--require-gpu: no usable NVIDIA GPU")
 
 
 def test_command_with_bad_data_exits_1_and_lists_errors(damaged):

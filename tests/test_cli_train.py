@@ -71,6 +71,37 @@ def test_json_streams_events_and_a_summary(tiny, env):
     assert (tiny / "runs" / "json-run" / "metrics.jsonl").is_file()
 
 
+def test_a_broken_file_names_skip_bad_and_skip_bad_names_what_it_skipped(tiny, env, tmp_path):
+    import shutil
+
+    from asl_cli.data.reader import read_index
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny / "data", data)
+    bad = data / read_index(data).paths[3]
+    bad.write_bytes(b"not parquet")
+    args = tiny_args(tiny, "skip-run", "--max-steps", "2", "--epochs", "1")
+    args[args.index("--data") + 1] = str(data)
+    failed = runner.invoke(app, args)
+    assert failed.exit_code == 3 and failed.stdout == ""
+    (error,) = failed.stderr.strip().splitlines()
+    assert error.startswith(f"error: {bad}: not a readable parquet file (")
+    assert error.endswith(" (rerun with --skip-bad to skip unreadable files)")
+    ok = runner.invoke(app, args + ["--skip-bad"])
+    assert ok.exit_code == 0, ok.output
+    run = tiny / "runs" / "skip-run"
+    line = f"1 unreadable file skipped (--skip-bad): {bad}; the list: {run / 'skipped.txt'}"
+    assert line in ok.stdout.splitlines()  # the summary
+    assert f"warning: {line}" in ok.stderr.splitlines()  # at the start
+    assert (run / "skipped.txt").read_text() == f"{bad}\n"
+    status = json.loads((run / "status.json").read_text())
+    assert status["skipped"] == 1 and status["skipped_files"] == [str(bad)] and line in status["warnings"]
+    js = runner.invoke(app, args + ["--skip-bad", "--json", "--name", "skip-json"])
+    summary = json.loads(js.stdout.splitlines()[-1])
+    assert summary["skipped"] == 1 and summary["skipped_files"] == [str(bad)]
+    assert summary["skipped_list"] == str(tiny / "runs" / "skip-json" / "skipped.txt")
+
+
 def test_plain_summary_names_the_best_checkpoint_and_the_metrics(tiny, env):
     out = runner.invoke(app, tiny_args(tiny, "plain-run", "--max-steps", "2", "--epochs", "3"))
     assert out.exit_code == 0, out.stderr
@@ -89,7 +120,16 @@ def test_no_data_trains_on_the_synthetic_default(tiny, env):
     events = [json.loads(line) for line in out.stdout.splitlines()]
     # the generation is announced before anything else, so the stream never sits silent
     assert events[0]["event"] == "note" and events[0]["message"].startswith("first run: generating")
-    start = events[1]
+    # then where it went and what it takes on disk
+    from asl_cli.data.synth import default_dataset_dir
+    from asl_cli.config import load_config
+
+    written = events[1]["message"]
+    target = default_dataset_dir(load_config("cpu", ["synth.num_signs=3", "synth.num_participants=5",
+                                                     "synth.repetitions=2"]).synth)
+    assert events[1]["event"] == "note" and written.startswith(f"synthetic default set written: {target} (30 sequences, ")
+    assert re.search(r"\d MB; prepared cache [\d.]+ kB in \S+; [\d.]+ MB in all\)$", written), written
+    start = events[2]
     assert start["event"] == "start" and start["config"]["data"]["data_dir"] is None
     assert events[-1]["steps"] == 1
 
@@ -303,6 +343,9 @@ def test_live_dashboard_in_a_pseudo_terminal(tiny, env):
         assert needle in text, needle
     assert "done: 6 epochs" in text and "best checkpoint:" in text
     assert (tiny / "runs" / "pty-run" / "checkpoints" / "best.pt").is_file()
+    run = tiny / "runs" / "pty-run"
+    assert "next:" in text and f"asl evaluate {run}" in text and f"asl export {run}" in text  # in a terminal too
+    assert f"asl gpu-watch --run {run}" not in text  # a CPU run (the fake GPUs only draw the panel)
 
 
 def test_no_color_in_a_terminal_has_no_colour_codes(tiny, env):
@@ -365,6 +408,83 @@ def test_signal_saves_a_checkpoint_and_resume_continues(tiny, env, signum, code,
     assert events[-1]["event"] == "summary" and events[-1]["steps"] == stopped_at + 3
 
 
+def test_resume_says_where_it_restarts_and_the_summary_separates_this_session(tiny, env):
+    first = runner.invoke(app, tiny_args(tiny, "resume-line", "--max-steps", "2", "--epochs", "3",
+                                         "--batch-size", "4"))
+    assert first.exit_code == 0, first.output
+    assert "resuming" not in first.stdout and "in all" not in first.stdout
+    run = tiny / "runs" / "resume-line"
+    batches = 48 // 4  # 72 sequences, 3 folds: 48 train, batches of 4 (accumulation 1: an update per batch)
+    out = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "5"])
+    assert out.exit_code == 0, out.output
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"resuming resume-line from epoch 1 (after batch 2 of {batches}), step 2 (of 5)"
+    done = next(line for line in lines if line.startswith("done: "))
+    assert re.match(r"done: [\d.]+ of 3 epochs, 5 steps in all; this session \(resumed at step 2\): 3 steps in "
+                    r"[\d.]+ s \(\d+ samples/s, peak memory \d+ MiB\) \(stopped at --max-steps\)$", done), done
+    js = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "6", "--json"])
+    events = [json.loads(line) for line in js.stdout.splitlines()]
+    assert events[0] == {"event": "note", "message": f"resuming resume-line from epoch 1 (after batch 5 of {batches}), "
+                                                     f"step 5 (of 6)"}
+    assert events[-1]["resumed_from_step"] == 5 and events[-1]["session_steps"] == 1 and events[-1]["steps"] == 6
+
+
+def test_resume_line_and_session_summary_lines():
+    from asl_cli.cli.cmd_train import resume_line
+
+    assert resume_line("r", step=120, epoch=2, total_steps=600) == "resuming r from epoch 3, step 120 (of 600)"
+    assert (resume_line("r", step=7, epoch=0, batch_in_epoch=7, batches_per_epoch=57, budget_used_s=41.6,
+                        time_budget_s=120.0)
+            == "resuming r from epoch 1 (after batch 7 of 57), step 7 (time budget: 42 of 120 s used)")
+    base = {"run_dir": "runs/r", "steps": 30, "wall_s": 2.0, "samples_per_s": 160.0, "peak_mem_mb": 300.0,
+            "best_top1": 0.5, "best_top5": 0.9, "final_train_loss": 1.5, "epochs": 3, "epochs_done": 3,
+            "epochs_progress": 3, "state": "finished", "session_steps": 10, "resumed_from_step": 20}
+    assert summary_lines(base)[0] == ("done: 3 epochs, 30 steps in all; this session (resumed at step 20): 10 steps "
+                                      "in 2.0 s (160 samples/s, peak memory 300 MiB)")
+
+
+def test_train_ends_with_the_next_commands_for_this_run(tiny, env, tmp_path):
+    import shlex
+
+    out = runner.invoke(app, tiny_args(tiny, "next-run", "--max-steps", "2", "--epochs", "1"))
+    assert out.exit_code == 0, out.output
+    run = tiny / "runs" / "next-run"
+    lines = out.stdout.splitlines()
+    block = lines[lines.index("next:") + 1:]
+    commands = [line.split("   # ")[0].strip() for line in block]
+    assert [c.split()[1] for c in commands] == ["evaluate", "predict", "show", "export"]  # no GPU: no gpu-watch
+    assert commands[0] == f"asl evaluate {run}" and commands[3] == f"asl export {run}"
+    predict = shlex.split(commands[1])
+    assert predict[2] == str(run) and Path(predict[3]).is_file() and str(tiny / "data") in predict[3]
+    assert shlex.split(commands[2])[2] == predict[3]
+    assert all("   # " in line for line in block)  # what each gives
+    # the commands work as printed
+    res = runner.invoke(app, predict[1:] + ["--json"])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.stdout)["predictions"]) == 1
+    # --json: the same steps as fields of the summary
+    js = runner.invoke(app, tiny_args(tiny, "next-json", "--max-steps", "1", "--epochs", "1", "--json"))
+    summary = json.loads(js.stdout.splitlines()[-1])
+    assert [s["what"] for s in summary["next"]] == ["evaluate", "predict", "show", "export"]
+    assert summary["next"][0] == {"what": "evaluate", "command": f"asl evaluate {tiny / 'runs' / 'next-json'}",
+                                  "why": "accuracy per sign, confused pairs, confusion matrix", "needs": None}
+
+
+def test_next_steps_name_a_missing_extra_and_gpu_watch_on_a_gpu():
+    from asl_cli.cli import nextsteps
+
+    steps = nextsteps.after_train("runs/r", example="data/a b.parquet", device="cuda:0",
+                                  installed=lambda extra: extra != "onnx")
+    by = {s.what: s for s in steps}
+    assert by["watch"].command == "asl gpu-watch --run runs/r"
+    assert by["predict"].command == "asl predict runs/r 'data/a b.parquet'"  # quoted for the shell
+    assert by["export"].needs == "onnx" and by["show"].needs is None
+    text = "\n".join(nextsteps.lines(steps))
+    assert 'asl export runs/r   ' in text and '(needs the onnx extra: pip install "asl-cli[onnx]")' in text
+    assert nextsteps.as_json(steps)[3]["install"] == 'pip install "asl-cli[onnx]"'
+    assert "watch" not in {s.what for s in nextsteps.after_train("runs/r", device="cpu")}
+
+
 def test_resuming_a_finished_run_says_there_is_nothing_to_train(tiny, env):
     out = runner.invoke(app, tiny_args(tiny, "finished", "--epochs", "1"))
     assert out.exit_code == 0, out.stderr
@@ -382,7 +502,7 @@ def test_summary_lines_say_how_far_a_stopped_run_got():
     base = {"run_dir": "runs/r", "steps": 10, "wall_s": 2.0, "samples_per_s": 160.0, "peak_mem_mb": 300.0,
             "best_top1": 0.5, "best_top5": 0.9, "final_train_loss": 1.5, "epochs": 20, "state": "finished"}
     stopped = summary_lines({**base, "epochs_done": 0, "epochs_progress": 10 / 57, "stopped_by": "max_steps"})
-    assert stopped[0] == ("done: 0.18 of 20 epochs, 10 steps in 2.0 s (160 samples/s, peak memory 300 MB) "
+    assert stopped[0] == ("done: 0.18 of 20 epochs, 10 steps in 2.0 s (160 samples/s, peak memory 300 MiB) "
                           "(stopped at --max-steps)")
     whole = summary_lines({**base, "epochs_done": 20, "epochs_progress": 20.0, "stopped_by": None})
     assert whole[0].startswith("done: 20 epochs, 10 steps in 2.0 s")
@@ -457,7 +577,7 @@ def test_plain_line_of_a_cpu_run_shows_no_gpu_values():
     assert out.getvalue().rstrip().endswith("gpu mem —  util —")
     out.truncate(0)
     dash({"event": "eval", "device": "cuda:0", "step": 6, "total_steps": 10})
-    assert out.getvalue().rstrip().endswith("gpu mem 1000/2000M  util 97%")
+    assert out.getvalue().rstrip().endswith("gpu mem 1000/2000MiB  util 97%")
 
 
 def test_interrupt_lines():

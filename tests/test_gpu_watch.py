@@ -142,7 +142,7 @@ def test_run_status_in_frame_plain_line_and_json(tmp_path):
     assert "demo" in frame and "340 / 1,700" in frame and "3.1234" in frame and "rotate ±30°" in frame
     assert "12 × 4 accum = 48" in frame
     plain = invoke("--fake-gpu", FAKE, "--count", "1", "--run", str(run)).stdout.splitlines()
-    assert re.match(r"\[\d\d:\d\d:\d\d\] demo: eta .* step 340/1700 .* gpu mem 1034/12282M  util 4%$", plain[-1])
+    assert re.match(r"\[\d\d:\d\d:\d\d\] demo: eta .* step 340/1700 .* gpu mem 1034/12282MiB  util 4%$", plain[-1])
     obj = json.loads(invoke("--fake-gpu", FAKE, "--once", "--json", "--run", str(run)).stdout)
     assert obj["status"]["step"] == 340 and "config" not in obj["status"] and obj["run"] == str(run)
 
@@ -204,9 +204,36 @@ def test_help_does_not_load_nvml():
     assert "--interval" in out.stdout
 
 
-def test_fake_gpu_option_is_hidden_from_help():
-    r = runner.invoke(app, ["gpu-watch", "--help"])
-    assert r.exit_code == 0 and "--interval" in r.stdout and "--fake-gpu" not in r.stdout
+def test_fake_gpu_option_is_documented_in_help_with_its_shipped_demo():
+    r = runner.invoke(app, ["gpu-watch", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "--fake-gpu" in r.stdout and "demo" in r.stdout
+
+
+def test_fake_gpu_demo_is_the_shipped_example_the_no_driver_hint_names():
+    from asl_cli.monitor.fake import DEMO_FILE
+    from asl_cli.monitor.nvml import NO_DRIVER_HINT
+
+    assert "--fake-gpu demo" in NO_DRIVER_HINT
+    assert json.loads(DEMO_FILE.read_text()) == json.loads(Path(FAKE).read_text())  # the documented fixture
+    r = invoke("--fake-gpu", "demo", "--once", "--json")
+    assert r.exit_code == 0, r.output
+    assert [g["name"] for g in json.loads(r.stdout)["gpus"]][:2] == ["NVIDIA GeForce RTX 4070", "Tesla T4"]
+    assert invoke("--once", "--json", env={"ASL_FAKE_GPU": "demo"}).exit_code == 0
+
+
+@no_driver_only
+def test_json_errors_are_one_json_object_on_stdout_with_the_same_exit_code(tmp_path):
+    r = invoke("--once", "--json", env={"ASL_FAKE_GPU": ""})
+    assert r.exit_code == 5 and r.stderr == ""
+    err = json.loads(r.stdout)
+    assert err["event"] == "error" and err["exit_code"] == 5 and err["type"] == "NoGPUError"
+    assert err["error"].startswith("no NVIDIA driver found") and "--fake-gpu demo" in err["error"]
+    # a bad option value through the real entry point: JSON too, the parser's exit code 2
+    p = subprocess.run([sys.executable, "-m", "asl_cli", "gpu-watch", "--json", "--interval", "abc"],
+                       capture_output=True, text=True, env=sub_env(), cwd=tmp_path, timeout=30)
+    assert p.returncode == 2 and p.stderr == ""
+    usage = json.loads(p.stdout)
+    assert usage["exit_code"] == 2 and usage["type"] == "UsageError" and "--interval" in usage["error"]
 
 
 # --- real processes -----------------------------------------------------------------------------

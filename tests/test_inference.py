@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from realdata import SEQUENCES
 from asl_cli.cli.app import app
 from asl_cli.errors import EXIT_CHECKPOINT, EXIT_DATA
 
@@ -105,12 +106,27 @@ def test_evaluate_json_is_consistent_with_predict(trained_run, sample_dir, tmp_p
     assert stored["val_top1"] == pytest.approx(ev["top1"]) and stored["val_top5"] == pytest.approx(ev["top5"])
 
 
+def test_evaluate_ends_with_the_next_commands(trained_run):
+    import shlex
+
+    res = invoke("evaluate", trained_run)
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    commands = [line.split("   # ")[0].strip() for line in lines[lines.index("next:") + 1:]]
+    assert commands[1:] == [f"asl evaluate {trained_run} --split all", f"asl export {trained_run}"]
+    predict = shlex.split(commands[0])
+    assert predict[:3] == ["asl", "predict", str(trained_run)] and Path(predict[3]).is_file()
+    assert invoke(*predict[1:]).exit_code == 0  # it works as printed
+    ev = json.loads(invoke("evaluate", trained_run, "--json", "--split", "all").stdout)
+    assert [s["what"] for s in ev["next"]] == ["predict", "export"] and Path(ev["example_file"]).is_file()
+
+
 def test_evaluate_all_and_table(trained_run):
     res = invoke("evaluate", trained_run, "--split", "all")
     assert res.exit_code == 0, res.output
-    assert "168 sequences" in res.output and "top-1" in res.output and "Per-sign accuracy" in res.output
+    assert f"{SEQUENCES} sequences" in res.output and "top-1" in res.output and "Per-sign accuracy" in res.output
     metrics = json.loads((trained_run / "eval-all" / "metrics.json").read_text())
-    assert metrics["n"] == 168 and np.asarray(metrics["confusion"]["matrix"]).sum() == 168
+    assert metrics["n"] == SEQUENCES and np.asarray(metrics["confusion"]["matrix"]).sum() == SEQUENCES
 
 
 def test_evaluate_refuses_a_data_set_with_another_sign_map(trained_run, sample_dir, tmp_path):
@@ -215,8 +231,9 @@ def test_predict_and_show_accept_what_training_accepts_a_file_without_z(trained_
 
 def test_predict_refuses_json_with_ndjson(trained_run, sample_dir):
     res = invoke("predict", trained_run, sample_files(sample_dir)[0], "--json", "--ndjson")
-    assert res.exit_code == 2 and res.stdout == ""
-    one_error_line(res, "--json and --ndjson cannot be used together")
+    assert res.exit_code == 2 and res.stderr == ""  # asked for JSON: the error is one JSON object
+    err = json.loads(res.stdout)
+    assert err["exit_code"] == 2 and err["error"].startswith("--json and --ndjson cannot be used together")
 
 
 def test_predict_batched_equals_one_by_one(trained_run, sample_dir):
@@ -226,7 +243,7 @@ def test_predict_batched_equals_one_by_one(trained_run, sample_dir):
     files = sample_files(sample_dir)[:40]
     batched = predict_files(loaded, files, batch_size=64).probabilities
     single = predict_files(loaded, files, batch_size=1).probabilities
-    assert batched.shape == (40, 250)
+    assert batched.shape == (len(files), 250)
     assert np.allclose(batched, single, atol=1e-5) and np.allclose(batched.sum(axis=1), 1, atol=1e-5)
 
 
@@ -263,13 +280,22 @@ def test_predict_skip_bad_with_every_file_bad_prints_only_one_error_line(trained
     bad = [tmp_path / "bad1.parquet", tmp_path / "bad2.parquet"]
     for b in bad:
         b.write_text("this is not parquet")
+    def error(res) -> str:
+        if not mode:
+            assert res.stdout == ""
+            return one_error_line(res)
+        assert res.stderr == ""  # --json / --ndjson: the error is one JSON object on stdout, nothing else
+        (line,) = res.stdout.splitlines()
+        return "error: " + json.loads(line)["error"]
+
     res = invoke("predict", trained_run, *bad, "--skip-bad", *mode)
     assert res.exit_code == EXIT_DATA
-    assert res.stdout == ""
-    one_error_line(res, str(bad[0]), "not a readable parquet file", "none of the 2 files could be read")
+    line = error(res)
+    for needle in (str(bad[0]), "not a readable parquet file", "none of the 2 files could be read"):
+        assert needle in line
     res = invoke("predict", trained_run, bad[0], "--skip-bad", *mode)  # one file: the same line as without --skip-bad
-    assert res.exit_code == EXIT_DATA and res.stdout == ""
-    assert one_error_line(res) == one_error_line(invoke("predict", trained_run, bad[0], *mode))
+    assert res.exit_code == EXIT_DATA
+    assert error(res) == error(invoke("predict", trained_run, bad[0], *mode))
 
 
 def test_bad_checkpoints(tmp_path, sample_dir):
@@ -391,7 +417,7 @@ def test_piped_predict_and_evaluate_keep_long_paths_whole(trained_run, sample_di
     out = deep / "eval"
     res = runner.invoke(app, ["evaluate", str(trained_run), "--out", str(out)], env={"COLUMNS": None})
     assert res.exit_code == 0, res.output
-    last = res.stdout.splitlines()[-1]
+    last = next(line for line in res.stdout.splitlines() if line.startswith("metrics: "))  # then the next steps
     assert last.startswith(f"metrics: {out / 'metrics.json'}")
     if (out / "confusion.png").is_file():
         assert last.endswith(f"confusion matrix: {out / 'confusion.png'}")

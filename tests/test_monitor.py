@@ -564,7 +564,7 @@ def test_plain_line_has_the_detectron2_fields_in_order(sampled):
     keys = ["eta", "epoch", "step", "loss", "lr", "samples/s", "data", "val top1", "max_mem", "gpu mem", "util"]
     positions = [line.index(k + " ") for k in keys]
     assert positions == sorted(positions) and "\n" not in line
-    assert "epoch 3/12" in line and "step 1200/4800" in line and "gpu mem 10388/12282M" in line and "util 92%" in line
+    assert "epoch 3/12" in line and "step 1200/4800" in line and "gpu mem 10388/12282MiB" in line and "util 92%" in line
     assert render.plain_line({}).startswith("eta —  epoch —/—")
     assert "gpu mem N/A" in render.plain_line({}, snaps[2])  # lost GPU
 

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from realdata import LONG_FILE, PARTICIPANTS, SEQUENCES
 from asl_cli.data.landmarks import ROWS_PER_FRAME, TYPE_OFFSETS, TYPE_SIZES
 from asl_cli.data.reader import read_index, read_landmarks, read_sign_map
 from asl_cli.errors import EXIT_DATA, DataError
@@ -62,9 +63,9 @@ def expect_error(path, fragment: str, **kw) -> DataError:
 
 def test_real_sample_index(sample_dir):
     index = read_index(sample_dir)
-    assert len(index) == 168 and index.num_classes == 250
+    assert len(index) == SEQUENCES and index.num_classes == 250
     assert set(index.signs) == {"hello", "thankyou"}
-    assert len(set(index.participants.tolist())) == 21
+    assert len(set(index.participants.tolist())) == PARTICIPANTS
     hello = index.sign_map["hello"]
     assert (index.labels[np.array(index.signs) == "hello"] == hello).all()
     assert index.classes[hello] == "hello"
@@ -75,7 +76,7 @@ def test_real_sample_landmarks_match_pandas(sample_dir):
     import pandas as pd
 
     index = read_index(sample_dir)
-    for i in (0, 50, 167):
+    for i in (0, SEQUENCES // 2, SEQUENCES - 1):
         a = read_landmarks(index.file(i))
         df = pd.read_parquet(index.file(i))
         ref = df[["x", "y", "z"]].to_numpy().reshape(-1, ROWS_PER_FRAME, 3).astype(np.float32)
@@ -84,7 +85,7 @@ def test_real_sample_landmarks_match_pandas(sample_dir):
         assert np.isnan(a).any()
     xy = read_landmarks(index.file(0), columns=("x", "y"))
     np.testing.assert_array_equal(xy, read_landmarks(index.file(0))[..., :2])
-    assert read_landmarks(sample_dir / "unlabeled/16069/10042041.parquet").shape == (105, 543, 3)
+    assert read_landmarks(sample_dir / LONG_FILE).shape == (52, 543, 3)  # frames 0..51 of a 52-frame file
 
 
 # --- accepted variants ------------------------------------------------------------------------

@@ -421,6 +421,10 @@ def test_cli_writes_a_readable_set(tmp_path):
     assert result.exit_code == 0, result.output
     assert "wrote 18 sequences (3 signs x 3 participants x 2 repetitions)" in result.stdout
     assert "Traceback" not in result.output
+    lines = result.stdout.splitlines()  # what to do with it
+    steps = [[part.strip() for part in line.split("   # ")] for line in lines[lines.index("next:") + 1:]]
+    assert steps == [[f"asl check-env --data {out}", "every file readable, counts"],
+                     [f"asl train --data {out}", "train on it (the cpu preset: about 2 minutes)"]]
     index = read_index(out)
     assert len(index) == 18 and index.num_classes == 3
     frames = read_landmarks(index.file(0))

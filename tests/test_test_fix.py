@@ -232,6 +232,31 @@ def test_pinning_without_cuda_fails(workdir, monkeypatch):
     assert r.status == FAIL and "pin_memory=True (expected False)" in r.reason
 
 
+def test_the_compile_checks_seconds_are_the_time_its_reason_gives(workdir, monkeypatch):
+    """The inductor compile runs in a subprocess beside the other checks: the seconds column shows its
+    own compile time (or the timeout it hit), the figure the reason names, not this process's wait."""
+    import re
+
+    import asl_cli.selfcheck as selfcheck
+
+    script = "import json; print(json.dumps({'seconds': 12.34, 'max_diff': 0.0, 'device': 'cpu'}))"
+    monkeypatch.setattr(selfcheck, "start_compile_probe",
+                        lambda backend="inductor": subprocess.Popen([sys.executable, "-c", script],
+                                                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                                    text=True))
+    r = check(workdir, "compile")
+    assert r.status == PASS and r.seconds == 12.34
+    assert re.search(r"matched in 12\.3 s \(in a subprocess, while the other checks ran\)$", r.reason)
+    monkeypatch.setattr(selfcheck, "start_compile_probe",
+                        lambda backend="inductor": subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                                                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                                    text=True))
+    r = check(workdir, "compile")  # compile_timeout=3
+    assert r.status == SKIP and "did not finish within 3 s" in r.reason and r.seconds == 3.0
+    table = runner.invoke(app, ["test-fix", "--only", "compile", "--compile-timeout", "3"], env={"COLUMNS": "120"})
+    assert "3.0" in table.stdout and "within 3 s" in table.stdout
+
+
 def test_compile_that_changes_results_fails(workdir, monkeypatch):
     real_compile = torch.compile
 

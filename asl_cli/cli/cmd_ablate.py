@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from asl_cli.cli.app import app
-from asl_cli.cli.common import make_console, setup_note, user_errors
+from asl_cli.cli.common import make_console, name_the_remedy, setup_note, user_errors
 from asl_cli.cli.options import (DataOpt, DeviceOpt, EpochsOpt, JsonOpt, MaxStepsOpt, NameOpt, PresetOpt,
                                  PrintConfigOpt, RunsDirOpt, SeedOpt, SetOpt, TimeBudgetOpt, WorkersOpt,
                                  print_config, resolve_config)
@@ -89,7 +89,8 @@ def notes_lines(rows: list[dict]) -> list[str]:
 # results.json, so giving one with it would be silently ignored. Display options stay allowed.
 RESUME_FIXED = ("preset", "sets", "epochs", "max_steps", "time_budget", "data", "name", "device", "workers", "seed",
                 "runs_dir", "no_aug", "no_amp", "no_compile", "no_accum", "no_clip", "no_bucketing",
-                "no_cudnn_benchmark", "empty_cache", "no_workers", "no_pin", "no_compiled_data", "all_variants")
+                "no_cudnn_benchmark", "empty_cache", "no_workers", "no_pin", "no_compiled_data", "all_variants",
+                "force")
 
 
 def _given_with_resume(ctx: typer.Context) -> list[str]:
@@ -128,6 +129,10 @@ def ablate_cmd(
     no_pin: _switch("--no-pin", "pin_memory off") = False,
     no_compiled_data: _switch("--no-compiled-data", "numpy data path instead of the compiled one (numba)") = False,
     all_variants: _switch("--all", "every variant above") = False,
+    force: Annotated[bool, typer.Option(
+        "--force", rich_help_panel="Variants",
+        help="Also run variants that change nothing on this device (e.g. --no-amp on a CPU); without it they "
+             "are listed as not run, with the reason.")] = False,
     resume: Annotated[Optional[Path], typer.Option(
         "--resume", help="Continue an ablation folder (runs/ablate-NAME); finished variants are kept.")] = None,
     print_cfg: PrintConfigOpt = False,
@@ -151,7 +156,7 @@ def ablate_cmd(
               "no-compiled-data": no_compiled_data}
     flags = dict(epochs=epochs, max_steps=max_steps, time_budget=time_budget, data=data, name=name,
                  device=device, workers=workers, seed=seed, runs_dir=runs_dir)
-    with user_errors():
+    with user_errors(as_json), name_the_remedy("--set data.skip_bad=true"):
         if resume is not None:
             given = _given_with_resume(ctx)
             if given:
@@ -160,7 +165,7 @@ def ablate_cmd(
                 raise ConfigError(f"--resume continues the ablation with its own configuration and variants "
                                   f"(results.json); leave out {', '.join(given)} (to change them, use another "
                                   f"--name)")
-            base, variants, out_dir = _from_results(resume)
+            base, variants, out_dir, force = _from_results(resume)
         else:
             variants = list(ablation.VARIANTS) if all_variants else [v for v, on in chosen.items() if on]
             variants = variants or list(DEFAULT_VARIANTS)
@@ -170,7 +175,7 @@ def ablate_cmd(
             print_config(base, as_json=as_json)
             return
         plan = ablation.plan_ablation(base, variants, device_type=device_type_of(base.train.device),
-                                      out_dir=out_dir)
+                                      out_dir=out_dir, force=force)
         _run(plan, as_json=as_json, plain=plain, log_interval=log_interval,
              fake_gpu=fake_gpu or os.environ.get("ASL_FAKE_GPU") or None)
 
@@ -184,7 +189,9 @@ def _from_results(folder: Path):
     if previous is None:
         raise ConfigError("not an ablation folder (no results.json)", path=folder)
     base = RunConfig.from_dict(previous["base_config"], source=str(folder / "results.json"))
-    return base, [v for v in previous.get("variants", []) if v != BASELINE], folder
+    ran = [v for v in previous.get("variants", []) if v != BASELINE]
+    # the variants it left out are planned again (and left out again on the same device)
+    return base, ran + list(previous.get("skipped") or {}), folder, bool(previous.get("force"))
 
 
 def _run(plan, *, as_json: bool, plain: bool, log_interval: float, fake_gpu: str | None) -> None:
@@ -205,6 +212,9 @@ def _run(plan, *, as_json: bool, plain: bool, log_interval: float, fake_gpu: str
             style = {"done": "green", "running": "bold yellow"}.get(progress[n], "dim")
             line.append(("  ·  " if i else "") + f"{n} ", style="bold" if progress[n] == "running" else "")
             line.append(progress[n], style=style)
+        for n, _reason in plan.skipped:
+            line.append(f"  ·  {n} ", style="dim")
+            line.append("not run (same as baseline here)", style="dim")
         return line
 
     dashboard = TrainDashboard(mode, log_interval=log_interval, sampler=open_sampler(fake_gpu),
@@ -226,6 +236,11 @@ def _run(plan, *, as_json: bool, plain: bool, log_interval: float, fake_gpu: str
     def on_result(name: str, result: dict) -> None:
         progress[name] = "done"
 
+    for name, reason in plan.skipped:  # before the first run: what is left out, and why
+        if mode == JSON:
+            typer.echo(ndjson_line({"event": "variant_skipped", "variant": name, "reason": reason}))
+        elif mode == PLAIN:
+            typer.echo(ablation.skipped_lines([(name, reason)])[0])
     try:
         with tidy_warnings(), stop_on_signals(requests), dashboard:
             note, worth_a_line = setup_note(plan.base)
@@ -247,13 +262,19 @@ def _run(plan, *, as_json: bool, plain: bool, log_interval: float, fake_gpu: str
 
     rows = ablation.comparison_rows(results, plan.names)
     chart = ablation.write_chart(results, plan.names, plan.out_dir / ablation.CHART_PNG)
+    from asl_cli.cli import nextsteps
+
+    steps = nextsteps.after_ablate(plan.out_dir, [n for n in plan.names if n in results],
+                                   example=nextsteps.example_from_data(plan.base.data.data_dir, plan.base.synth))
     if mode == JSON:
         typer.echo(ndjson_line({"event": "ablation", "dir": str(plan.out_dir), "rows": rows,
-                                "chart": None if chart is None else str(chart)}))
+                                "skipped": [{"variant": n, "reason": r} for n, r in plan.skipped],
+                                "chart": None if chart is None else str(chart), "next": nextsteps.as_json(steps)}))
         return
     console = make_console()
     console.print(comparison_table(rows, title=f"ablation {plan.out_dir.name} (deltas against the baseline)"))
-    for line in notes_lines(rows):
+    console.print(f"{ablation.direction_legend()} (deltas: green better, red worse)", highlight=False, markup=False)
+    for line in notes_lines(rows) + ablation.skipped_lines(plan.skipped):
         console.print(line, highlight=False, markup=False)
     # markup=False: "[plot]" and paths with brackets are text, not Rich markup
     console.print(f"results: {plan.out_dir / ablation.RESULTS_JSON}, {plan.out_dir / ablation.RESULTS_CSV}",
@@ -263,3 +284,5 @@ def _run(plan, *, as_json: bool, plain: bool, log_interval: float, fake_gpu: str
                       markup=False)
     else:
         console.print(f"chart: {chart}", highlight=False, markup=False)
+    for line in nextsteps.lines(steps):
+        console.print(line, highlight=False, markup=False)

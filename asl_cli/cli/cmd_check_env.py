@@ -30,7 +30,7 @@ def check_env(
     fake_gpu: FakeGpuOpt = None,
 ) -> None:
     """Check Python, torch, CUDA, GPUs, NVML, torch.compile and packages; recommend a preset."""
-    with user_errors():
+    with user_errors(json_out):
         import json
         import sys
 
@@ -47,13 +47,19 @@ def check_env(
                               highlight=False)
 
         report = collect_report(data_dir=data, fake_gpu=fake_gpu, progress=progress)
-        if json_out:
+        code = EXIT_PROBLEM if report["problems"] else EXIT_OK
+        error = None
+        if require_gpu and not report["cuda_usable"]:
+            why = report["nvml"].get("message") if not report["gpus"] else "torch cannot use CUDA here"
+            error = f"--require-gpu: no usable NVIDIA GPU ({why})"
+            code = EXIT_NO_GPU
+        if json_out:  # one JSON object: the report, with the error in it
+            if error is not None:
+                report["error"] = {"event": "error", "error": error, "exit_code": code, "type": "NoGPUError",
+                                   "path": None}
             print(json.dumps(json_safe(report), indent=2))
         else:
             make_console().print(env_report_view(report))
-        code = EXIT_PROBLEM if report["problems"] else EXIT_OK
-        if require_gpu and not report["cuda_usable"]:
-            why = report["nvml"].get("message") if not report["gpus"] else "torch cannot use CUDA here"
-            print(f"error: --require-gpu: no usable NVIDIA GPU ({why})", file=sys.stderr)
-            code = EXIT_NO_GPU
+            if error is not None:
+                print(f"error: {error}", file=sys.stderr)
         raise typer.Exit(code)

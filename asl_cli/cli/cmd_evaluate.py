@@ -64,7 +64,7 @@ def evaluate_command(
                       "cuda:N.")] = "auto",
 ) -> None:
     """Top-1/top-5, per-sign accuracy, most confused pairs and a confusion matrix of a checkpoint."""
-    with user_errors():
+    with user_errors(as_json):
         from asl_cli.errors import ConfigError
 
         if split not in ("val", "all"):
@@ -88,10 +88,17 @@ def evaluate_command(
             typer.echo("confusion.png skipped: matplotlib is not installed (pip install 'asl-cli[plot]')", err=True)
         result["confusion_png"] = str(png) if png else None
         atomic_write_text(folder / "metrics.json", json.dumps(result, indent=2) + "\n")
+        from asl_cli.cli import nextsteps
+
+        example = result.get("example_file")
+        steps = nextsteps.after_evaluate(run_or_checkpoint, split=split,
+                                         example=example if example and Path(example).is_file() else None)
         if as_json:
-            typer.echo(json.dumps(result))
+            typer.echo(json.dumps(result | {"next": nextsteps.as_json(steps)}))
             return
         console = make_console()
         render_evaluation(result, console)
         console.print(f"metrics: {folder / 'metrics.json'}" + (f"   confusion matrix: {png}" if png else ""),
                       markup=False, highlight=False)  # paths are text, whatever brackets they hold
+        for line in nextsteps.lines(steps):
+            console.print(line, markup=False, highlight=False)

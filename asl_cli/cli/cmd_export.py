@@ -18,7 +18,11 @@ import typer
 from asl_cli.cli.app import app
 from asl_cli.cli.common import user_errors
 
-DEFAULT_SAMPLE = Path(__file__).resolve().parents[2].parent / "shared/data/asl-signs-sample"
+# Real files to verify on by default, from a checkout (`pip install -e`): the shared sample beside it, else the
+# files committed with the tests (a fresh clone has them); neither after a plain `pip install .`.
+_CHECKOUT = Path(__file__).resolve().parents[2]
+_SAMPLES = (_CHECKOUT.parent / "shared/data/asl-signs-sample", _CHECKOUT / "tests/data/asl-signs-mini")
+DEFAULT_SAMPLE = next((p for p in _SAMPLES if (p / "train.csv").is_file()), _SAMPLES[0])
 
 
 @app.command("export")

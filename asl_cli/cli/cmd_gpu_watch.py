@@ -17,7 +17,9 @@ from asl_cli.cli.common import make_console, user_errors
 from asl_cli.cli.options import JsonOpt
 
 FakeGpuOpt = Annotated[Optional[Path], typer.Option(
-    "--fake-gpu", hidden=True, help="Scripted fake GPUs from a JSON file (tests, docs); also $ASL_FAKE_GPU.")]
+    "--fake-gpu", metavar="demo|FILE",
+    help="Scripted fake GPUs instead of NVML, to try the view without a GPU: demo (shipped: an RTX 4070 under "
+         "load, a T4, a lost A100) or a JSON file (format: docs/gpu-watch.md); also $ASL_FAKE_GPU.")]
 
 
 @app.command("gpu-watch")
@@ -34,7 +36,7 @@ def gpu_watch(
     fake_gpu: FakeGpuOpt = None,
 ) -> None:
     """Live GPU memory, utilisation, temperature, power, clocks and processes (+ a run's progress)."""
-    with user_errors():
+    with user_errors(json_out):
         _watch(interval=interval, once=once, json_out=json_out, run=run, latest_run=latest_run,
                runs_dir=runs_dir, count=1 if once else count, fake_gpu=fake_gpu)
 

@@ -35,7 +35,7 @@ def predict_command(
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")] = "cpu",
 ) -> None:
     """Top-k signs with probabilities for each landmark file."""
-    with user_errors():
+    with user_errors(as_json or ndjson):
         from asl_cli.errors import ConfigError
         from asl_cli.inference import load_for_inference, predict_files, top_k as best_k
 

@@ -13,15 +13,8 @@ from typing import Annotated, Optional
 import typer
 
 from asl_cli.cli.app import app
-from asl_cli.cli.common import stderr_console, stop_at_once_on_signals, user_errors
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover
+from asl_cli.cli.common import name_the_remedy, stderr_console, stop_at_once_on_signals, user_errors
+from asl_cli.units import human_bytes
 
 
 @app.command("prepare")
@@ -38,7 +31,7 @@ def prepare_command(
     limit: Annotated[int, typer.Option("--limit", min=0, help="Only the first N sequences (0: all).")] = 0,
 ) -> None:
     """Convert the parquet tree once into a compact memory-mapped cache (rerun: no-op unless changed)."""
-    with user_errors():
+    with user_errors(), name_the_remedy("--skip-bad"):
         from asl_cli.data.cache import prepare
 
         console = stderr_console()
@@ -52,8 +45,14 @@ def prepare_command(
         typer.echo(f"  sequences {len(cache):,}  frames {cache.total_frames:,}  classes {cache.num_classes}  "
                    f"size {human_bytes(cache.size_bytes())}  skipped {cache.skipped}")
         typer.echo(f"  {'up to date (nothing to do)' if cache.reused else f'built in {seconds:.1f} s'}")
+        from asl_cli.cli import nextsteps
+
+        for line in nextsteps.lines(nextsteps.after_data(data_dir, checked=True)):
+            typer.echo(line)
         if cache.skipped:
             shown = cache.skipped_errors
-            typer.echo(f"  skipped {cache.skipped} bad sequence(s); first {len(shown)}:", err=True)
+            more = f" (all {cache.skipped}: skipped_files in {cache.path / 'meta.json'})" \
+                if cache.skipped > len(shown) else ""
+            typer.echo(f"  skipped {cache.skipped} bad sequence(s); first {len(shown)}{more}:", err=True)
             for line in shown:
                 typer.echo(f"    {line}", err=True)

@@ -111,7 +111,7 @@ def presets_cmd(
     """List the presets with their key values (batch, accumulation, precision, model size, ...)."""
     from asl_cli.config import list_presets, load_config
 
-    with user_errors():
+    with user_errors(as_json):
         if name is not None:
             print_config(load_config(name), as_json=as_json)
             return

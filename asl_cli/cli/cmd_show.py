@@ -34,7 +34,7 @@ def show_command(
                    "(animation).")] = Path("show.png"),
     profile: Annotated[Optional[str], typer.Option("--profile", help="aug.profile: seed or winner "
                        "(default: the preset's).")] = None,
-    preset: Annotated[str, typer.Option("--preset", "-p", help="Preset whose [aug] settings are used "
+    preset: Annotated[str, typer.Option("--preset", "-p", help="Preset whose aug settings are used "
                       "(see `asl presets`).")] = "cpu",
     sets: SetOpt = None,
 ) -> None:

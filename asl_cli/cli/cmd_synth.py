@@ -18,17 +18,10 @@ import typer
 from asl_cli.cli.app import app
 from asl_cli.cli.common import stderr_console, stop_at_once_on_signals, user_errors
 from asl_cli.config import SynthConfig
+from asl_cli.units import human_bytes
 
 _DEFAULTS = SynthConfig()
 _HARD = {"num_signs": 64, "num_participants": 40, "repetitions": 2}  # = synth_signers.HARD_DEFAULTS (tested)
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover
 
 
 class _LazyBar:
@@ -112,11 +105,17 @@ def synth_command(
                 bar.stop()
         typer.echo(f"wrote {summary.sequences:,} sequences ({signs} signs x {participants} participants x "
                    f"{repetitions} repetitions{', hard' if hard else ''}), {summary.frames:,} frames, "
-                   f"{_human_bytes(summary.bytes)} in {summary.seconds:.1f} s -> {summary.out_dir}")
+                   f"{human_bytes(summary.bytes)} in {summary.seconds:.1f} s -> {summary.out_dir}")
         for split, people, sequences in summary.splits:
             typer.echo(f"  {split}: {summary.out_dir / split} ({people} participants, {sequences:,} sequences)")
+        from asl_cli.cli import nextsteps
+
         if summary.splits:
             train, test = (summary.out_dir / split for split, _, _ in summary.splits)
-            typer.echo(f"  train on it: asl train --data {train}, then: asl evaluate RUN --data {test} --split all")
+            steps = nextsteps.after_data(train) + [nextsteps.Step(
+                "evaluate", f"asl evaluate RUN --data {nextsteps.quote(test)} --split all",
+                "then: the trained RUN on the held-out signers")]
         else:
-            typer.echo(f"  train on it: asl train --data {summary.out_dir}")
+            steps = nextsteps.after_data(summary.out_dir)
+        for line in nextsteps.lines(steps):
+            typer.echo(line)

@@ -57,7 +57,7 @@ def test_fix_cmd(
     """
     from asl_cli.selfcheck import run_checks
 
-    with user_errors():
+    with user_errors(as_json):
         cfg = resolve_config(preset, sets)
         if as_json:
             results = run_checks(cfg, only=only, compile_timeout=compile_timeout)

@@ -17,20 +17,22 @@ from typing import Annotated, Any, Optional
 import typer
 
 from asl_cli.cli.app import app
-from asl_cli.cli.common import setup_note, user_errors
+from asl_cli.cli.common import name_the_remedy, setup_note, user_errors
 from asl_cli.cli.options import (AccumOpt, BatchSizeOpt, CompileOpt, DataOpt, DeterministicOpt, DeviceOpt,
                                  EpochsOpt, JsonOpt, LrOpt, MaxStepsOpt, NameOpt, NoAmpOpt, NoAugOpt, NoCompileOpt,
                                  PrintConfigOpt, RunsDirOpt, SeedOpt, SetOpt, SkipBadOpt, TimeBudgetOpt,
                                  WorkersOpt, apply_cli, print_config, resolve_config)
 
 LogIntervalOpt = Annotated[float, typer.Option(
-    "--log-interval", min=0.1, help="Seconds between plain log lines (no terminal); also one per eval.")]
+    "--log-interval", min=0.1, metavar="SECONDS",
+    help="Seconds between plain log lines (no terminal); also one per eval.")]
 PlainOpt = Annotated[bool, typer.Option("--plain", help="Plain log lines even in a terminal.")]
 FakeGpuOpt = Annotated[Optional[str], typer.Option("--fake-gpu", hidden=True,
                                                    help="Scripted GPUs (JSON) instead of NVML.")]
 NprocOpt = Annotated[Optional[int], typer.Option(
-    "--nproc", min=1, help="Processes on this machine (one per GPU; gloo on the CPU): runs torchrun "
-                           "with the same arguments. See docs/distributed.md.")]
+    "--nproc", min=1, metavar="N",
+    help="Processes on this machine (one per GPU; gloo on the CPU): runs torchrun with the same arguments. "
+         "See docs/distributed.md.")]
 
 
 def config_for_resume(run_dir: Path, sets: list[str] | None, flags: dict[str, Any]):
@@ -85,21 +87,65 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         budget = summary.get("time_budget_s")
         if isinstance(budget, (int, float)):  # a planned run: the schedule ended inside its budget
             why["time_budget"] = why[""] = f" (time budget {budget:g} s, schedule completed)"
+        session = (f"{num(summary.get('wall_s'), '.1f')} s ({num(summary.get('samples_per_s'), '.0f')} samples/s, "
+                   f"peak memory {num(summary.get('peak_mem_mb'), '.0f')} MiB)")
+        if summary.get("resumed_from_step") is not None:  # the run's totals, then what this session did
+            done = (f"done: {progress}{of} epochs, {summary.get('steps', '?')} steps in all; this session (resumed "
+                    f"at step {summary['resumed_from_step']}): {summary.get('session_steps', '?')} steps in {session}")
+        else:
+            done = f"done: {progress}{of} epochs, {summary.get('steps', '?')} steps in {session}"
         lines = [
-            f"done: {progress}{of} epochs, {summary.get('steps', '?')} steps in "
-            f"{num(summary.get('wall_s'), '.1f')} s ({num(summary.get('samples_per_s'), '.0f')} samples/s, "
-            f"peak memory {num(summary.get('peak_mem_mb'), '.0f')} MB)"
-            f"{why.get(summary.get('stopped_by') or '', '')}",
+            done + why.get(summary.get('stopped_by') or '', ''),
             f"{best}; final train loss {num(summary.get('final_train_loss'), '.4f')}",
         ]
     if summary.get("skipped"):
-        lines.append(f"skipped: {summary['skipped']}")
+        from asl_cli.data.cache import skipped_summary
+
+        lines.append(skipped_summary(list(summary.get("skipped_files") or []), summary["skipped"],
+                                     listing=summary.get("skipped_list")))
     if summary.get("best_checkpoint"):
         lines.append(f"best checkpoint: {summary['best_checkpoint']}")
     if summary.get("last_checkpoint"):
         lines.append(f"last checkpoint: {summary['last_checkpoint']}")
     lines.append(f"metrics: {run_dir / 'metrics.jsonl'} (config.json and status.json beside it)")
     return lines
+
+
+def resume_line(run: str, *, step: int, epoch: int, batch_in_epoch: int = 0, batches_per_epoch: int = 0,
+                total_steps: int | None = None, budget_used_s: float | None = None,
+                time_budget_s: float | None = None) -> str:
+    """`resuming RUN from epoch E, step S (of N)`: where a resumed run continues (pure). E is the epoch
+    it trains in next (1-based); mid-epoch with the batch it continues after; a time-planned run says
+    how much of its budget is used instead of a step total."""
+    where = f"epoch {epoch + 1}"
+    if batch_in_epoch:
+        where += f" (after batch {batch_in_epoch} of {batches_per_epoch})" if batches_per_epoch else \
+            f" (after batch {batch_in_epoch})"
+    if time_budget_s:
+        of = f" (time budget: {budget_used_s or 0:.0f} of {time_budget_s:g} s used)"
+    else:
+        of = f" (of {total_steps})" if total_steps else ""
+    return f"resuming {run} from {where}, step {step}{of}"
+
+
+def trainer_resume_line(trainer) -> str:
+    plan = getattr(trainer, "plan", None)
+    return resume_line(trainer.run.name, step=trainer.step, epoch=trainer.epoch, batch_in_epoch=trainer.batch_in_epoch,
+                       batches_per_epoch=trainer.batches_per_epoch, total_steps=trainer.total_steps,
+                       budget_used_s=getattr(trainer, "_budget_used_before", None) if plan is not None else None,
+                       time_budget_s=plan.budget_s if plan is not None else None)
+
+
+def next_steps(summary: dict[str, Any], trainer) -> list:
+    """The commands to run after this run (asl_cli/cli/nextsteps.py): evaluate, predict and show a file
+    of its data set that exists (a validation sequence when there is one), export, the GPU monitor."""
+    from asl_cli.cli import nextsteps
+
+    val = getattr(trainer, "val_loader", None)
+    indices = getattr(getattr(val, "dataset", None), "indices", None) if val is not None else None
+    example = nextsteps.example_file(trainer.cache, indices)
+    return nextsteps.after_train(summary.get("run_dir") or trainer.run_dir, example=example,
+                                 device=str(summary.get("device") or ""))
 
 
 def interrupted_line(exc, run_dir: Path | None) -> str:
@@ -124,7 +170,7 @@ def interrupted_summary(exc, run_dir: Path | None, trainer) -> dict[str, Any]:
 @app.command("train")
 def train_cmd(
     preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name (see `asl presets`) "
-                                                  "or a .toml path [default: cpu].")] = None,
+                                                  "or a .toml path (default: cpu).")] = None,
     sets: SetOpt = None,
     epochs: EpochsOpt = None,
     batch_size: BatchSizeOpt = None,
@@ -163,7 +209,7 @@ def train_cmd(
                  time_budget=time_budget, data=data, name=name, device=device, workers=workers, seed=seed,
                  runs_dir=runs_dir, no_aug=no_aug, no_amp=no_amp, compile=compile,
                  no_compile=no_compile, deterministic=deterministic, skip_bad=skip_bad)
-    with user_errors():
+    with user_errors(as_json), name_the_remedy("--skip-bad"):
         if nproc is not None and nproc > 1:  # relaunch this command under torchrun, --nproc removed
             from asl_cli.engine.distributed import launch, train_args_from_argv
             raise typer.Exit(launch(nproc, train_args_from_argv(sys.argv)))
@@ -209,9 +255,17 @@ def _train(cfg, *, resume: Path | None, as_json: bool, plain: bool, log_interval
         with tidy_warnings(), stop_on_signals(requests), dashboard:
             note, worth_a_line = setup_note(cfg)
             dashboard.set_note(note, live_only=not worth_a_line)
+            fresh_synth = cfg.data.data_dir is None and worth_a_line  # this run generates the default set
             # The trainer holds the run folder (one writer per folder) until fit() returns.
             trainer = ASLTrainer(cfg, run_dir=resume, resume=resume, callbacks=(dashboard,))
             run_dir = Path(str(trainer.run_dir))
+            if fresh_synth:
+                from asl_cli.data.synth import default_dataset_facts, describe_default_dataset
+
+                dashboard.say("synthetic default set written: "
+                              + describe_default_dataset(default_dataset_facts(cfg.synth)))
+            if trainer.resumed_from is not None and trainer.nothing_left() is None:
+                dashboard.say(trainer_resume_line(trainer))
             requests.attach(trainer)
             summary = trainer.fit()
     except TrainingInterrupted as exc:
@@ -232,12 +286,16 @@ def _train(cfg, *, resume: Path | None, as_json: bool, plain: bool, log_interval
         raise typer.Exit(EXIT_SIGINT) from None
     finally:
         dashboard.close()
+    from asl_cli.cli import nextsteps
+
+    steps = next_steps(summary, trainer)
     if mode == JSON:
         from asl_cli.monitor.render import ndjson_line
 
         typer.echo(ndjson_line({"event": "summary", **{k: (str(v) if isinstance(v, Path) else v)
-                                                       for k, v in summary.items()}}))
+                                                       for k, v in summary.items()},
+                                "next": nextsteps.as_json(steps)}))
     else:
-        for line in summary_lines(summary):
+        for line in summary_lines(summary) + nextsteps.lines(steps):
             typer.echo(line)
     sys.stdout.flush()

@@ -18,13 +18,57 @@ _UNLIMITED = 1_000_000
 
 
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the toolkit's errors into one line on stderr and the documented exit code."""
+def user_errors(as_json: bool = False) -> Iterator[None]:
+    """Turn the toolkit's errors into one line on stderr and the documented exit code; with
+    `as_json` (a command's --json) into one JSON object on stdout instead (`error_object`)."""
     try:
         yield
     except ASLError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        if as_json:
+            print_json_error(error_object(exc))
+        else:
+            typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
+
+
+@contextlib.contextmanager
+def name_the_remedy(option: str) -> Iterator[None]:
+    """A data error about one unreadable sequence file gets the remedy this command offers
+    (`option`, e.g. "--skip-bad") at the end of its one line."""
+    from asl_cli.errors import DataError
+
+    try:
+        yield
+    except DataError as exc:
+        if not getattr(exc, "skippable", False) or "skip" in exc.message:
+            raise
+        raise DataError(f"{exc.message} (rerun with {option} to skip unreadable files)", path=exc.path) from None
+
+
+def error_object(exc: BaseException, *, exit_code: int | None = None) -> dict[str, Any]:
+    """An error as `--json` output reports it: one object, the same text and exit code as the
+    `error: ...` line a plain run prints (`path`: the file it names, when it names one)."""
+    code = exit_code if exit_code is not None else getattr(exc, "exit_code", 1)
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    return {"event": "error", "error": message, "exit_code": int(code), "type": type(exc).__name__,
+            "path": getattr(exc, "path", None)}
+
+
+def print_json_error(obj: dict[str, Any]) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def wants_json(args: list[str]) -> bool:
+    """Whether a command line asks for JSON output (--json / --ndjson, before any `--`)."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg in ("--json", "--ndjson"):
+            return True
+    return False
 
 
 class _WholeWords:

@@ -152,6 +152,20 @@ class TrainDashboard:
         elif self._live is not None:
             self._live.refresh()
 
+    def say(self, text: str) -> None:
+        """A line that stays, in every mode: a plain line, an NDJSON `note`, or (live) printed above the
+        live region (e.g. where a resume restarts, where the synthetic set was written)."""
+        if self.mode == PLAIN:
+            self._write(text)
+        elif self.mode == JSON:
+            from asl_cli.monitor.render import ndjson_line
+
+            self._write(ndjson_line({"event": "note", "message": text}))
+        elif self._live is not None and self.console is not None:
+            self.console.print(text, markup=False, highlight=False)
+        else:
+            self._write(text)
+
     def post_note(self, text: str) -> None:
         """`set_note` for a signal handler: no lock, no I/O. The handler may have interrupted this
         very object holding its lock or half-way through a write; waiting for that lock would hang
@@ -247,20 +261,26 @@ class TrainDashboard:
     # -- the live frame --------------------------------------------------------------------------
     def static_panels(self):
         """Augmentations and configuration: printed once above the live region (they do not
-        change), side by side on a wide terminal."""
-        from rich.console import Group
+        change), side by side where both fit at their natural width (each then gets a share of the
+        width in proportion to it, so neither wraps nor sits half empty), else one above the other."""
+        from rich.console import Console, Group
+        from rich.measure import Measurement
         from rich.table import Table
 
         from asl_cli.monitor.render import aug_panel, config_panel
 
-        width = self.console.width if self.console is not None else 80
-        if width >= 120:
+        console = self.console if self.console is not None else Console(width=80)
+        width = console.width
+        aug, config = aug_panel(self.aug), config_panel(self.config)
+        wide = console.options.update_width(10_000)
+        natural = [Measurement.get(console, wide, p).maximum for p in (aug, config)]
+        if sum(natural) + 1 <= width:
             side = Table.grid(expand=True, padding=(0, 1))
-            side.add_column(ratio=1)
-            side.add_column(ratio=1)
-            side.add_row(aug_panel(self.aug), config_panel(self.config))
+            side.add_column(ratio=natural[0])
+            side.add_column(ratio=natural[1])
+            side.add_row(aug, config)
             return side
-        return Group(aug_panel(self.aug), config_panel(self.config))
+        return Group(aug, config)
 
     def renderable(self):
         """The current frame (called by Live's refresh thread; only reads state)."""

@@ -47,6 +47,15 @@ CACHE_FORMAT_VERSION = 1
 POINTS_FILE, INDEX_FILE, META_FILE, COMPLETE_FILE = "points.npy", "index.npz", "meta.json", "complete"
 NPY_HEADER_BYTES = 128  # reserved in front of points.npy, rewritten once the frame count is known
 MAX_REPORTED_ERRORS = 10
+
+
+def skipped_summary(files: list[str], count: int | None = None, *, listing: str | Path | None = None,
+                    shown: int = 3) -> str:
+    """`3 unreadable files skipped: a.parquet, b.parquet, c.parquet (+2 more; all in LISTING)`. Pure."""
+    n = len(files) if count is None else int(count)
+    names = ", ".join(files[:shown]) + (f" (+{n - min(shown, len(files))} more)" if n > shown else "")
+    where = f"; the list: {listing}" if listing else ""
+    return f"{n} unreadable file{'s' if n != 1 else ''} skipped (--skip-bad): {names}{where}"
 # Starting reader processes costs about a second (imports); below this many files it is not worth it.
 POOL_MIN_FILES = 1000
 
@@ -149,6 +158,15 @@ class PreparedCache:
     def skipped_errors(self) -> list[str]:
         """The first few skip reasons, one line each."""
         return list(self.meta.get("skipped_errors", []))
+
+    @property
+    def skipped_files(self) -> list[str]:
+        """Every skipped file (`skipped_errors` names only the first few; a cache built before this list
+        existed has only those)."""
+        listed = self.meta.get("skipped_files")
+        if isinstance(listed, list):
+            return [str(p) for p in listed]
+        return [line.split(": ", 1)[0] for line in self.skipped_errors]
 
     @property
     def data_dir(self) -> str:
@@ -332,14 +350,16 @@ def _build(index: SignIndex, out: Path, fp: str, *, skip_bad: bool, progress: An
     lengths = np.zeros(n, dtype=np.int64)
     ok = np.zeros(n, dtype=bool)
     errors: list[str] = []
+    bad_files: list[str] = []
     total = 0
     started = time.time()
     with open(out / POINTS_FILE, "wb") as fh, _Progress(n, progress) as advance:
         fh.write(b"\0" * NPY_HEADER_BYTES)
         for i, (points, message, where) in enumerate(_iter_loaded(files, workers)):
             if points is None:
-                if not skip_bad:
-                    raise DataError(message, path=where)
+                if not skip_bad:  # one unreadable file: skip_bad would have skipped it (the CLI names the option)
+                    raise DataError(message, path=where, skippable=True)
+                bad_files.append(str(where))
                 if len(errors) < MAX_REPORTED_ERRORS:
                     errors.append(f"{where}: {message}")
             else:
@@ -371,6 +391,7 @@ def _build(index: SignIndex, out: Path, fp: str, *, skip_bad: bool, progress: An
         "listed": n,
         "skipped": int(n - len(keep)),
         "skipped_errors": errors,
+        "skipped_files": bad_files,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "build_seconds": round(time.time() - started, 2),
     }

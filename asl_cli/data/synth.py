@@ -989,3 +989,47 @@ def _remove_leftovers(target: Path) -> None:
     leftovers = [*target.parent.glob(f".{target.name}.tmp-*"), *target.parent.glob(f".{target.name}.old-*")]
     for tmp in abandoned(leftovers):
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def folder_bytes(path: str | Path) -> int:
+    """Bytes of the files under `path` (0 when it does not exist; unreadable entries are left out)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name), follow_symlinks=False).st_size
+            except OSError:
+                pass
+    return total
+
+
+def default_dataset_facts(synth_cfg: Any, cache_root: str | Path | None = None) -> dict[str, Any]:
+    """Where the synthetic default set of `synth_cfg` lives and what it takes on disk (pure but for
+    reading the folders): its folder, whether it is generated, its sequence count and bytes, and its
+    prepared cache (made by the first run that trains on it) with its bytes."""
+    from asl_cli.data.cache import cache_path
+
+    target = default_dataset_dir(synth_cfg, cache_root)
+    params = _params(synth_cfg)
+    ready = _is_complete(target, params)
+    cache = cache_path(target, cache_root)
+    cache_ready = (cache / "complete").is_file()
+    return {"dir": str(target), "generated": ready,
+            "sequences": params["num_signs"] * params["num_participants"] * params["repetitions"],
+            "bytes": folder_bytes(target) if ready else 0,
+            "cache_dir": str(cache), "cache_ready": cache_ready,
+            "cache_bytes": folder_bytes(cache) if cache_ready else 0}
+
+
+def describe_default_dataset(facts: dict[str, Any]) -> str:
+    """One line for people: `<dir> (2,400 sequences, 328 MB; prepared cache 49 MB)`, or where it will go."""
+    from asl_cli.units import human_bytes
+
+    if not facts.get("generated"):
+        return (f"not generated yet: the first run without --data writes {facts['sequences']:,} sequences "
+                f"to {facts['dir']}")
+    cache = f"; prepared cache {human_bytes(facts['cache_bytes'])} in {facts['cache_dir']}" \
+        if facts.get("cache_ready") else ""
+    total = facts["bytes"] + (facts.get("cache_bytes") or 0)
+    return (f"{facts['dir']} ({facts['sequences']:,} sequences, {human_bytes(facts['bytes'])}{cache}; "
+            f"{human_bytes(total)} in all)")

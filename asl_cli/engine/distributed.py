@@ -241,6 +241,9 @@ class ReadOnlyRunDir:
     def write_config(self, config: dict) -> None:
         pass
 
+    def write_skipped(self, files: list) -> Path:
+        return self._run.skipped_path
+
     def write_status(self, status: dict) -> None:
         pass
 

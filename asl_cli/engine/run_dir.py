@@ -199,6 +199,15 @@ class RunDir:
     def best_checkpoint(self) -> Path:
         return self.checkpoints / "best.pt"
 
+    @property
+    def skipped_path(self) -> Path:
+        """skipped.txt: every sequence file `--skip-bad` left out, one per line (only when there are some)."""
+        return self.path / "skipped.txt"
+
+    def write_skipped(self, files: list[str]) -> Path:
+        atomic_write_text(self.skipped_path, "".join(f + "\n" for f in files))
+        return self.skipped_path
+
     def write_config(self, config: dict) -> None:
         atomic_write_text(self.config_path, json.dumps(_jsonable(config), indent=2) + "\n")
 

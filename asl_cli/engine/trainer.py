@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from asl_cli.config import RunConfig, validate
+from asl_cli.data.cache import skipped_summary
 from asl_cli.engine.budget import MIN_UPDATES, TARGET, BudgetLR, TimePlan
 from asl_cli.engine.checkpoint import (all_finite, load_checkpoint, model_fingerprint, rng_state,
                                        save_checkpoint, set_rng_state, unwrap_model)
@@ -282,6 +283,9 @@ class ASLTrainer:
                 # and load_state_dict moves weights and optimizer moments to the model's device (not `step`).
                 self._restore(load_checkpoint(ckpt_path, expect_fingerprint=self.fingerprint,
                                               map_location="cpu"), path=ckpt_path)
+            if self.cache.skipped:  # --skip-bad: name the files (the first few here, all in skipped.txt)
+                self._warn(skipped_summary(self.cache.skipped_files, self.cache.skipped,
+                                           listing=self.run.write_skipped(self.cache.skipped_files)))
             if self.nothing_left() is None:  # a finished run resumed without more epochs keeps its files
                 self.run.write_config(cfg.to_dict())
                 if ckpt_path is not None:  # updates logged after this checkpoint are about to be redone
@@ -383,6 +387,7 @@ class ASLTrainer:
         self.final_train_loss: float | None = None
         self.compile_s = 0.0  # this session's seconds of training micro-steps that compiled a graph
         self.compile_samples = 0  # and their samples
+        self.resumed_from: dict[str, int] | None = None  # a resume: the checkpoint's step, epoch, batch_in_epoch
         self.loss_smooth = SmoothedValue(0.9)
         self._pending_rng: dict | None = None
         self._budget_used_before = 0.0  # seconds of the time budget used by earlier sessions (a resume)
@@ -818,6 +823,7 @@ class ASLTrainer:
             "batch_size": self.cfg.train.batch_size, "accumulation": self.accum,
             "num_workers": self.parallel.num_workers, "torch_threads": self.parallel.torch_threads,
             "data_path": self.data_path, "nonfinite_skipped": self.nonfinite_skipped,
+            "skipped": self.cache.skipped, "skipped_files": self.cache.skipped_files[:5],
             "overflow_skipped": self.overflow_skipped, "warnings": list(self.warnings),
         }
 
@@ -835,8 +841,8 @@ class ASLTrainer:
         self.status = self._status(self.status["state"])
         record = {"event": event, **self.status}
         if event in ("step", "eval"):
-            self.run.append_metrics({k: v for k, v in record.items() if k not in ("aug", "warnings")}
-                                    | {"time": time.time()})
+            self.run.append_metrics({k: v for k, v in record.items()
+                                     if k not in ("aug", "warnings", "skipped_files")} | {"time": time.time()})
         self.run.write_status(self.status)
         for callback in self.callbacks:
             callback({**record, **extra})
@@ -872,7 +878,12 @@ class ASLTrainer:
             "steps": self.step, "wall_s": wall, "compile_s": self.compile_s if self.compile_s else None,
             "samples_per_s": ((samples - self.compile_samples) / (wall - self.compile_s)
                               if wall - self.compile_s > 0 else None),
+            # steps, wall_s and samples/s of this session (a resume continues at resumed_from_step)
+            "session_steps": self.step - getattr(self, "_steps_at_start", self.step),
+            "resumed_from_step": None if self.resumed_from is None else self.resumed_from["step"],
             "peak_mem_mb": self.status.get("peak_mem_mb"), "skipped": self.cache.skipped,
+            "skipped_files": self.cache.skipped_files[:5],
+            "skipped_list": str(self.run.skipped_path) if self.cache.skipped else None,
             "nonfinite_skipped": self.nonfinite_skipped, "overflow_skipped": self.overflow_skipped,
             "precision": self.precision.name, "device": str(self.device), "state": state,
         }
@@ -956,6 +967,7 @@ class ASLTrainer:
         self.precision.load_state_dict(ckpt.get("precision") or {})
         p = ckpt["progress"]
         self.step, self.epoch, self.batch_in_epoch = int(p["step"]), int(p["epoch"]), int(p["batch_in_epoch"])
+        self.resumed_from = {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
         self.samples_seen = int(p.get("samples_seen", 0))
         self.best_top1, self.best_top5 = p.get("best_top1"), p.get("best_top5")
         self.nonfinite_skipped = int(p.get("nonfinite_skipped", 0))

@@ -2,7 +2,8 @@
 
 The fake imitates NVML at the function level (same names, units and error classes), so
 `--fake-gpu FILE` runs the real `NVMLBackend` logic — N/A memory, v1 fallbacks, lost GPUs —
-on a machine without a GPU. Selected by `--fake-gpu FILE` or `ASL_FAKE_GPU=FILE`.
+on a machine without a GPU. Selected by `--fake-gpu FILE` or `ASL_FAKE_GPU=FILE`; `--fake-gpu demo`
+uses the example shipped with the package (`demo_gpus.json`, a copy of tests/fixtures/fake_gpus.json).
 
 File format (see tests/fixtures/fake_gpus.json)::
 
@@ -368,8 +369,22 @@ def bad_numeric_field(gpu: dict) -> str | None:
     return None
 
 
+# `--fake-gpu demo`: the example shipped with the package (the same file as tests/fixtures/fake_gpus.json:
+# an RTX 4070 under load, a T4 without power/fan readings on an old driver, a lost A100).
+DEMO = "demo"
+DEMO_FILE = Path(__file__).resolve().parent / "demo_gpus.json"
+
+
+def resolve_fake_path(path: str | Path) -> Path:
+    """The file `--fake-gpu` / $ASL_FAKE_GPU names: `demo` is the shipped example, anything else a path."""
+    return DEMO_FILE if str(path) == DEMO else Path(path)
+
+
 def fake_backend(path: str | Path) -> NVMLBackend:
     """An `NVMLBackend` over scripted fake GPUs (every snapshot is marked fake)."""
+    if str(path) == DEMO:
+        spec = load_spec(DEMO_FILE)
+        return NVMLBackend(FakeNVML(spec, source="demo"), fake=True, source="fake GPUs (--fake-gpu demo)")
     spec = load_spec(path)
     return NVMLBackend(FakeNVML(spec, source=str(path)), fake=True, source=f"fake GPUs from {path}")
 

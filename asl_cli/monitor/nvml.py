@@ -46,7 +46,7 @@ ERROR_ARGUMENT_VERSION_MISMATCH = 25
 _PERMANENT = (ERROR_NOT_SUPPORTED, ERROR_FUNCTION_NOT_FOUND, ERROR_NO_PERMISSION, ERROR_ARGUMENT_VERSION_MISMATCH)
 
 NO_DRIVER_HINT = ("hint: install the NVIDIA driver (nvidia-smi must work), run inside a GPU "
-                  "container with --gpus all, or try the monitor with --fake-gpu FILE")
+                  "container with --gpus all, or try the monitor with --fake-gpu demo")
 
 
 def deprecated_pynvml_version(version: Callable[[str], str] = importlib.metadata.version) -> str | None:

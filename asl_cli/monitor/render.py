@@ -551,7 +551,7 @@ def plain_line(status: Mapping[str, Any], gpu: GPUSnapshot | None = None) -> str
     if _num(st.get("loss_smooth")) is not None:
         loss += f" ({fmt_value(st.get('loss_smooth'), '.4f')})"
     if gpu is not None and not gpu.lost and gpu.memory_total is not None:
-        gpu_mem = f"{(gpu.memory_used or 0) / MIB:.0f}/{gpu.memory_total / MIB:.0f}M"
+        gpu_mem = f"{(gpu.memory_used or 0) / MIB:.0f}/{gpu.memory_total / MIB:.0f}MiB"
     else:
         gpu_mem = NA if gpu is not None else DASH
     util = DASH if gpu is None else (NA if gpu.util_gpu is None else f"{gpu.util_gpu}%")
@@ -566,7 +566,7 @@ def plain_line(status: Mapping[str, Any], gpu: GPUSnapshot | None = None) -> str
     return (f"eta {fmt_duration(st.get('eta_s'))}{budget}  epoch {frac('epoch', 'epochs')}  step {steps}"
             f"  loss {loss}  lr {fmt_value(st.get('lr'), '.2e')}"
             f"  samples/s {fmt_value(st.get('samples_per_s'), '.1f')}  data {fmt_pct(st.get('data_wait'), digits=0)}"
-            f"  val top1 {fmt_pct(st.get('val_top1'))}  max_mem {fmt_value(st.get('peak_mem_mb'), '.0f', 'M')}"
+            f"  val top1 {fmt_pct(st.get('val_top1'))}  max_mem {fmt_value(st.get('peak_mem_mb'), '.0f', 'MiB')}"
             f"  gpu mem {gpu_mem}  util {util}{extra}")
 
 
@@ -662,6 +662,48 @@ def env_report_view(report: Mapping[str, Any]) -> RenderableType:
     for name, ver in (report.get("packages") or {}).items():
         pk.add_row(name, Text(ver, style="") if ver else Text("not installed", style="yellow"))
     parts.append(Panel(pk, title=Text("packages", style="bold"), title_align="left", box=box.ROUNDED))
+
+    extras = report.get("extras")
+    if extras:
+        ex = Table.grid(padding=(0, 2))
+        ex.add_column(style="bold", no_wrap=True)
+        ex.add_column(no_wrap=True)
+        ex.add_column()
+        for e in extras:
+            state = (Text("installed", style="green") if e.get("installed") else
+                     Text("not installed", style="yellow"))
+            what = Text(str(e.get("enables", "")))
+            if not e.get("installed"):
+                what.append(f"\n→ {e.get('install', '')}", style="bold")
+            ex.add_row(str(e.get("name")), state, what)
+        missing = [e for e in extras if not e.get("installed")]
+        foot = Text.assemble(("all extras at once: ", "dim"), (str(report.get("install_all", "")), "bold" if missing
+                                                                  else "dim"))
+        parts.append(Panel(Group(ex, foot), title=Text("optional extras", style="bold"), title_align="left",
+                           box=box.ROUNDED, border_style="yellow" if missing else "green"))
+
+    default = report.get("default_data")
+    if default:
+        from asl_cli.units import human_bytes
+
+        dd = Table.grid(padding=(0, 2))
+        dd.add_column(style="dim", no_wrap=True)
+        dd.add_column()
+        dd.add_row("folder", str(default.get("dir")))
+        if default.get("generated"):
+            total = (default.get("bytes") or 0) + (default.get("cache_bytes") or 0)
+            size = f"{default.get('sequences', 0):,} sequences, {human_bytes(default.get('bytes') or 0)}"
+            if default.get("cache_ready"):
+                size += f" + prepared cache {human_bytes(default.get('cache_bytes') or 0)} = {human_bytes(total)}"
+            dd.add_row("size", size)
+            if default.get("cache_ready"):
+                dd.add_row("cache", str(default.get("cache_dir")))
+        else:
+            dd.add_row("size", Text(f"not generated yet ({default.get('sequences', 0):,} sequences on the first "
+                                    f"asl train without --data)", style="yellow"))
+        dd.add_row("", Text("asl train without --data uses it; $ASL_CACHE moves it", style="dim"))
+        parts.append(Panel(dd, title=Text("synthetic default set", style="bold"), title_align="left",
+                           box=box.ROUNDED))
 
     data = report.get("data")
     if data is not None:
