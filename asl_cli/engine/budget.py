@@ -190,9 +190,9 @@ class TimePlan:
         """A new session (start-up time is not part of an update)."""
         self._skip_interval = True
 
-    def eta(self) -> float:
-        """Seconds from now (clock) to the planned end of the run."""
-        return max(0.0, TARGET * self.budget_s - self.clock) if not self.finished else 0.0
+    def eta(self, now: float) -> float:
+        """Seconds from `now` (the budget used, read between updates) to the planned end of the run."""
+        return 0.0 if self.finished else max(0.0, TARGET * self.budget_s - now)
 
     def updates_left(self) -> int | None:
         """An estimate of the updates still to come (None before the rate is known)."""

@@ -800,7 +800,7 @@ class ASLTrainer:
         eta, total_steps, budget = None, self.total_steps, {}
         if self.plan is not None:  # time-planned: the ETA is the clock's, the step count an estimate
             used = self.local_budget_clock() if t_start is not None else self._budget_used_before
-            eta = 0.0 if self.plan.finished else max(0.0, TARGET * self.plan.budget_s - used)
+            eta = self.plan.eta(used)
             left = self.plan.updates_left()
             total_steps = None if left is None else self.step + left
             budget = {"time_budget_s": self.plan.budget_s, "budget_used_s": used,

@@ -282,10 +282,7 @@ def load_spec(path: str | Path) -> dict:
     for i, gpu in enumerate(spec["gpus"]):
         if not isinstance(gpu, dict):
             raise ConfigError(f"gpus[{i}] must be an object", path=path)
-        for key in ("processes", "graphics_processes"):
-            procs = gpu.get(key)
-            if isinstance(procs, list) and not all(isinstance(p, dict) and "pid" in p for p in procs):
-                raise ConfigError(f"gpus[{i}].{key}: each entry needs a pid", path=path)
+        _check_processes(gpu, f"gpus[{i}]", path)
         problem = bad_numeric_field(gpu)
         if problem:
             raise ConfigError(f"gpus[{i}].{problem}", path=path)
@@ -297,10 +294,7 @@ def load_spec(path: str | Path) -> dict:
                 continue
             if not isinstance(piece, dict):
                 raise ConfigError(f"gpus[{i}].mig[{j}] must be an object or null", path=path)
-            for key in ("processes", "graphics_processes"):
-                procs = piece.get(key)
-                if isinstance(procs, list) and not all(isinstance(p, dict) and "pid" in p for p in procs):
-                    raise ConfigError(f"gpus[{i}].mig[{j}].{key}: each entry needs a pid", path=path)
+            _check_processes(piece, f"gpus[{i}].mig[{j}]", path)
             problem = bad_numeric_field(piece)
             for key in ("gpu_instance", "compute_instance"):
                 if problem is None and key in piece and not _is_count(piece[key]):
@@ -315,6 +309,14 @@ def load_spec(path: str | Path) -> dict:
 SCRIPTED_NUMBERS = ("memory_total_mib", "memory_used_mib", "util_gpu", "util_mem", "temperature", "power_w",
                     "power_limit_w", "fan", "clock_sm", "clock_mem", "pcie_gen")
 SCRIPTED = "a number, a list of numbers or one of NOT_SUPPORTED, NO_PERMISSION, UNKNOWN"
+
+
+def _check_processes(entry: dict, where: str, path: str | Path) -> None:
+    """A scripted GPU's or MIG slice's process lists: every entry an object with a pid."""
+    for key in ("processes", "graphics_processes"):
+        procs = entry.get(key)
+        if isinstance(procs, list) and not all(isinstance(p, dict) and "pid" in p for p in procs):
+            raise ConfigError(f"{where}.{key}: each entry needs a pid", path=path)
 
 
 def _is_number(value: Any) -> bool:
