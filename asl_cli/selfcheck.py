@@ -342,7 +342,7 @@ def _amp_step(ws: Workspace, device_type: str, name: str) -> tuple[bool, str]:
     import torch
 
     from asl_cli.engine.precision import DTYPES, Precision
-    from asl_cli.engine.trainer import TrainStep
+    from asl_cli.engine.step import TrainStep
 
     trainer = ws.trainer(ws.cfg())
     batch = _first_batch(trainer.train_loader)
@@ -432,7 +432,7 @@ def check_accumulation(ws: Workspace) -> tuple[str, str]:
     import torch
 
     from asl_cli.engine.precision import Precision
-    from asl_cli.engine.trainer import TrainStep
+    from asl_cli.engine.step import TrainStep
 
     trainer = ws.trainer(ws.cfg({"train.batch_size": 12}))
     batch = _first_batch(trainer.train_loader)

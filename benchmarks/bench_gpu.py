@@ -47,7 +47,7 @@ def _row(device: str, batch: int, length: int, precision: str, compiled: bool, *
     from asl_cli.engine.metrics import peak_memory_mb
     from asl_cli.engine.optim import build_optimizer
     from asl_cli.engine.precision import Precision
-    from asl_cli.engine.trainer import TrainStep
+    from asl_cli.engine.step import TrainStep
     from asl_cli.model import build_model
 
     cfg = load_config("rtx4070", [f"model.dim={dim}", f"model.blocks={blocks}"])

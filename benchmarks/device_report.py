@@ -36,7 +36,7 @@ def nvml_check(fake_uuid: str | None) -> dict:
     else:
         import torch
 
-        from asl_cli.engine.trainer import cuda_device_uuid
+        from asl_cli.engine.device import cuda_device_uuid
 
         device = torch.device("cuda", torch.cuda.current_device())
         hold = torch.empty(64 << 20, dtype=torch.uint8, device=device)  # so that this process shows up

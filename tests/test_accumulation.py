@@ -17,7 +17,7 @@ from torch import nn
 
 from asl_cli.config import ModelConfig
 from asl_cli.engine.precision import Precision
-from asl_cli.engine.trainer import TrainStep
+from asl_cli.engine.step import TrainStep
 from asl_cli.model import build_model
 
 FEATURES = 708

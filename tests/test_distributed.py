@@ -210,7 +210,7 @@ def test_nproc_inside_torchrun_is_refused(monkeypatch):
 # --- small 2-process checks of DistributedTrainStep (gloo, no torchrun) ---------------------------
 
 STEP_PRELUDE = """
-import contextlib, json, types
+import contextlib, json
 import torch
 from asl_cli.engine.distributed import DistributedTrainStep, setup
 from asl_cli.engine.precision import Precision
@@ -229,14 +229,13 @@ class Tiny(torch.nn.Module):
 
 
 model = Tiny()
-trainer = types.SimpleNamespace(batch_in_epoch=0, accum=1, batches_per_epoch=1, _stop_signum=None,
-                                local_budget_clock=lambda: 7.5 if ctx.rank == 0 else 99.0)
+clock = (lambda: 7.5) if ctx.rank == 0 else (lambda: 99.0)  # each rank's own budget clock
 batch = (torch.randn(2, 5, 4), torch.ones(2, 5, dtype=torch.bool), torch.tensor([0, 2]))
 
 
 def make_step(**kwargs):
     return DistributedTrainStep(model, torch.optim.SGD(model.parameters(), lr=0.1), Precision("cpu", "fp32"),
-                                ctx=ctx, trainer=trainer, nominal_window=2, **kwargs)
+                                ctx=ctx, clock=clock, nominal_window=2, **kwargs)
 
 
 def finite():
@@ -309,7 +308,7 @@ def test_ranks_stopped_by_different_signals_agree_on_one_of_them(tmp_path):
 step = make_step()
 step.stop_vote = 2 if ctx.rank == 0 else 15
 step.micro_step(*batch)
-print(json.dumps({"signum": trainer._stop_signum, "clock": step.shared_clock}))
+print(json.dumps({"signum": step.agreed_stop, "clock": step.shared_clock}))
 """
     results = run_ranks(code, tmp_path)
     # docs/distributed.md: they agree on the lowest-numbered signal (SIGINT), not the average (8)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from asl_cli.engine.precision import Precision
-from asl_cli.engine.trainer import TrainStep
+from asl_cli.engine.step import TrainStep
 from test_accumulation import RecordingSGD, TinyNet, make_data, reference_gradient
 
 

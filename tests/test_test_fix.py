@@ -96,10 +96,10 @@ def test_reading_batch_landmarks_fails(workdir, monkeypatch):
 
 
 def test_transforming_features_again_in_the_step_fails(workdir, monkeypatch):
-    from asl_cli.engine.trainer import TrainStep
+    from asl_cli.engine.step import TrainStep
 
     original = TrainStep.micro_step
-    monkeypatch.setattr(TrainStep, "micro_step", lambda self, f, m, y: original(self, f * 2.0, m, y))
+    monkeypatch.setattr(TrainStep, "micro_step", lambda self, f, m, y, **kw: original(self, f * 2.0, m, y, **kw))
     r = check(workdir, "features-key")
     assert r.status == FAIL and "other than batch" in r.reason
 
@@ -124,13 +124,13 @@ def test_preprocessing_twice_in_the_dataset_fails(workdir, monkeypatch):
 def test_preprocessing_again_in_the_training_step_fails(workdir, monkeypatch):
     """The seed's bug 3, trainer side: train.py preprocessed the batch a second time."""
     import asl_cli.data.preprocess_torch as ppt
-    from asl_cli.engine.trainer import TrainStep
+    from asl_cli.engine.step import TrainStep
 
     original = TrainStep.micro_step
 
-    def step(self, f, m, y):
+    def step(self, f, m, y, **kw):
         ppt.preprocess_torch(torch.zeros(4, 118, 2))  # what the old train.py did to every batch
-        return original(self, f, m, y)
+        return original(self, f, m, y, **kw)
 
     monkeypatch.setattr(TrainStep, "micro_step", step)
     r = check(workdir, "preprocess-once")
@@ -179,7 +179,7 @@ def test_dropped_clipping_fails(workdir, monkeypatch):
 
 def test_wrong_accumulation_divisor_fails(workdir, monkeypatch):
     """The seed's loop divided the last, partial window by the full accumulation count."""
-    from asl_cli.engine.trainer import TrainStep
+    from asl_cli.engine.step import TrainStep
 
     original = TrainStep.update
 
@@ -311,7 +311,7 @@ def test_cudnn_flags_left_alone_by_the_trainer_fails(workdir, monkeypatch):
 
 
 def test_a_crashing_check_is_a_fail_with_the_exception(workdir, monkeypatch):
-    from asl_cli.engine.trainer import TrainStep
+    from asl_cli.engine.step import TrainStep
 
     def boom(self, *a):
         raise RuntimeError("exploded")
@@ -332,7 +332,7 @@ def test_cli_exit_codes_and_json(workdir, monkeypatch):
     assert table.exit_code == 0 and "PASS" in table.stdout and "accumulation equals the big batch" in table.stdout
     assert "1 passed, 0 failed, 0 skipped" in table.stdout
 
-    from asl_cli.engine.trainer import TrainStep
+    from asl_cli.engine.step import TrainStep
 
     original = TrainStep.update
     monkeypatch.setattr(TrainStep, "update", lambda self: (setattr(self, "window_samples", self.nominal),

@@ -150,8 +150,8 @@ def _straight_and_resumed(tiny_data, tmp_path, *extra: str, stop_mid_window: boo
         calls = {"n": 0}
         original = first.step_fn.micro_step
 
-        def micro(*args):
-            original(*args)
+        def micro(*args, **kwargs):
+            original(*args, **kwargs)
             calls["n"] += 1
             if calls["n"] == 11:
                 first.request_stop(15)
@@ -436,10 +436,10 @@ def test_nonfinite_loss_skip(tiny_data, tmp_path):
     apply_update, skipped = trainer._apply_update, []
 
     def recorded_apply_update():
-        window_start = [b.detach().clone() for b in trainer._stats_backup]
+        window_start = [b.detach().clone() for b in trainer.window.stats_backup]
         apply_update()
         if trainer.step_fn.skip_reason == "nonfinite":
-            skipped.append(all(torch.equal(a, b) for a, b in zip(trainer._stats, window_start)))
+            skipped.append(all(torch.equal(a, b) for a, b in zip(trainer.window.stats, window_start)))
 
     trainer._apply_update = recorded_apply_update
     with pytest.warns(RuntimeWarning, match="non-finite loss at step 2"):
@@ -472,7 +472,7 @@ def test_nonfinite_weights_are_never_saved(tiny_data, tmp_path):
 def test_out_of_memory_becomes_one_line(tiny_data, tmp_path):
     trainer = ASLTrainer(make_cfg(tiny_data, tmp_path))
 
-    def oom(*args):
+    def oom(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     trainer.step_fn.micro_step = oom
@@ -542,8 +542,8 @@ def test_an_fp16_overflow_skips_its_update_is_counted_and_survives_a_resume(tiny
     micro_step, apply_update = trainer.step_fn.micro_step, trainer._apply_update
     calls = {"n": 0}
 
-    def poisoned_micro_step(*args):
-        micro_step(*args)
+    def poisoned_micro_step(*args, **kwargs):
+        micro_step(*args, **kwargs)
         calls["n"] += 1
         if calls["n"] == 4:  # the second window's last micro-batch
             next(trainer.model.parameters()).grad.view(-1)[0] = float("inf")
@@ -551,13 +551,13 @@ def test_an_fp16_overflow_skips_its_update_is_counted_and_survives_a_resume(tiny
     def state():
         return {"step": trainer.step, "schedule": trainer.scheduler.last_epoch, "logged_lr": trainer._logged_lr(),
                 "lr": trainer.optimizer.param_groups[0]["lr"], "weights": params_of(trainer),
-                "stats": [b.detach().clone() for b in trainer._stats], "scale": trainer.precision.scale}
+                "stats": [b.detach().clone() for b in trainer.window.stats], "scale": trainer.precision.scale}
 
     updates = []
 
     def recorded_apply_update():
         before = state()
-        window_start = [b.detach().clone() for b in trainer._stats_backup]
+        window_start = [b.detach().clone() for b in trainer.window.stats_backup]
         apply_update()
         updates.append((trainer.step_fn.skip_reason, before, state(), window_start))
 
@@ -741,7 +741,7 @@ def test_tf32_follows_the_config_on_cuda_only(monkeypatch):
     CPU run's process-wide flags alone. The flags can be set without a GPU."""
     from types import SimpleNamespace
 
-    from asl_cli.engine.trainer import configure_backends
+    from asl_cli.engine.device import configure_backends
 
     matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     bench = torch.backends.cudnn.benchmark

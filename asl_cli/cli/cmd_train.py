@@ -226,7 +226,8 @@ def train_cmd(
             print_config(cfg, as_json=as_json)
             return
         if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):  # under torchrun
-            from asl_cli.engine.distributed import cleanup, env_rank, run_worker
+            from asl_cli.engine.distributed import cleanup, env_rank
+            from asl_cli.engine.trainer import run_worker
             if env_rank() != 0:  # only rank 0 renders and writes
                 raise typer.Exit(run_worker(cfg, resume=resume))
             try:

@@ -87,6 +87,27 @@ class TimePlan:
         self._measured = False  # step_s is still the estimate from a timed forward pass
         self._skip_interval = True  # the next interval is not a training one (start, resume, boundary)
 
+    def seed_from_forward(self, forward_s: float, *, micro_batches: int, eval_batches: int,
+                          weight_bytes: int) -> float:
+        """Estimates before the first update, from one timed forward pass of a typical batch; returns
+        the shortest budget that fits MIN_UPDATES updates and the end (ConfigError if this one is shorter).
+
+        An update costs ~3 forwards (forward + backward) per micro-batch, plus data work; the final
+        evaluation ~1.5 forwards per validation batch, plus the checkpoint: weights, optimizer
+        moments and Lookahead's copy, written at ~100 MB/s.
+        """
+        self.step_s = 1.2 * 3.0 * forward_s * max(1, int(micro_batches))
+        self.save_s = 0.05 + 4 * weight_bytes / 100e6
+        self.end_s = 1.5 * forward_s * int(eval_batches) + self.save_s
+        self.eval_batches, self.micro_batches = int(eval_batches), max(1, int(micro_batches))
+        needed = (MIN_UPDATES * self.step_s + self.end_s) / TARGET
+        if self.budget_s < needed:
+            raise ConfigError(
+                f"time budget {self.budget_s:g} s is too short for this run here: one update takes "
+                f"~{self.step_s:.2g} s and the final evaluation and checkpoint ~{self.end_s:.2g} s; give at "
+                f"least --time-budget {math.ceil(needed)}", path="--time-budget")
+        return needed
+
     # -- the plan --------------------------------------------------------------------------------
 
     def end_reserve(self) -> float:

@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -35,6 +36,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from asl_cli.data.dataset import ResumableBatchSampler
+from asl_cli.engine.compiled import CompiledForward
+from asl_cli.engine.step import TrainStep
 from asl_cli.errors import ConfigError
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -136,13 +139,12 @@ class DistContext:
             convert_sync_masked_bn(model)
         return model
 
-    def make_train_step(self, trainer, model, optimizer, precision, **kwargs):
-        """`TrainStep` (one process) or `DistributedTrainStep` (DDP) with the same arguments."""
-        from asl_cli.engine.trainer import TrainStep
-
+    def make_train_step(self, model, optimizer, precision, *, clock: Callable[[], float], **kwargs) -> TrainStep:
+        """`TrainStep` (one process) or `DistributedTrainStep` (DDP) with the same arguments;
+        `clock`: this process's time-budget clock (rank 0's is shared with every rank)."""
         if not self.enabled:
             return TrainStep(model, optimizer, precision, **kwargs)
-        return DistributedTrainStep(model, optimizer, precision, ctx=self, trainer=trainer, **kwargs)
+        return DistributedTrainStep(model, optimizer, precision, ctx=self, clock=clock, **kwargs)
 
     def reduce_eval(self, totals: torch.Tensor, n: int) -> tuple[torch.Tensor, int]:
         """Validation sums over all ranks' shards: (loss sum, top-1, top-5) and the sample count."""
@@ -325,15 +327,10 @@ class ShardedBatchSampler(ResumableBatchSampler):
 
 # --- the DDP train step ---------------------------------------------------------------------------
 
-def _import_train_step():
-    from asl_cli.engine.trainer import TrainStep
-    return TrainStep
-
-
 _MAX_SIGNAL = 64  # signal numbers are 1..64 on Linux (SIGRTMAX)
 
 
-class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
+class DistributedTrainStep(TrainStep):
     """`TrainStep` over DDP with accumulation that stays exact over all ranks.
 
     Each micro-step backpropagates loss_sum / (B x accum) (the per-rank nominal window); the
@@ -344,15 +341,17 @@ class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
     over every sample of the window on every rank. The summed loss also makes the non-finite
     check agree on all ranks. After each update rank 0's buffers (BN running statistics) are
     broadcast, so every rank evaluates and resumes with the same model. A stop request (Ctrl-C,
-    SIGTERM) travels in the same all-reduce, so all ranks stop after the same update.
+    SIGTERM: `stop_vote`) travels in the same all-reduce, so all ranks stop after the same update
+    (`agreed_stop`), and so does rank 0's time-budget clock (`shared_clock`).
     """
 
-    def __init__(self, model, optimizer, precision, *, ctx: DistContext, trainer, nominal_window: int, **kwargs):
+    def __init__(self, model, optimizer, precision, *, ctx: DistContext, clock: Callable[[], float],
+                 nominal_window: int, **kwargs):
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         super().__init__(model, optimizer, precision, nominal_window=nominal_window, **kwargs)
         self.ctx = ctx
-        self.trainer = trainer
+        self.clock = clock
         self.local_nominal = int(nominal_window)
         self.nominal = self.local_nominal * ctx.world_size  # what update() rescales against
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
@@ -363,7 +362,6 @@ class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
                           else {"broadcast_buffers": False})  # the name changed in newer torch
         self.ddp = DDP(model, device_ids=ids, output_device=ids[0] if ids else None, **no_buffer_sync)
         self.train_forward: Callable = self.ddp
-        from asl_cli.engine.compiled import CompiledForward
         if isinstance(self.forward, CompiledForward):
             # One compiled object: training through DDP, evaluation on the plain model, one status and
             # the same fallback to eager as one process (a failed compiled backward retries the batch).
@@ -371,12 +369,8 @@ class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
             self.train_forward = self.forward
         self._buffers = [b for b in model.buffers()]
         self.stop_vote = 0  # a signal number set by trainer.request_stop; agreed on at the window end
+        self.agreed_stop: int | None = None  # the signal all ranks stop on after this update
         self.shared_clock: float | None = None  # rank 0's budget clock at the latest window end
-
-    def _window_ends_now(self) -> bool:
-        t = self.trainer
-        done = t.batch_in_epoch + 1
-        return done % t.accum == 0 or done == t.batches_per_epoch
 
     def _sync_context(self, last: bool):
         return contextlib.nullcontext() if last else self.ddp.no_sync()
@@ -386,8 +380,8 @@ class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
             logits = self.train_forward(features, mask)
         return F.cross_entropy(logits.float(), labels, reduction="sum", label_smoothing=self.label_smoothing)
 
-    def micro_step(self, features, mask, labels) -> None:
-        last = self._window_ends_now()
+    def micro_step(self, features, mask, labels, *, window_end: bool = True) -> None:
+        last = window_end  # gradients are all-reduced at the window's last backward only
         with self._sync_context(last), self._compile_timer():
             loss = self._forward_backward(features, mask, labels, self.local_nominal)
         self.window_loss = self.window_loss + loss.detach()
@@ -406,7 +400,7 @@ class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
         extra = torch.zeros(2 + _MAX_SIGNAL, dtype=torch.float64, device=self.ctx.device)
         extra[0] = float(self.window_samples)
         if self.ctx.is_main:
-            extra[1] = self.trainer.local_budget_clock()
+            extra[1] = self.clock()
         if self.stop_vote > 0:
             extra[1 + min(int(self.stop_vote), _MAX_SIGNAL)] = 1.0
         both = torch.cat([loss.detach().double().reshape(1).to(self.ctx.device), extra])
@@ -417,7 +411,7 @@ class DistributedTrainStep(_import_train_step()):  # type: ignore[misc]
         self.shared_clock = clock
         voted = [signum for signum, n in enumerate(votes, start=1) if n]
         if voted:  # some rank was asked to stop: every rank stops after this same update (lowest signal)
-            self.trainer._stop_signum = voted[0]
+            self.agreed_stop = voted[0]
 
     def update(self):
         result = super().update()
@@ -592,29 +586,4 @@ def launch(nproc: int, train_args: Sequence[str]) -> int:
 
 __all__ = ["DistContext", "setup", "cleanup", "env_world_size", "env_rank", "ShardedBatchSampler",
            "DistributedTrainStep", "SyncMaskedBatchNorm", "convert_sync_masked_bn", "ReadOnlyRunDir",
-           "strip_nproc", "train_args_from_argv", "torchrun_command", "launch", "run_worker"]
-
-
-def run_worker(cfg, *, resume=None) -> int:
-    """Rank > 0 under `asl train`: train silently (rank 0 renders and writes); the exit code.
-
-    Ctrl-C / SIGTERM (torchrun forwards them to every rank) ask the trainer to stop at its next
-    safe point, as on rank 0.
-    """
-    import signal
-
-    from asl_cli.engine.trainer import ASLTrainer
-    from asl_cli.errors import TrainingInterrupted
-
-    trainer = ASLTrainer(cfg, run_dir=resume, resume=resume)
-    previous = {s: signal.signal(s, lambda signum, _frame: trainer.request_stop(signum))
-                for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        trainer.fit()
-    except TrainingInterrupted as exc:
-        return exc.exit_code
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        cleanup()
-    return 0
+           "strip_nproc", "train_args_from_argv", "torchrun_command", "launch"]

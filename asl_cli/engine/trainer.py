@@ -1,25 +1,25 @@
-"""`ASLTrainer`: the training loop of the toolkit, readable top to bottom.
+"""`ASLTrainer`: one training run, read top to bottom as setup / train loop / evaluate / save / close.
 
-    trainer = ASLTrainer(cfg)            # data, model, optimizer, schedule, precision, run folder
-    summary = trainer.fit()              # epochs of accumulation windows; eval; checkpoints
+    trainer = ASLTrainer(cfg)            # setup: data, model, optimizer, schedule, precision, run folder
+    summary = trainer.fit()              # the loop: epochs of accumulation windows; eval; checkpoints
 
-The loop (`_train_epoch`) pulls micro-batches, runs `TrainStep.micro_step` on each and
-`TrainStep.update` at the end of every accumulation window (also the last, partial one of an
-epoch). `TrainStep` owns exact accumulation: every micro-batch's loss is a per-sample *sum*, and
-the window's gradient is divided by the window's true sample count, so 12+12+12+5 samples give the
-same update as one batch of 41. GPU sync points are marked `# SYNC`: one per optimizer update
-(the non-finite loss check), one per log point, one per evaluation, and checkpoint saves.
-See docs/engine.md.
+Who owns what: `TrainStep` (engine/step.py) one optimizer update with exact accumulation;
+`DistributedTrainStep` (engine/distributed.py) the same over DDP; `TimePlan`/`BudgetLR`
+(engine/budget.py) a time-budgeted schedule; `WindowRewind` (engine/window.py) what a window that
+does not land undoes; `RunDir` (engine/run_dir.py) the run folder. The trainer wires them and
+keeps the run's progress and its checkpoint round trip (over 500 lines for that reason: the state
+a resume must restore has one owner). GPU sync points are marked `# SYNC`: one per
+optimizer update (the non-finite loss check), one per log point, one per evaluation, and
+checkpoint saves. See docs/engine.md.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import math
 import os
-import random
+import signal
 import time
 import warnings
 from pathlib import Path
@@ -31,200 +31,23 @@ import torch.nn.functional as F
 
 from asl_cli.config import RunConfig, validate
 from asl_cli.data.cache import skipped_summary
-from asl_cli.engine.budget import MIN_UPDATES, TARGET, BudgetLR, TimePlan
+from asl_cli.engine import distributed
+from asl_cli.engine.budget import BudgetLR, TimePlan
 from asl_cli.engine.checkpoint import (all_finite, load_checkpoint, model_fingerprint, rng_state,
                                        save_checkpoint, set_rng_state, unwrap_model)
-from asl_cli.engine.compiled import CompiledForward, bucket_lengths, is_compiler_error
-from asl_cli.engine.metrics import SmoothedValue, Throughput, peak_memory_mb, topk_correct
+from asl_cli.engine.compiled import CompiledForward, bucket_lengths
+from asl_cli.engine.device import configure_backends, cuda_device_uuid, seed_everything
+from asl_cli.engine.faults import out_of_memory_error, worker_crash_error
+from asl_cli.engine.metrics import SmoothedValue, Throughput, time_forward, topk_correct
 from asl_cli.engine.precision import Precision, choose_precision
+from asl_cli.engine.report import run_status, run_summary
 from asl_cli.engine.run_dir import FolderLock, RunDir, find_checkpoint
-from asl_cli.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError, OutOfMemoryError, TrainingInterrupted
+from asl_cli.engine.window import WindowRewind
+from asl_cli.errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
 
 log = logging.getLogger("asl.engine")
 
 RESUME_KEYS = ("model", "optimizer", "progress", "rng", "sampler")  # what a resume reads back
-
-
-# --- devices and backend flags ------------------------------------------------------------------
-
-def cuda_device_uuid(device: torch.device) -> str:
-    """The CUDA device's UUID as torch reports it (no NVML "GPU-" prefix); "" when not CUDA or unknown.
-
-    Monitors need it: NVML numbers GPUs in PCI bus order, CUDA in its own (and after
-    CUDA_VISIBLE_DEVICES), so the index in `device` may name another GPU for NVML.
-    """
-    if device.type != "cuda":
-        return ""
-    try:
-        return str(torch.cuda.get_device_properties(device).uuid)
-    except Exception:  # noqa: BLE001 - an older torch or a driver hiccup: monitors fall back to the index
-        return ""
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-def configure_backends(train_cfg, device: torch.device) -> None:
-    """cuDNN autotuning for speed, or deterministic algorithms for reproducibility; TF32 on CUDA as
-    `train.tf32` says (the legacy `allow_tf32` flags: torch 2.13 refuses to read the precision once
-    the legacy and the new `fp32_precision` API were mixed, and Inductor reads the legacy ones)."""
-    det = bool(train_cfg.deterministic)
-    torch.use_deterministic_algorithms(det, warn_only=True)
-    torch.backends.cudnn.deterministic = det
-    torch.backends.cudnn.benchmark = bool(train_cfg.cudnn_benchmark) and not det and device.type == "cuda"
-    if det and device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
-    if device.type == "cuda":
-        tf32 = bool(getattr(train_cfg, "tf32", True))
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        torch.backends.cudnn.allow_tf32 = tf32
-
-
-# --- the exact accumulation step ----------------------------------------------------------------
-
-class TrainStep:
-    """Micro-steps and optimizer updates with exact gradient accumulation.
-
-    `micro_step(features, mask, labels)` adds one micro-batch's gradient: its loss is the SUM of
-    per-sample losses divided by the nominal window size (batch_size x accumulation), which keeps
-    gradient magnitudes (and the fp16 loss scale) as usual. `update()` rescales the gradient by
-    nominal / true sample count when the window was short (a partial last window or a short last
-    batch), so the gradient is always the mean over exactly the samples seen; then
-    unscale -> clip -> step -> scaler update -> schedule step, once.
-    """
-
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, precision: Precision, *,
-                 nominal_window: int, clip_val: float = 0.0, label_smoothing: float = 0.0,
-                 scheduler: Any = None, forward: Callable | None = None, awp: Any = None):
-        self.model = model
-        self.optimizer = optimizer
-        self.precision = precision
-        self.scheduler = scheduler
-        self.nominal = int(nominal_window)
-        self.clip_val = float(clip_val)
-        self.label_smoothing = float(label_smoothing)
-        self.forward = forward or model
-        self.awp = awp  # an AWP object, used when `awp_active` is set by the trainer
-        self.awp_active = False
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.last_lr: float | None = None  # the rate the latest applied update used (the schedule moves on after it)
-        self.skip_reason: str | None = None  # why the latest update() applied nothing: "nonfinite" | "overflow"
-        self.compile_s_last = 0.0  # seconds of the latest micro_step when it compiled a graph, else 0
-        self.reset_window()
-
-    def reset_window(self) -> None:
-        self.window_loss: torch.Tensor | float = 0.0  # device tensor: summed per-sample losses
-        self.window_samples = 0  # host int: known from the batch shape, no sync
-        self.window_batches: list[tuple] = []  # kept only for AWP's second pass
-
-    def loss_sum(self, features: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        with self.precision.autocast():
-            logits = self.forward(features, mask)
-        # The loss in fp32 (autocast also does this for cross_entropy; being explicit keeps CPU bf16 right).
-        return F.cross_entropy(logits.float(), labels, reduction="sum", label_smoothing=self.label_smoothing)
-
-    def micro_step(self, features: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> None:
-        with self._compile_timer():
-            loss = self._forward_backward(features, mask, labels, self.nominal)
-        self.window_loss = self.window_loss + loss.detach()
-        self.window_samples += int(labels.shape[0])
-        if self.awp_active:
-            self.window_batches.append((features, mask, labels))
-
-    def _forward_backward(self, features: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
-                          divisor: int) -> torch.Tensor:
-        """loss_sum, then backward of loss / divisor; returns the loss sum."""
-        loss = self.loss_sum(features, mask, labels)
-        try:
-            self.precision.backward(loss / divisor)
-        except Exception as exc:
-            # torch.compile builds the backward graph at the first backward pass: if that fails, this
-            # micro-batch runs again eagerly (no gradient reached the weights: they all sit behind the
-            # compiled graph). Once per run, that batch's BN statistics and dropout draws happen twice.
-            if not (isinstance(self.forward, CompiledForward) and self.forward.backward_failed(exc)):
-                raise
-            loss = self.loss_sum(features, mask, labels)
-            self.precision.backward(loss / divisor)
-        return loss
-
-    @contextlib.contextmanager
-    def _compile_timer(self):
-        """Times a micro-step that compiled a graph (its forward and the backward compiled at its
-        first pass): `compile_s_last`, also added to the compiled forward's `compile_s`."""
-        forward = self.forward if isinstance(self.forward, CompiledForward) else None
-        self.compile_s_last = 0.0
-        if forward is None:
-            yield
-            return
-        events, spent, begin = forward.compile_events, forward.compile_s, time.perf_counter()
-        yield
-        if forward.compile_events != events:
-            self.compile_s_last = time.perf_counter() - begin
-            forward.compile_s = spent + self.compile_s_last
-
-    def update(self) -> tuple[bool, torch.Tensor | None, torch.Tensor]:
-        """Apply the window: (applied, grad norm tensor or None, window loss sum tensor).
-
-        Not applied (`skip_reason` says why) when the window's loss is non-finite ("nonfinite":
-        gradients are dropped and the caller decides, skip or stop) or when the fp16 GradScaler
-        found inf/NaN in the gradients ("overflow": it skipped the step and lowered the scale).
-        A skipped window moves neither the weights nor the schedule nor `last_lr`.
-        """
-        n, loss = self.window_samples, self.window_loss
-        if n == 0:
-            self.skip_reason = "empty"
-            return False, None, torch.zeros(())
-        loss = loss if torch.is_tensor(loss) else torch.tensor(float(loss))
-        checked = loss
-        if self.awp_active and self.awp is not None:
-            # The update applies the AWP pass's gradient, so its loss is checked too (same sync). A NaN
-            # first-pass gradient does not move the weights (AWP skips non-finite norms).
-            checked = loss + self._awp_second_pass()
-        # SYNC (one per optimizer update): a NaN/Inf loss must stop this update before it lands.
-        if not bool(torch.isfinite(checked)):
-            self.optimizer.zero_grad(set_to_none=True)
-            self.reset_window()
-            self.skip_reason = "nonfinite"
-            return False, None, loss
-        if n != self.nominal:  # short window: mean over the samples actually seen
-            grads = [p.grad for p in self.params if p.grad is not None]
-            torch._foreach_mul_(grads, self.nominal / n)
-        lr = float(self.optimizer.param_groups[0]["lr"])
-        grad_norm = self.precision.update(self.optimizer, self.params, self.clip_val)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.reset_window()
-        if self.precision.overflowed:  # no step was taken: the schedule waits for the next real one
-            self.skip_reason = "overflow"
-            return False, None, loss
-        self.skip_reason = None
-        self.last_lr = lr
-        if self.scheduler is not None:
-            self.scheduler.step()
-        return True, grad_norm, loss
-
-    def _awp_second_pass(self) -> torch.Tensor:
-        """AWP: move the weights along the window's gradient, take the gradient there, move back.
-
-        Returns the summed loss at the moved weights (a device tensor, no sync).
-        """
-        total: torch.Tensor | float = 0.0
-        with self.awp.perturbed():  # restored even when the pass fails (an OOM must not leave moved weights)
-            self.optimizer.zero_grad(set_to_none=True)
-            for features, mask, labels in self.window_batches:
-                loss = self.loss_sum(features, mask, labels)
-                self.precision.backward(loss / self.nominal)
-                total = total + loss.detach()
-        return total if torch.is_tensor(total) else torch.tensor(float(total))
-
-
-# --- the trainer ----------------------------------------------------------------------------------
-
-# torch.compile lives in engine/compiled.py; the old names stay importable.
-_is_compiler_error = is_compiler_error
-_Compiled = CompiledForward
 
 
 class ASLTrainer:
@@ -255,7 +78,6 @@ class ASLTrainer:
         self._stop_signum: int | None = None
         t = cfg.train
 
-        from asl_cli.engine import distributed
         self.dist = distributed.setup(t.device)  # torchrun: process group, cuda:LOCAL_RANK; else one process
         self.dist.check_config(cfg)
         self.device = self.dist.device
@@ -291,7 +113,7 @@ class ASLTrainer:
                 if ckpt_path is not None:  # updates logged after this checkpoint are about to be redone
                     self.run.drop_metrics_after(self.step)
             self.status: dict[str, Any] = {"state": "running"}
-            self.status = self._status("running")
+            self.status = run_status(self, "running")
         except BaseException:
             if self._folder_lock is not None:
                 self._folder_lock.release()  # a traceback may keep this half-built trainer alive
@@ -368,11 +190,13 @@ class ASLTrainer:
         if cfg.optim.awp_lambda > 0:
             from asl_cli.engine.awp import AWP
             awp = AWP(self.model, cfg.optim.awp_lambda)
-        self.step_fn = self.dist.make_train_step(self, self.model, self.optimizer, self.precision,
+        self.step_fn = self.dist.make_train_step(self.model, self.optimizer, self.precision,
+                                                 clock=self.local_budget_clock,
                                                  nominal_window=t.batch_size * self.accum,
                                                  clip_val=t.gradient_clip_val,
                                                  label_smoothing=cfg.optim.label_smoothing,
                                                  scheduler=self.scheduler, forward=forward, awp=awp)
+        self.window = WindowRewind(self.model, self.device, self.accum)
         self.fingerprint = model_fingerprint(cfg.model, self.num_classes, self.model)
 
         # Progress (restored by a resume).
@@ -395,7 +219,7 @@ class ASLTrainer:
         self._evaluated_at: tuple | None = None  # the _position() of the latest evaluation / last.pt
         self._saved_at: tuple | None = None
         self.val_metrics: dict[str, float | None] = {"val_loss": None, "val_top1": None, "val_top5": None}
-        self._measured: dict[str, Any] = dict.fromkeys(("loss", "lr", "grad_norm", "samples_per_s", "data_wait",
+        self.measured: dict[str, Any] = dict.fromkeys(("loss", "lr", "grad_norm", "samples_per_s", "data_wait",
                                                         "amp_scale"))
 
     # -- setup helpers --------------------------------------------------------------------------
@@ -410,13 +234,8 @@ class ASLTrainer:
         return prepare(data_dir, d.cache_dir, skip_bad=d.skip_bad, limit=d.limit, progress=False)
 
     def _plan_from_probe(self) -> None:
-        """Seed the time plan with estimates from a timed forward pass; refuse a budget that cannot fit.
-
-        Forward passes on zeros of a typical batch, in eval mode under no_grad (no random
-        numbers drawn, no BatchNorm statistics moved). An update costs ~3 forwards (forward +
-        backward) per micro-batch, plus data work; the final evaluation one forward per validation
-        batch, plus the checkpoint. Rank 0 measures, every rank uses its figures.
-        """
+        """Seed the time plan from a timed forward pass of a typical batch (zeros, mean length rounded
+        up to a bucket); refuse a budget that cannot fit. Rank 0 measures, every rank uses its figure."""
         from asl_cli.data.landmarks import NUM_FEATURES
 
         d, t = self.cfg.data, self.cfg.train
@@ -424,42 +243,16 @@ class ASLTrainer:
         length = int(math.ceil(float(np.mean(lengths)) / d.bucket_step) * d.bucket_step) if len(lengths) else d.max_len
         features = torch.zeros(t.batch_size, max(1, min(length, d.max_len)), NUM_FEATURES, device=self.device)
         mask = torch.ones(features.shape[:2], dtype=torch.bool, device=self.device)
-        was_training, threads = self.model.training, torch.get_num_threads()
-        self.model.eval()
-        torch.set_num_threads(self.parallel.torch_threads)  # timed as fit() will run (more threads beside a
-        seconds = []                                         # busy core can be many times slower)
-        try:
-            with torch.no_grad(), self.precision.autocast():
-                for _ in range(3):  # the first pass warms up allocators and kernels; the fastest one counts
-                    begin = time.perf_counter()
-                    self.model(features, mask)
-                    if self.device.type == "cuda":
-                        torch.cuda.synchronize(self.device)
-                    seconds.append(time.perf_counter() - begin)
-        finally:
-            torch.set_num_threads(threads)
-            self.model.train(was_training)
-        forward = self.dist.broadcast_object(min(seconds[1:]))
-        step_s = 1.2 * 3.0 * forward * self.accum
-        weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
-        save_s = 0.05 + 4 * weights / 100e6  # weights + optimizer moments + lookahead, written at ~100 MB/s
-        end_s = 1.5 * forward * (len(self.val_loader) if self.val_loader is not None else 0) + save_s
-        self.plan.step_s, self.plan.end_s, self.plan.save_s = step_s, end_s, save_s
-        self.plan.eval_batches = len(self.val_loader) if self.val_loader is not None else 0
-        self.plan.micro_batches = self.accum
-        needed = (MIN_UPDATES * step_s + end_s) / TARGET
-        if self.cfg.train.time_budget < needed:
-            raise ConfigError(
-                f"time budget {self.cfg.train.time_budget:g} s is too short for this run here: one update takes "
-                f"~{step_s:.2g} s and the final evaluation and checkpoint ~{end_s:.2g} s; give at least "
-                f"--time-budget {math.ceil(needed)}", path="--time-budget")
+        forward_s = time_forward(self.model, features, mask, autocast=self.precision.autocast,
+                                 threads=self.parallel.torch_threads)
+        self.plan.seed_from_forward(self.dist.broadcast_object(forward_s), micro_batches=self.accum,
+                                    eval_batches=len(self.val_loader) if self.val_loader is not None else 0,
+                                    weight_bytes=sum(p.numel() * p.element_size() for p in self.model.parameters()))
 
     def _budget_clock(self) -> float:
         """Seconds of the time budget used so far (under torchrun: rank 0's, handed to every rank)."""
-        shared = getattr(self.step_fn, "shared_clock", None) if hasattr(self, "step_fn") else None
-        if shared is not None:
-            return shared
-        return self.local_budget_clock()
+        shared = getattr(getattr(self, "step_fn", None), "shared_clock", None)  # DistributedTrainStep's
+        return shared if shared is not None else self.local_budget_clock()
 
     def local_budget_clock(self) -> float:
         start = getattr(self, "_t_start", None)
@@ -503,7 +296,7 @@ class ASLTrainer:
         try:
             reason = self.nothing_left()
             if reason is not None:  # writing status.json now would replace the run's final figures
-                return self._summary("already_finished", wall=0.0, samples=0) | {"reason": reason}
+                return run_summary(self, "already_finished", wall=0.0, samples=0) | {"reason": reason}
             return self._fit()
         finally:
             if torch.get_num_threads() != threads_before:  # a process-wide setting: give it back
@@ -511,7 +304,28 @@ class ASLTrainer:
             self._folder_lock.release()  # the run folder is free for a resume or another tool
 
     def _fit(self) -> dict:
-        t = self.cfg.train
+        self._start_session()
+        try:
+            self._train()
+        except TrainingInterrupted:
+            self._finish("interrupted")
+            raise
+        except torch.cuda.OutOfMemoryError:
+            self.optimizer.zero_grad(set_to_none=True)
+            self._finish("failed")
+            t = self.cfg.train
+            raise out_of_memory_error(self.step, t.batch_size, self.accum, self.cfg.data.max_len,
+                                      self.run.last_checkpoint) from None
+        except KeyboardInterrupt:
+            self._finish("interrupted")
+            raise
+        except BaseException:
+            self._finish("failed")
+            raise
+        return self._finish("finished")
+
+    def _start_session(self) -> None:
+        """Clocks, meters and log accumulators of this session (a resume is a new session)."""
         self._t_start = time.perf_counter()
         self.meter = Throughput()
         self.meter.pause()  # it runs inside _train_epoch only: evaluation and checkpoints are not training
@@ -527,99 +341,91 @@ class ASLTrainer:
         if self.plan is not None:
             self.plan.resumed()  # start-up time is not an update interval
         self._emit("start", config=self.cfg.to_dict())
-        try:
-            if not self.run.last_checkpoint.is_file():  # a run killed in its first epoch can still resume
-                self._save("last")
-            while not self._epochs_done() and not self._budget_reached():
-                self.meter.resume()
-                self._train_epoch()
-                self.meter.pause()
-                if self._log_samples:  # off the log_every grid: an epoch's (or a stop's) last updates
-                    self._log_step()  # get their own log point, before the evaluation reports on them
-                if self.batch_in_epoch < self.batches_per_epoch:
-                    break  # stopped mid-epoch (max_steps / time budget)
-                self.epoch += 1
-                self.batch_in_epoch = 0
-                final = self._epochs_done() or self._budget_reached()
-                evaluate = self._eval_due(final)
-                improved = evaluate and self._evaluate()
-                self._save_checkpoints(last=self.epoch % t.checkpoint_every == 0 or final, best=improved)
-                if self.plan is not None:  # the epoch end's time is known now (rank 0's clock on every rank)
-                    self.plan.boundary(self.dist.broadcast_object(self.local_budget_clock()), with_eval=evaluate)
-                    self.scheduler.replan()
-            # Stopped early (max_steps / time budget), mid-epoch or at an epoch end that skipped eval or
-            # checkpoint (eval_every / checkpoint_every > 1): evaluate the final weights, save them.
-            if self._evaluated_at != self._position() or self._saved_at != self._position():
-                improved = self._evaluated_at != self._position() and self._evaluate()
-                self._save_checkpoints(last=self._saved_at != self._position(), best=improved)
-        except TrainingInterrupted:
-            self._finish("interrupted")
-            raise
-        except torch.cuda.OutOfMemoryError:
-            self.optimizer.zero_grad(set_to_none=True)
-            self._finish("failed")
-            last = self.run.last_checkpoint
-            raise OutOfMemoryError(
-                f"out of GPU memory at step {self.step} (batch {t.batch_size} x {self.accum} accumulation, "
-                f"max_len {self.cfg.data.max_len}): use a smaller --batch-size with more accumulation, or a "
-                f"smaller preset" + (f"; last checkpoint {last} is intact" if last.is_file() else "")) from None
-        except KeyboardInterrupt:
-            self._finish("interrupted")
-            raise
-        except BaseException:
-            self._finish("failed")
-            raise
-        return self._finish("finished")
 
     # -- the loop ---------------------------------------------------------------------------------
 
+    def _train(self) -> None:
+        """Epochs of accumulation windows; at each epoch end evaluate (when due) and save; at the end
+        the final weights are evaluated and saved whatever stopped the run."""
+        if not self.run.last_checkpoint.is_file():  # a run killed in its first epoch can still resume
+            self._save("last")
+        while not self._epochs_done() and not self._budget_reached():
+            self.meter.resume()
+            self._train_epoch()
+            self.meter.pause()
+            if self._log_samples:  # off the log_every grid: an epoch's (or a stop's) last updates
+                self._log_step()  # get their own log point, before the evaluation reports on them
+            if self.batch_in_epoch < self.batches_per_epoch:
+                break  # stopped mid-epoch (max_steps / time budget)
+            self._end_epoch()
+        # Stopped early (max_steps / time budget), mid-epoch or at an epoch end that skipped eval or
+        # checkpoint (eval_every / checkpoint_every > 1): evaluate the final weights, save them.
+        if self._evaluated_at != self._position() or self._saved_at != self._position():
+            improved = self._evaluated_at != self._position() and self._evaluate()
+            self._save_checkpoints(last=self._saved_at != self._position(), best=improved)
+
+    def _end_epoch(self) -> None:
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        final = self._epochs_done() or self._budget_reached()
+        evaluate = self._eval_due(final)
+        improved = evaluate and self._evaluate()  # SYNC (one per evaluation)
+        self._save_checkpoints(last=self.epoch % self.cfg.train.checkpoint_every == 0 or final, best=improved)
+        if self.plan is not None:  # the epoch end's time is known now (rank 0's clock on every rank)
+            self.plan.boundary(self.dist.broadcast_object(self.local_budget_clock()), with_eval=evaluate)
+            self.scheduler.replan()
+
     def _train_epoch(self) -> None:
-        t, cfg, dev = self.cfg.train, self.cfg, self.device
-        nb = cfg.loader.non_blocking and dev.type == "cuda"
+        """Accumulation windows to the epoch's end, a step limit or a stop (a resume starts mid-epoch)."""
         self.sampler.set_epoch(self.epoch)  # keeps a resumed mid-epoch position of this epoch
         self.model.train()
         self._set_switches()
         batches = iter(self.train_loader)
-        snapshot = None
-        if not hasattr(self, "_stats"):  # floating buffers (BatchNorm statistics) move in the forward pass
-            self._stats = [b for b in self.model.buffers() if b.is_floating_point()]
-            self._stats_backup = [b.detach().clone() for b in self._stats]
         while True:
             if self.batch_in_epoch % self.accum == 0:
-                if self.accum > 1:
-                    snapshot = self._window_snapshot()  # a stop inside the window rewinds to here
-                if self._stats:  # one fused copy per window: a skipped window rewinds BN statistics
-                    torch._foreach_copy_(self._stats_backup, self._stats)
-            self.meter.wait_start()
-            try:
-                batch = next(batches, None)
-            except RuntimeError as exc:
-                raise self._worker_crash(exc, self.train_loader, self.epoch, self.batch_in_epoch) from None
-            self.meter.wait_end()
+                self.window.open(self.batch_in_epoch)  # a skipped update or a stop inside the window rewinds here
+            batch = self._next_batch(batches)  # timed as data wait
             if batch is None:
-                break
-            self.step_fn.micro_step(batch["features"].to(dev, non_blocking=nb),
-                                    batch["mask"].to(dev, non_blocking=nb),
-                                    batch["labels"].to(dev, non_blocking=nb))
-            if self.step_fn.compile_s_last:
-                self._compiled_now(self.step_fn.compile_s_last, int(batch["labels"].shape[0]))
-            else:
-                self.meter.add(batch["labels"].shape[0])
-            done = self.batch_in_epoch + 1
-            if t.empty_cache_every and dev.type == "cuda" and done % t.empty_cache_every == 0:
-                torch.cuda.empty_cache()
-            window_end = done % self.accum == 0 or done == self.batches_per_epoch
-            if not window_end:
-                if self._stop_signum is not None:
-                    self._interrupt(snapshot)
-                self.batch_in_epoch = done
-                continue
-            self.batch_in_epoch = done
-            self._apply_update()
-            if self._stop_signum is not None:
-                self._interrupt(None)
-            if self._budget_reached():
                 return
+            done = self.batch_in_epoch + 1
+            window_end = done % self.accum == 0 or done == self.batches_per_epoch
+            self._micro_step(batch, window_end)  # forward + backward; DDP all-reduces at the window end
+            self.batch_in_epoch = done
+            if window_end:
+                self._apply_update()  # SYNC: the non-finite loss check (one per update)
+            signum = self._stop_requested()
+            if signum:
+                self._interrupt(signum, inside_window=not window_end)
+            if window_end and self._budget_reached():
+                return
+
+    def _next_batch(self, batches) -> dict | None:
+        self.meter.wait_start()
+        try:
+            batch = next(batches, None)
+        except RuntimeError as exc:
+            raise worker_crash_error(exc, self.train_loader, self.epoch, self.batch_in_epoch,
+                                     self.cache.data_dir) from None
+        self.meter.wait_end()
+        return batch
+
+    def _micro_step(self, batch: dict, window_end: bool) -> None:
+        dev = self.device
+        nb = self.cfg.loader.non_blocking and dev.type == "cuda"
+        self.step_fn.micro_step(batch["features"].to(dev, non_blocking=nb), batch["mask"].to(dev, non_blocking=nb),
+                                batch["labels"].to(dev, non_blocking=nb), window_end=window_end)
+        samples = int(batch["labels"].shape[0])
+        if self.step_fn.compile_s_last:
+            self._compiled_now(self.step_fn.compile_s_last, samples)
+        else:
+            self.meter.add(samples)
+        every = self.cfg.train.empty_cache_every
+        if every and dev.type == "cuda" and (self.batch_in_epoch + 1) % every == 0:
+            torch.cuda.empty_cache()
+
+    def _stop_requested(self) -> int | None:
+        """The signal to stop on: this process's (request_stop), or the one all ranks agreed on."""
+        return self._stop_signum or getattr(self.step_fn, "agreed_stop", None)
 
     def _on_compile(self, what: str) -> None:
         """A call is about to compile a graph (minutes on a big model): say so in status and dashboard."""
@@ -652,8 +458,7 @@ class ASLTrainer:
         samples = self.step_fn.window_samples
         applied, grad_norm, loss = self.step_fn.update()
         if not applied:
-            if self._stats:  # the skipped window's forward pass also moved the running statistics: undo that
-                torch._foreach_copy_(self._stats, self._stats_backup)
+            self.window.undo_statistics()  # the skipped window's forward passes moved the running statistics
             if self.step_fn.skip_reason == "overflow":  # fp16: the scaler lowered the scale; normal, not a fault
                 self.overflow_skipped += 1
                 log.debug("fp16 gradient overflow at step %d: update skipped, loss scale lowered (%d so far)",
@@ -674,25 +479,6 @@ class ASLTrainer:
         self._grad_norm = grad_norm
         if self.step % self.cfg.train.log_every == 0:
             self._log_step()
-
-    def _worker_crash(self, exc: RuntimeError, loader: Any, epoch: int, batch_no: int) -> BaseException:
-        """A data-loader worker that died (os._exit, segfault, OOM killer) -> DataError naming the
-        sequences of the batch it was loading; any other RuntimeError is returned unchanged."""
-        text = str(exc)
-        if "DataLoader worker" not in text:
-            return exc
-        try:
-            ds = loader.dataset
-            positions = loader.batch_sampler.batches(epoch)[batch_no]
-            paths = [str(ds.cache.paths[int(ds.indices[int(p)])]) for p in positions]
-        except Exception:  # noqa: BLE001 - the message without the names is still useful
-            paths = []
-        shown = ", ".join(paths[:8]) + (f" (+{len(paths) - 8} more)" if len(paths) > 8 else "")
-        which = f"; the failing sample is one of: {shown}" if paths else ""
-        first = (text.strip().splitlines() or ["worker died"])[0]
-        return DataError(f"a data-loader worker died while loading batch {batch_no + 1} of epoch {epoch + 1} "
-                         f"({first}){which}. Rerun with --workers 0 to see that sample's own error",
-                         path=self.cache.data_dir or None)
 
     def _warn_nonfinite(self) -> None:
         log.warning("non-finite loss at step %d (epoch %d): update skipped (%d so far)",
@@ -730,7 +516,7 @@ class ASLTrainer:
         loss = read[0] / max(1, self._log_samples)
         self.final_train_loss = loss
         samples_per_s, wait, _ = self.meter.read()
-        self._measured.update(
+        self.measured.update(
             loss=loss, grad_norm=read[1] if len(read) > 1 else None, lr=self._logged_lr(),
             samples_per_s=samples_per_s, data_wait=wait, amp_scale=self.precision.scale)
         self.loss_smooth.update(loss)
@@ -759,7 +545,7 @@ class ASLTrainer:
             try:
                 batch = next(batches)
             except RuntimeError as exc:
-                raise self._worker_crash(exc, self.val_loader, 0, batch_no) from None
+                raise worker_crash_error(exc, self.val_loader, 0, batch_no, self.cache.data_dir) from None
             features = batch["features"].to(dev, non_blocking=nb)
             mask = batch["mask"].to(dev, non_blocking=nb)
             labels = batch["labels"].to(dev, non_blocking=nb)
@@ -792,53 +578,9 @@ class ASLTrainer:
 
     # -- status, callbacks, files -------------------------------------------------------------------
 
-    def _status(self, state: str) -> dict[str, Any]:
-        """The full status: measured values from the last log point plus progress right now."""
-        peak, source = peak_memory_mb(self.device)
-        t_start = getattr(self, "_t_start", None)
-        steps_now = self.step - getattr(self, "_steps_at_start", self.step)
-        eta, total_steps, budget = None, self.total_steps, {}
-        if self.plan is not None:  # time-planned: the ETA is the clock's, the step count an estimate
-            used = self.local_budget_clock() if t_start is not None else self._budget_used_before
-            eta = self.plan.eta(used)
-            left = self.plan.updates_left()
-            total_steps = None if left is None else self.step + left
-            budget = {"time_budget_s": self.plan.budget_s, "budget_used_s": used,
-                      "schedule_progress": self.plan.progress}
-        elif t_start is not None and steps_now:  # the rate without compile time
-            rate_s = max(0.0, time.perf_counter() - t_start - self.compile_s) / steps_now
-            eta = rate_s * max(0, self.total_steps - self.step)
-        epochs = self.cfg.train.epochs
-        epoch = self.epoch + (self.batch_in_epoch > 0 or self.epoch == 0)
-        return {
-            "run": self.run.name, "state": state,
-            # 1-based epoch in progress; at an epoch boundary the one just finished (eval, checkpoint)
-            "epoch": min(epoch, epochs) if epochs else epoch, "epochs": epochs or None,
-            "step": self.step, "total_steps": total_steps, "eta_s": eta, **budget,
-            **self._measured, "loss_smooth": self.loss_smooth.value,
-            **self.val_metrics, "best_top1": self.best_top1,
-            "peak_mem_mb": peak, "peak_mem_source": source, "precision": self.precision.name,
-            "device": str(self.device), "gpu_uuid": self.gpu_uuid or None, "aug": dict(self.cfg.aug.__dict__),
-            **self._compile_status(), "tf32": self.cfg.train.tf32 if self.device.type == "cuda" else None,
-            "batch_size": self.cfg.train.batch_size, "accumulation": self.accum,
-            "num_workers": self.parallel.num_workers, "torch_threads": self.parallel.torch_threads,
-            "data_path": self.data_path, "nonfinite_skipped": self.nonfinite_skipped,
-            "skipped": self.cache.skipped, "skipped_files": self.cache.skipped_files[:5],
-            "overflow_skipped": self.overflow_skipped, "warnings": list(self.warnings),
-        }
-
-    def _compile_status(self) -> dict[str, Any]:
-        """`compile`: off | compiling | recompiling (graph N) | on | on, N batches eager (recompile
-        limit) | fallback (eager); with compile on also the graphs made, the seconds of the calls that
-        compiled (training micro-steps: left out of samples/s and the ETA), eager batches, why eager."""
-        forward = self.step_fn.forward if hasattr(self, "step_fn") else None
-        if not isinstance(forward, CompiledForward):
-            return {"compile": "off"}
-        return {"compile": forward.state, **forward.summary()}
-
     def _emit(self, event: str, **extra: Any) -> None:
         """Refresh the status, write status.json (+ metrics.jsonl for step/eval), call the callbacks."""
-        self.status = self._status(self.status["state"])
+        self.status = run_status(self, self.status["state"])
         record = {"event": event, **self.status}
         if event in ("step", "eval"):
             self.run.append_metrics({k: v for k, v in record.items()
@@ -856,62 +598,20 @@ class ASLTrainer:
         except Exception:  # noqa: BLE001 - on the way out of a failure, the original error matters
             if state == "finished":
                 raise
-        return self._summary(state, wall=time.perf_counter() - self._t_start,
+        return run_summary(self, state, wall=time.perf_counter() - self._t_start,
                              samples=self.samples_seen - self._samples_at_start)
-
-    def _summary(self, state: str, *, wall: float, samples: int) -> dict:
-        best, last = self.run.best_checkpoint, self.run.last_checkpoint
-        t = self.cfg.train
-        stopped_by = None
-        if state == "finished" and not self._epochs_done():  # ended before its epochs: which limit
-            stopped_by = "max_steps" if t.max_steps and self.step >= t.max_steps else "time_budget"
-        return {
-            "run_dir": self.run_dir, "best_checkpoint": best if best.is_file() else None,
-            "last_checkpoint": last if last.is_file() else None, "best_top1": self.best_top1,
-            "best_top5": self.best_top5, "final_train_loss": self.final_train_loss, "epochs_done": self.epoch,
-            # fractional when stopped mid-epoch (max_steps, time budget, interrupt)
-            "epochs_progress": self.epoch + self.batch_in_epoch / max(1, self.batches_per_epoch),
-            "epochs": t.epochs or None, "stopped_by": stopped_by,
-            "time_budget_s": t.time_budget or None,
-            "budget_used_s": self.local_budget_clock() if self.plan is not None else None,
-            # samples/s leaves out the micro-steps that compiled a graph (compile_s: their seconds)
-            "steps": self.step, "wall_s": wall, "compile_s": self.compile_s if self.compile_s else None,
-            "samples_per_s": ((samples - self.compile_samples) / (wall - self.compile_s)
-                              if wall - self.compile_s > 0 else None),
-            # steps, wall_s and samples/s of this session (a resume continues at resumed_from_step)
-            "session_steps": self.step - getattr(self, "_steps_at_start", self.step),
-            "resumed_from_step": None if self.resumed_from is None else self.resumed_from["step"],
-            "peak_mem_mb": self.status.get("peak_mem_mb"), "skipped": self.cache.skipped,
-            "skipped_files": self.cache.skipped_files[:5],
-            "skipped_list": str(self.run.skipped_path) if self.cache.skipped else None,
-            "nonfinite_skipped": self.nonfinite_skipped, "overflow_skipped": self.overflow_skipped,
-            "precision": self.precision.name, "device": str(self.device), "state": state,
-        }
 
     # -- checkpoints ----------------------------------------------------------------------------------
 
-    def _window_snapshot(self) -> dict:
-        """What a stop inside an accumulation window must rewind: RNG streams and BN buffers.
-
-        (Weights and optimizer do not change inside a window; gradients are simply dropped.)
-        """
-        return {"rng": rng_state(self.device), "batch_in_epoch": self.batch_in_epoch,
-                "buffers": [b.detach().clone() for b in self.model.buffers()]}
-
-    def _interrupt(self, snapshot: dict | None) -> None:
+    def _interrupt(self, signum: int, *, inside_window: bool) -> None:
         """Save `last` as of the last optimizer update and raise TrainingInterrupted."""
-        signum = self._stop_signum or 2
         rng = None
-        if snapshot is not None:  # inside a window: drop its gradients, rewind to its start
+        if inside_window:  # drop the window's gradients, rewind to its start
             self.optimizer.zero_grad(set_to_none=True)
             self.step_fn.reset_window()
-            with torch.no_grad():
-                for b, saved in zip(self.model.buffers(), snapshot["buffers"]):
-                    b.copy_(saved)
-            self.batch_in_epoch = snapshot["batch_in_epoch"]
-            rng = snapshot["rng"]
+            self.batch_in_epoch, rng = self.window.rewind()
         path = self._save("last", rng=rng)
-        name = {2: "SIGINT", 15: "SIGTERM"}.get(signum, f"signal {signum}")
+        name = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}.get(signum, f"signal {signum}")
         raise TrainingInterrupted(f"stopped by {name} at step {self.step}; saved {path} "
                                   f"(resume with --resume {self.run_dir})", signum=signum)
 
@@ -979,3 +679,26 @@ class ASLTrainer:
         if self.batch_in_epoch:  # mid-epoch: the sampler continues after the consumed batches
             self.sampler.load_state_dict(ckpt["sampler"])
         self._pending_rng = ckpt["rng"]
+
+
+def run_worker(cfg: RunConfig, *, resume: str | Path | None = None) -> int:
+    """Rank > 0 under `asl train --nproc N`: train silently (rank 0 renders and writes); the exit code.
+
+    Ctrl-C / SIGTERM (torchrun forwards them to every rank) ask the trainer to stop at its next
+    safe point, as on rank 0.
+    """
+    trainer = ASLTrainer(cfg, run_dir=resume, resume=resume)
+    previous = {s: signal.signal(s, lambda signum, _frame: trainer.request_stop(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        trainer.fit()
+    except TrainingInterrupted as exc:
+        return exc.exit_code
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        distributed.cleanup()
+    return 0
+
+
+__all__ = ["ASLTrainer", "run_worker", "RESUME_KEYS"]

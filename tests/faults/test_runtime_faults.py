@@ -98,7 +98,7 @@ def test_run_folder_that_cannot_be_created(tiny_data, tmp_path, cache_env, ledge
 
 
 def test_out_of_memory_is_one_line_with_advice(tiny_data, tmp_path, cache_env, monkeypatch, ledger):
-    from asl_cli.engine.trainer import TrainStep
+    from asl_cli.engine.step import TrainStep
 
     real = TrainStep.loss_sum
     calls = [0]
@@ -120,17 +120,17 @@ def test_out_of_memory_is_one_line_with_advice(tiny_data, tmp_path, cache_env, m
 
 
 def poison_batch(monkeypatch, at_call: int, value: float):
-    from asl_cli.engine.trainer import TrainStep
+    from asl_cli.engine.step import TrainStep
 
     real = TrainStep.micro_step
     calls = [0]
 
-    def micro(self, features, mask, labels):
+    def micro(self, features, mask, labels, **kwargs):
         calls[0] += 1
         if calls[0] == at_call:
             features = features.clone()
             features[0, 0, :] = value
-        return real(self, features, mask, labels)
+        return real(self, features, mask, labels, **kwargs)
 
     monkeypatch.setattr(TrainStep, "micro_step", micro)
 
@@ -158,7 +158,7 @@ def test_nonfinite_batch_stops_when_asked(tiny_data, tmp_path, cache_env, monkey
 
 @pytest.mark.parametrize("mode", ["skip", "stop"])
 def test_nonfinite_weights_never_reach_a_checkpoint(mode, tiny_data, tmp_path, cache_env, monkeypatch, ledger):
-    from asl_cli.engine.trainer import TrainStep
+    from asl_cli.engine.step import TrainStep
 
     real = TrainStep.update
     calls = [0]
