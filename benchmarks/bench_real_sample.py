@@ -2,6 +2,7 @@
 
     python benchmarks/bench_real_sample.py [--sample ../shared/data/asl-signs-sample] [--work DIR]
                                            [--rounds 1] [--seeds 42] [--every 3] [--offset 2]
+                                           [--set KEY=VALUE ...]
 
 The sample (168 real Kaggle sequences, signs `hello` and `thankyou`, 21 signers, 8 sequences each;
 its README.md) is split by participant: of the signers sorted by id, every `--every`-th one from
@@ -82,6 +83,8 @@ def main() -> int:
     parser.add_argument("--seeds", default="42", help="train.seed values, comma-separated (42: the default)")
     parser.add_argument("--every", type=int, default=3, help="hold out every N-th signer (sorted by id)")
     parser.add_argument("--offset", type=int, default=2, help="...starting at this one (0-based)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting on top of the preset, passed to `asl train --set` (to try a change)")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="asl-real-sample-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -93,7 +96,8 @@ def main() -> int:
     for r in range(args.rounds):
         for seed in (int(s) for s in args.seeds.split(",")):
             summary, train_s = run_json([*asl, "train", "--preset", "cpu", "--data", str(train), "--json",
-                                         "--seed", str(seed)], env, work, event="summary")
+                                         "--seed", str(seed), *(a for kv in args.sets for a in ("--set", kv))],
+                                        env, work, event="summary")
             ev, eval_s = run_json([*asl, "evaluate", summary["run_dir"], "--data", str(test), "--split", "all",
                                    "--json"], env, work)
             row = {"round": r, "seed": seed, "test_top1": ev["top1"], "test_n": ev["n"], "correct": ev["correct"],
@@ -104,7 +108,7 @@ def main() -> int:
             print(json.dumps(row), flush=True)
     top1 = [r["test_top1"] for r in results]
     median = statistics.median(top1)
-    print(json.dumps({"summary": True, "held_out_signers": held, "train_dir": str(train), "test_dir": str(test),
+    print(json.dumps({"summary": True, "settings": args.sets, "held_out_signers": held, "train_dir": str(train), "test_dir": str(test),
                       "runs": len(top1), "test_top1_median": median, "test_top1_min": min(top1),
                       "test_top1_max": max(top1), "goal": GOAL_TOP1, "goal_met": median >= GOAL_TOP1}))
     return 0 if median >= GOAL_TOP1 else 1
