@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import signal
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -18,6 +16,7 @@ from asl_cli.ablation import (BASELINE, VARIANTS, check_resumable, comparison_ro
 from asl_cli.cli.app import app
 from asl_cli.config import load_config
 from asl_cli.errors import ConfigError
+from kit import lock_held, run_asl, start_asl, tiny_cli_args
 
 runner = CliRunner()
 
@@ -274,32 +273,15 @@ def test_every_variant_has_a_cli_flag():
 
 # --- end to end -----------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from asl_cli.data.synth import generate
-
-    root = tmp_path_factory.mktemp("ablate")
-    generate(root / "data", num_signs=4, num_participants=6, repetitions=3, seed=0)
-    return root
-
-
-@pytest.fixture()
-def env(tiny, monkeypatch):
-    monkeypatch.setenv("ASL_CACHE", str(tiny / "cache"))
-    return dict(os.environ, ASL_CACHE=str(tiny / "cache"), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-
-
-def tiny_args(tiny: Path, name: str, *extra: str) -> list[str]:
-    return ["ablate", "--data", str(tiny / "data"), "--set", "model.dim=32", "--set", "data.n_folds=3",
-            "--set", "data.max_len=32", "--set", "train.log_every=1", "--device", "cpu",
-            "--runs-dir", str(tiny / "runs"), "--name", name, *extra]
+# `tiny` (the 4-sign set, this module's runs folder) and `env` (its cache, no fake GPU): conftest.py
+tiny_args = functools.partial(tiny_cli_args, "ablate")  # tiny_args(tiny, name, *extra)
 
 
 def test_ablate_runs_every_variant_with_one_budget_and_writes_the_results(tiny, env):
     out = runner.invoke(app, tiny_args(tiny, "e2e", "--max-steps", "3", "--epochs", "5", "--no-aug", "--no-clip",
                                        "--no-amp"))
     assert out.exit_code == 0, out.stderr
-    folder = tiny / "runs" / "ablate-e2e"
+    folder = tiny.runs / "ablate-e2e"
     doc = json.loads((folder / "results.json").read_text())
     assert doc["variants"] == [BASELINE, "no-aug", "no-clip"]  # the order of VARIANTS
     # the cpu preset has AMP off already: no-amp would train the baseline again, so it is not run
@@ -325,11 +307,11 @@ def test_ablate_runs_every_variant_with_one_budget_and_writes_the_results(tiny, 
     block = lines[lines.index("next:") + 1:]
     assert block[0].startswith(f"  asl evaluate {folder / BASELINE}")
     assert block[1].startswith(f"  asl evaluate {folder / 'no-aug'}")
-    assert block[2].startswith(f"  asl predict {folder / BASELINE} {tiny / 'data' / 'train_landmark_files'}")
+    assert block[2].startswith(f"  asl predict {folder / BASELINE} {tiny.data / 'train_landmark_files'}")
     # --force runs it (its note says its deltas are the noise)
     forced = runner.invoke(app, tiny_args(tiny, "e2e-force", "--max-steps", "1", "--no-amp", "--force"))
     assert forced.exit_code == 0, forced.output
-    doc = json.loads((tiny / "runs" / "ablate-e2e-force" / "results.json").read_text())
+    doc = json.loads((tiny.runs / "ablate-e2e-force" / "results.json").read_text())
     assert doc["variants"] == [BASELINE, "no-amp"] and doc["skipped"] == {} and doc["force"] is True
     assert "* no-amp: same as baseline" in forced.stdout and "not run:" not in forced.stdout
 
@@ -359,11 +341,10 @@ def test_the_missing_chart_hint_names_the_plot_extra(tiny, env, monkeypatch):
 
 
 def test_interrupted_ablation_resumes_without_redoing_finished_variants(tiny, env):
-    folder = tiny / "runs" / "ablate-resume"
+    folder = tiny.runs / "ablate-resume"
     args = tiny_args(tiny, "resume", "--epochs", "1000", "--time-budget", "3", "--no-aug", "--plain",
                      "--log-interval", "0.2")
-    proc = subprocess.Popen([sys.executable, "-m", "asl_cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = start_asl(*args, env=env)
     in_second = False
     for line in proc.stdout:
         in_second = in_second or line.startswith("variant 2/2 no-aug")
@@ -377,8 +358,7 @@ def test_interrupted_ablation_resumes_without_redoing_finished_variants(tiny, en
     assert list(before) == [BASELINE]
     assert (folder / "no-aug" / "checkpoints" / "last.pt").is_file()
 
-    again = subprocess.run([sys.executable, "-m", "asl_cli", "ablate", "--resume", str(folder), "--plain"],
-                           capture_output=True, text=True, env=env, timeout=120)
+    again = run_asl("ablate", "--resume", folder, "--plain", env=env)
     assert again.returncode == 0, again.stderr
     assert "variant 1/2 baseline (done earlier)" in again.stdout
     after = json.loads((folder / "results.json").read_text())["results"]
@@ -389,11 +369,10 @@ def test_interrupted_ablation_resumes_without_redoing_finished_variants(tiny, en
 
 
 def test_subprocess_exit_codes(tiny, env):
-    bad = subprocess.run([sys.executable, "-m", "asl_cli", "ablate", "--resume", str(tiny)],
-                         capture_output=True, text=True, env=env)
-    assert bad.returncode == 2 and bad.stderr.strip() == f"error: {tiny}: not an ablation folder (no results.json)"
-    ok = subprocess.run([sys.executable, "-m", "asl_cli", "ablate", "--print-config"], capture_output=True,
-                        text=True, env=env)
+    bad = run_asl("ablate", "--resume", tiny.runs, env=env)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == f"error: {tiny.runs}: not an ablation folder (no results.json)"
+    ok = run_asl("ablate", "--print-config", env=env)
     assert ok.returncode == 0 and 'preset = "cpu"' in ok.stdout
 
 
@@ -408,36 +387,9 @@ def test_amp_note_follows_the_engine_rule_for_cpu_bf16():
 
 def test_live_progress_in_a_pseudo_terminal(tiny, env):
     """In a terminal: the variant line (which one runs, which are done) above the training panel."""
-    import fcntl
-    import pty
-    import re
-    import select
-    import struct
-    import termios
-    import time
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 45, 100, 0, 0))
-    penv = dict(env, TERM="xterm-256color", COLUMNS="100", LINES="45")
-    proc = subprocess.Popen([sys.executable, "-m", "asl_cli", *tiny_args(tiny, "pty", "--max-steps", "3",
-                                                                         "--no-aug")],
-                            stdin=slave, stdout=slave, stderr=slave, env=penv, close_fds=True)
-    os.close(slave)
-    chunks, deadline = [], time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if select.select([master], [], [], 0.2)[0]:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif proc.poll() is not None:
-            break
-    os.close(master)
-    assert proc.wait(timeout=10) == 0
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
+    res = run_asl(*tiny_args(tiny, "pty", "--max-steps", "3", "--no-aug"), env=env, pty=True)
+    assert res.returncode == 0
+    text = res.text
     assert "ablation ablate-pty" in text and "no-aug running" in text and "baseline done" in text
     assert "samples/s" in text and "loss" in text
     assert "deltas against the baseline" in text
@@ -458,9 +410,6 @@ def test_ablation_name_cannot_leave_the_runs_folder():
 
 
 def test_a_second_ablation_on_the_same_folder_is_refused(tmp_path, monkeypatch):
-    import fcntl
-    import os
-
     import asl_cli.engine.trainer as trainer_mod
 
     trained = []
@@ -475,13 +424,9 @@ def test_a_second_ablation_on_the_same_folder_is_refused(tmp_path, monkeypatch):
 
     monkeypatch.setattr(trainer_mod, "ASLTrainer", FakeTrainer)
     plan = plan_ablation(load_config("cpu"), ["no-aug"], device_type="cpu", out_dir=tmp_path)
-    fd = os.open(tmp_path, os.O_RDONLY)  # what a running `asl ablate` on this folder holds
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with lock_held(tmp_path):  # as a running `asl ablate` on this folder
         with pytest.raises(ConfigError, match="in use by another asl ablate"):
             ablation.run_ablation(plan, warmup_steps=0)
-    finally:
-        os.close(fd)
     assert trained == [] and ablation.load_results(tmp_path) is None  # nothing written beside it
     ablation.run_ablation(plan, warmup_steps=0)  # free again
     assert len(trained) == 2
@@ -490,7 +435,7 @@ def test_a_second_ablation_on_the_same_folder_is_refused(tmp_path, monkeypatch):
 def test_ablate_with_a_time_budget_gives_every_variant_the_same_seconds_and_a_complete_schedule(tiny, env):
     out = runner.invoke(app, tiny_args(tiny, "budget", "--time-budget", "4", "--no-aug", "--json"))
     assert out.exit_code == 0, out.stderr
-    folder = tiny / "runs" / "ablate-budget"
+    folder = tiny.runs / "ablate-budget"
     for variant in (BASELINE, "no-aug"):
         status = json.loads((folder / variant / "status.json").read_text())
         assert status["time_budget_s"] == 4 and 3.6 <= status["budget_used_s"] <= 4.0, status["budget_used_s"]

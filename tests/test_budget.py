@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from asl_cli.config import SynthConfig, load_config
+from asl_cli.config import load_config
 from asl_cli.engine.budget import TARGET, TimePlan, check_budget, cosine_factor
 from asl_cli.errors import ConfigError, TrainingInterrupted
+from kit import run_asl
 
-REPO = Path(__file__).resolve().parents[1]
 FLOOR = 0.01
 
 
@@ -174,23 +170,13 @@ def test_bad_budgets_are_refused(value, message):
     assert check_budget(90) == 90.0
 
 
-# --- the trainer, real clock ------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    from asl_cli.data.synth import ensure_default_dataset
-
-    root = tmp_path_factory.mktemp("budget-synth")
-    path = ensure_default_dataset(SynthConfig(num_signs=5, num_participants=5, repetitions=6, seed=1),
-                                  cache_root=root)
-    return path, root / "prepared"
-
+# --- the trainer, real clock (`tiny_data`: 5 signs x 5 participants x 6, conftest.py) --------------
 
 def budget_cfg(tiny_data, tmp_path, *sets: str):
-    data_dir, cache_dir = tiny_data
-    return load_config("cpu", [f"data.data_dir={data_dir}", f"data.cache_dir={cache_dir}", f"runs_dir={tmp_path}",
-                               "model.dim=32", "model.blocks=1", "train.batch_size=16", "data.max_len=48",
-                               "train.device=cpu", "loader.num_workers=0", "train.log_every=1", *sets])
+    return load_config("cpu", [f"data.data_dir={tiny_data.data}", f"data.cache_dir={tiny_data.cache}",
+                               f"runs_dir={tmp_path}", "model.dim=32", "model.blocks=1", "train.batch_size=16",
+                               "data.max_len=48", "train.device=cpu", "loader.num_workers=0", "train.log_every=1",
+                               *sets])
 
 
 def last_lr(run_dir: Path) -> float:
@@ -283,12 +269,10 @@ def test_late_dropout_starts_at_its_share_of_the_plan(tiny_data, tmp_path):
 # --- the CLI ------------------------------------------------------------------------------------
 
 def test_cli_json_shows_the_budget_and_the_summary_says_the_schedule_completed(tiny_data, tmp_path):
-    data_dir, cache_dir = tiny_data
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    args = [sys.executable, "-m", "asl_cli", "train", "--data", str(data_dir), "--set", f"data.cache_dir={cache_dir}",
+    args = ["train", "--data", tiny_data.data, "--set", f"data.cache_dir={tiny_data.cache}",
             "--set", "model.dim=32", "--set", "model.blocks=1", "--set", "data.max_len=48", "--runs-dir",
-            str(tmp_path), "--workers", "0", "--time-budget", "5"]
-    proc = subprocess.run(args + ["--json"], capture_output=True, text=True, env=env, timeout=120)
+            tmp_path, "--workers", "0", "--time-budget", "5"]
+    proc = run_asl(*args, "--json")
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     steps = [e for e in events if e["event"] == "step"]
@@ -296,30 +280,17 @@ def test_cli_json_shows_the_budget_and_the_summary_says_the_schedule_completed(t
     assert all(e["eta_s"] is not None and e["eta_s"] <= 5 for e in steps)
     summary = events[-1]
     assert summary["event"] == "summary" and summary["time_budget_s"] == 5 and 4.5 <= summary["wall_s"] <= 5
-    plain = subprocess.run(args + ["--plain"], capture_output=True, text=True, env=env, timeout=120)
+    plain = run_asl(*args, "--plain")
     assert plain.returncode == 0 and "(time budget 5 s, schedule completed)" in plain.stdout
     assert "time 0:00:0" in plain.stdout  # the log line shows the budget used
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_share_rank_0s_clock_and_stop_at_the_same_update(tiny_data, tmp_path):
-    data_dir, cache_dir = tiny_data
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
-                                                              "MASTER_PORT")}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     budget = 12.0
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2", "--rdzv-backend=c10d",
-         f"--rdzv-endpoint=127.0.0.1:{free_port()}", "-m", "asl_cli", "train", "--data", str(data_dir),
-         "--set", f"data.cache_dir={cache_dir}", "--set", "model.dim=32", "--set", "model.blocks=1",
-         "--set", "data.max_len=48", "--set", "train.batch_size=8", "--runs-dir", str(tmp_path), "--name", "two",
-         "--workers", "0", "--time-budget", str(budget), "--json"],
-        capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
+    proc = run_asl("train", "--data", tiny_data.data, "--set", f"data.cache_dir={tiny_data.cache}",
+                   "--set", "model.dim=32", "--set", "model.blocks=1", "--set", "data.max_len=48",
+                   "--set", "train.batch_size=8", "--runs-dir", tmp_path, "--name", "two", "--workers", "0",
+                   "--time-budget", budget, "--json", torchrun=2, timeout=240, cwd=tmp_path)
     # Ranks that disagreed on the last update would hang in a collective (the timeout) or fail.
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])

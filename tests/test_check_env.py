@@ -7,7 +7,6 @@ import importlib.metadata
 import json
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
+from kit import run_asl
 from realdata import SEQUENCES
 from asl_cli.cli.app import app
 from asl_cli.config import list_presets
@@ -289,9 +289,7 @@ def test_command_with_bad_data_exits_1_and_lists_errors(damaged):
 
 
 def test_subprocess_check_env(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "asl_cli", "check-env", "--json"], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=120, env={k: v for k, v in __import__("os").environ.items()
-                                                          if k != "ASL_FAKE_GPU"})
+    out = run_asl("check-env", "--json", env={"ASL_FAKE_GPU": None}, cwd=tmp_path)
     report = json.loads(out.stdout)
     assert out.returncode == (1 if report["problems"] else 0)
     assert report["packages"]["typer"] and report["system"]["python"] == ".".join(map(str, sys.version_info[:3]))

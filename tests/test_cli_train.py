@@ -3,13 +3,12 @@ signals), on a tiny synthetic set with a 32-wide model so every run takes a few 
 
 from __future__ import annotations
 
+import functools
 import io
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -19,39 +18,11 @@ from typer.testing import CliRunner
 from asl_cli.cli.app import app
 from asl_cli.cli.cmd_train import summary_lines
 from asl_cli.cli.dashboard import JSON, LIVE, PLAIN, StopRequests, TrainDashboard, choose_mode, stop_on_signals
-from terminal import run_on_terminal
+from kit import FAKE_GPUS, ROOT, lock_held, run_asl, start_asl, strip_ansi, tiny_cli_args
 
-ROOT = Path(__file__).resolve().parents[1]
-FAKE_GPUS = ROOT / "tests" / "fixtures" / "fake_gpus.json"
 runner = CliRunner()
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A tiny asl-signs set (4 signs x 6 participants x 3) and an isolated cache folder."""
-    from asl_cli.data.synth import generate
-
-    root = tmp_path_factory.mktemp("train-cli")
-    generate(root / "data", num_signs=4, num_participants=6, repetitions=3, seed=0)
-    return root
-
-
-@pytest.fixture()
-def env(tiny, monkeypatch):
-    monkeypatch.setenv("ASL_CACHE", str(tiny / "cache"))
-    monkeypatch.delenv("ASL_FAKE_GPU", raising=False)
-    return dict(os.environ, ASL_CACHE=str(tiny / "cache"), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-
-
-def tiny_args(tiny: Path, name: str, *extra: str) -> list[str]:
-    return ["train", "--data", str(tiny / "data"), "--set", "model.dim=32", "--set", "data.n_folds=3",
-            "--set", "data.max_len=32", "--set", "train.log_every=1", "--device", "cpu",
-            "--runs-dir", str(tiny / "runs"), "--name", name, *extra]
-
-
-def asl(*args: str) -> list[str]:
-    return [sys.executable, "-m", "asl_cli", *args]
+# `tiny` (the 4-sign set, this module's runs folder) and `env` (its cache, no fake GPU): conftest.py
+tiny_args = functools.partial(tiny_cli_args, "train")  # tiny_args(tiny, name, *extra)
 
 
 # --- in-process ---------------------------------------------------------------------------------
@@ -68,7 +39,7 @@ def test_json_streams_events_and_a_summary(tiny, env):
         assert key in step
     summary = events[-1]
     assert summary["epochs_done"] == 2 and Path(summary["best_checkpoint"]).is_file()
-    assert (tiny / "runs" / "json-run" / "metrics.jsonl").is_file()
+    assert (tiny.runs / "json-run" / "metrics.jsonl").is_file()
 
 
 def test_a_broken_file_names_skip_bad_and_skip_bad_names_what_it_skipped(tiny, env, tmp_path):
@@ -77,7 +48,7 @@ def test_a_broken_file_names_skip_bad_and_skip_bad_names_what_it_skipped(tiny, e
     from asl_cli.data.reader import read_index
 
     data = tmp_path / "data"
-    shutil.copytree(tiny / "data", data)
+    shutil.copytree(tiny.data, data)
     bad = data / read_index(data).paths[3]
     bad.write_bytes(b"not parquet")
     args = tiny_args(tiny, "skip-run", "--max-steps", "2", "--epochs", "1")
@@ -89,7 +60,7 @@ def test_a_broken_file_names_skip_bad_and_skip_bad_names_what_it_skipped(tiny, e
     assert error.endswith(" (rerun with --skip-bad to skip unreadable files)")
     ok = runner.invoke(app, args + ["--skip-bad"])
     assert ok.exit_code == 0, ok.output
-    run = tiny / "runs" / "skip-run"
+    run = tiny.runs / "skip-run"
     line = f"1 unreadable file skipped (--skip-bad): {bad}; the list: {run / 'skipped.txt'}"
     assert line in ok.stdout.splitlines()  # the summary
     assert f"warning: {line}" in ok.stderr.splitlines()  # at the start
@@ -99,13 +70,13 @@ def test_a_broken_file_names_skip_bad_and_skip_bad_names_what_it_skipped(tiny, e
     js = runner.invoke(app, args + ["--skip-bad", "--json", "--name", "skip-json"])
     summary = json.loads(js.stdout.splitlines()[-1])
     assert summary["skipped"] == 1 and summary["skipped_files"] == [str(bad)]
-    assert summary["skipped_list"] == str(tiny / "runs" / "skip-json" / "skipped.txt")
+    assert summary["skipped_list"] == str(tiny.runs / "skip-json" / "skipped.txt")
 
 
 def test_plain_summary_names_the_best_checkpoint_and_the_metrics(tiny, env):
     out = runner.invoke(app, tiny_args(tiny, "plain-run", "--max-steps", "2", "--epochs", "3"))
     assert out.exit_code == 0, out.stderr
-    run = tiny / "runs" / "plain-run"
+    run = tiny.runs / "plain-run"
     assert out.stdout.startswith("start: run plain-run, device cpu, precision fp32")
     assert f"best checkpoint: {run / 'checkpoints' / 'best.pt'}" in out.stdout
     assert f"metrics: {run / 'metrics.jsonl'}" in out.stdout
@@ -115,7 +86,7 @@ def test_plain_summary_names_the_best_checkpoint_and_the_metrics(tiny, env):
 def test_no_data_trains_on_the_synthetic_default(tiny, env):
     out = runner.invoke(app, ["train", "--set", "synth.num_signs=3", "--set", "synth.num_participants=5",
                               "--set", "synth.repetitions=2", "--set", "model.dim=32", "--set", "data.n_folds=3",
-                              "--max-steps", "1", "--runs-dir", str(tiny / "runs"), "--name", "synthetic", "--json"])
+                              "--max-steps", "1", "--runs-dir", str(tiny.runs), "--name", "synthetic", "--json"])
     assert out.exit_code == 0, out.stderr
     events = [json.loads(line) for line in out.stdout.splitlines()]
     # the generation is announced before anything else, so the stream never sits silent
@@ -146,7 +117,7 @@ def test_errors_are_one_line_with_the_documented_exit_code(tiny, env, args, code
         code = 5
         if torch.cuda.device_count() > 7:
             pytest.skip("this machine has a cuda:7")
-    base = ["train", "--set", "model.dim=32", "--runs-dir", str(tiny / "runs"), "--max-steps", "1"]
+    base = ["train", "--set", "model.dim=32", "--runs-dir", str(tiny.runs), "--max-steps", "1"]
     out = runner.invoke(app, base + args)
     assert out.exit_code == code, (out.stdout, out.stderr)
     lines = out.stderr.strip().splitlines()
@@ -154,9 +125,9 @@ def test_errors_are_one_line_with_the_documented_exit_code(tiny, env, args, code
 
 
 def test_resume_needs_a_run_folder(tiny, env):
-    out = runner.invoke(app, ["train", "--resume", str(tiny)])
+    out = runner.invoke(app, ["train", "--resume", str(tiny.runs)])
     assert out.exit_code == 2 and "not a run folder" in out.stderr
-    out = runner.invoke(app, ["train", "--resume", str(tiny), "--preset", "cpu"])
+    out = runner.invoke(app, ["train", "--resume", str(tiny.runs), "--preset", "cpu"])
     assert out.exit_code == 2 and "leave out --preset" in out.stderr
 
 
@@ -331,35 +302,33 @@ def test_the_signal_handler_takes_no_lock_and_writes_nothing():
 # --- real processes --------------------------------------------------------------------------------
 
 def test_live_dashboard_in_a_pseudo_terminal(tiny, env):
-    penv = dict(env, ASL_FAKE_GPU=str(FAKE_GPUS), TERM="xterm-256color", COLUMNS="100", LINES="45")
-    penv.pop("NO_COLOR", None)
-    rc, raw = run_on_terminal(asl(*tiny_args(tiny, "pty-run", "--epochs", "6")), env=penv, cwd=ROOT)
-    out = raw.decode("utf-8", "replace")
-    assert rc == 0, out[-2000:]
-    text = ANSI.sub("", out)
+    res = run_asl(*tiny_args(tiny, "pty-run", "--epochs", "6"), env={**env, "ASL_FAKE_GPU": str(FAKE_GPUS)},
+                  cwd=ROOT, pty=True)
+    out, text = res.stdout, res.text
+    assert res.returncode == 0, out[-2000:]
     assert "\x1b[" in out  # drawn as a terminal UI (cursor movement, colour)
     assert text.count("samples/s") >= 2  # more than one frame
     for needle in ("loss", "NVIDIA GeForce RTX 4070", "augmentations", "configuration", "val top1"):
         assert needle in text, needle
     assert "done: 6 epochs" in text and "best checkpoint:" in text
-    assert (tiny / "runs" / "pty-run" / "checkpoints" / "best.pt").is_file()
-    run = tiny / "runs" / "pty-run"
+    assert (tiny.runs / "pty-run" / "checkpoints" / "best.pt").is_file()
+    run = tiny.runs / "pty-run"
     assert "next:" in text and f"asl evaluate {run}" in text and f"asl export {run}" in text  # in a terminal too
     assert f"asl gpu-watch --run {run}" not in text  # a CPU run (the fake GPUs only draw the panel)
 
 
 def test_no_color_in_a_terminal_has_no_colour_codes(tiny, env):
-    penv = dict(env, TERM="xterm-256color", NO_COLOR="1", COLUMNS="100", LINES="45")
-    rc, raw = run_on_terminal(asl(*tiny_args(tiny, "nocolor-run", "--max-steps", "2")), env=penv, cwd=ROOT)
-    out = raw.decode("utf-8", "replace")
-    assert rc == 0, out[-2000:]
-    assert "samples/s" in ANSI.sub("", out)
+    res = run_asl(*tiny_args(tiny, "nocolor-run", "--max-steps", "2"), env={**env, "NO_COLOR": "1"}, cwd=ROOT,
+                  pty=True)
+    out = res.stdout
+    assert res.returncode == 0, out[-2000:]
+    assert "samples/s" in strip_ansi(out)
     assert not re.search(r"\x1b\[[0-9;]*(3[0-7]|38;[0-9;]+|9[0-7])m", out), "colour codes despite NO_COLOR"
 
 
 def test_without_a_terminal_progress_lines_arrive_during_the_run(tiny, env):
-    cmd = asl(*tiny_args(tiny, "pipe-run", "--epochs", "1000", "--time-budget", "4", "--log-interval", "0.3"))
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = start_asl(*tiny_args(tiny, "pipe-run", "--epochs", "1000", "--time-budget", "4", "--log-interval", "0.3"),
+                     env=env)
     first_progress_while_running = None
     lines = []
     for line in proc.stdout:
@@ -373,8 +342,8 @@ def test_without_a_terminal_progress_lines_arrive_during_the_run(tiny, env):
     assert any(line.startswith("best checkpoint: ") for line in lines)
 
 
-def _start_and_wait_for_progress(cmd: list[str], env: dict) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+def _start_and_wait_for_progress(args: list[str], env: dict) -> subprocess.Popen:
+    proc = start_asl(*args, env=env)
     for line in proc.stdout:  # training is under way once a step line is out
         if line.startswith("eta ") and "step 0/" not in line:
             return proc
@@ -384,9 +353,8 @@ def _start_and_wait_for_progress(cmd: list[str], env: dict) -> subprocess.Popen:
 @pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
 def test_signal_saves_a_checkpoint_and_resume_continues(tiny, env, signum, code, word):
     name = f"sig-{signum}"
-    run = tiny / "runs" / name
-    cmd = asl(*tiny_args(tiny, name, "--epochs", "400", "--log-interval", "0.2"))
-    proc = _start_and_wait_for_progress(cmd, env)
+    run = tiny.runs / name
+    proc = _start_and_wait_for_progress(tiny_args(tiny, name, "--epochs", "400", "--log-interval", "0.2"), env)
     proc.send_signal(signum)
     rest, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
@@ -399,8 +367,7 @@ def test_signal_saves_a_checkpoint_and_resume_continues(tiny, env, signum, code,
     assert stopped_at >= 1
     if signum == signal.SIGTERM:
         return
-    resumed = subprocess.run(asl("train", "--resume", str(run), "--max-steps", str(stopped_at + 3), "--json"),
-                             capture_output=True, text=True, env=env, timeout=120)
+    resumed = run_asl("train", "--resume", run, "--max-steps", stopped_at + 3, "--json", env=env)
     assert resumed.returncode == 0, resumed.stderr
     events = [json.loads(line) for line in resumed.stdout.splitlines()]
     first_step = next(e for e in events if e["event"] == "step")
@@ -413,7 +380,7 @@ def test_resume_says_where_it_restarts_and_the_summary_separates_this_session(ti
                                          "--batch-size", "4"))
     assert first.exit_code == 0, first.output
     assert "resuming" not in first.stdout and "in all" not in first.stdout
-    run = tiny / "runs" / "resume-line"
+    run = tiny.runs / "resume-line"
     batches = 48 // 4  # 72 sequences, 3 folds: 48 train, batches of 4 (accumulation 1: an update per batch)
     out = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "5"])
     assert out.exit_code == 0, out.output
@@ -448,14 +415,14 @@ def test_train_ends_with_the_next_commands_for_this_run(tiny, env, tmp_path):
 
     out = runner.invoke(app, tiny_args(tiny, "next-run", "--max-steps", "2", "--epochs", "1"))
     assert out.exit_code == 0, out.output
-    run = tiny / "runs" / "next-run"
+    run = tiny.runs / "next-run"
     lines = out.stdout.splitlines()
     block = lines[lines.index("next:") + 1:]
     commands = [line.split("   # ")[0].strip() for line in block]
     assert [c.split()[1] for c in commands] == ["evaluate", "predict", "show", "export"]  # no GPU: no gpu-watch
     assert commands[0] == f"asl evaluate {run}" and commands[3] == f"asl export {run}"
     predict = shlex.split(commands[1])
-    assert predict[2] == str(run) and Path(predict[3]).is_file() and str(tiny / "data") in predict[3]
+    assert predict[2] == str(run) and Path(predict[3]).is_file() and str(tiny.data) in predict[3]
     assert shlex.split(commands[2])[2] == predict[3]
     assert all("   # " in line for line in block)  # what each gives
     # the commands work as printed
@@ -466,7 +433,7 @@ def test_train_ends_with_the_next_commands_for_this_run(tiny, env, tmp_path):
     js = runner.invoke(app, tiny_args(tiny, "next-json", "--max-steps", "1", "--epochs", "1", "--json"))
     summary = json.loads(js.stdout.splitlines()[-1])
     assert [s["what"] for s in summary["next"]] == ["evaluate", "predict", "show", "export"]
-    assert summary["next"][0] == {"what": "evaluate", "command": f"asl evaluate {tiny / 'runs' / 'next-json'}",
+    assert summary["next"][0] == {"what": "evaluate", "command": f"asl evaluate {tiny.runs / 'next-json'}",
                                   "why": "accuracy per sign, confused pairs, confusion matrix", "needs": None}
 
 
@@ -488,7 +455,7 @@ def test_next_steps_name_a_missing_extra_and_gpu_watch_on_a_gpu():
 def test_resuming_a_finished_run_says_there_is_nothing_to_train(tiny, env):
     out = runner.invoke(app, tiny_args(tiny, "finished", "--epochs", "1"))
     assert out.exit_code == 0, out.stderr
-    run = tiny / "runs" / "finished"
+    run = tiny.runs / "finished"
     status = (run / "status.json").read_text()
     again = runner.invoke(app, ["train", "--resume", str(run)])
     assert again.exit_code == 0, again.stderr
@@ -512,9 +479,8 @@ def test_summary_lines_say_how_far_a_stopped_run_got():
 
 
 def test_json_stream_of_a_stopped_run_ends_with_its_summary(tiny, env):
-    run = tiny / "runs" / "json-stop"
-    proc = subprocess.Popen(asl(*tiny_args(tiny, "json-stop", "--epochs", "400", "--json")),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    run = tiny.runs / "json-stop"
+    proc = start_asl(*tiny_args(tiny, "json-stop", "--epochs", "400", "--json"), env=env)
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -592,7 +558,7 @@ def test_interrupt_lines():
 
 @pytest.mark.parametrize("content", [b"[1, 2]", b"\xff\xfe{", b"null"])
 def test_resume_with_a_broken_config_json_is_one_line(tiny, env, content):
-    run = tiny / "runs" / "broken-config"
+    run = tiny.runs / "broken-config"
     (run / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run / "config.json").write_bytes(content)
     out = runner.invoke(app, ["train", "--resume", str(run)])
@@ -602,18 +568,12 @@ def test_resume_with_a_broken_config_json_is_one_line(tiny, env, content):
 
 
 def test_a_run_folder_in_use_by_another_trainer_is_refused(tiny, env):
-    import fcntl
-
     out = runner.invoke(app, tiny_args(tiny, "busy", "--max-steps", "1", "--plain"))
     assert out.exit_code == 0, out.stderr
-    run = tiny / "runs" / "busy"
+    run = tiny.runs / "busy"
     before = (run / "checkpoints" / "last.pt").read_bytes()
-    fd = os.open(run, os.O_RDONLY)  # what another `asl train` on this folder holds
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with lock_held(run):
         out = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3", "--plain"])
-    finally:
-        os.close(fd)
     assert out.exit_code == 2, (out.stdout, out.stderr)
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {run}: ") and "in use" in lines[0], out.stderr

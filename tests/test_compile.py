@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from asl_cli.engine.compiled import CompiledForward, bucket_lengths, graphs_made
 from asl_cli.engine.trainer import ASLTrainer
 from asl_cli.model.net import ASLNet
-from test_trainer import make_cfg, tiny_data  # noqa: F401 - tiny_data is a fixture
+from test_trainer import make_cfg  # on conftest's tiny_data
 
 NUM_FEATURES = 708
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from asl_cli.config import SynthConfig, load_config
+from asl_cli.config import load_config
 from asl_cli.data.dataset import LengthBucketBatchSampler, RandomBatchSampler
 from asl_cli.engine.distributed import ShardedBatchSampler, strip_nproc, torchrun_command, train_args_from_argv
 from asl_cli.errors import ConfigError
+from kit import AslRun, free_port, run_asl
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,21 +96,13 @@ def test_launcher_arguments():
 # --- real torchrun runs ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
+def dist_data(tiny_sets):
+    """5 signs x 5 participants x 5 repetitions (25 sequences a participant), prepared."""
     from asl_cli.data.cache import prepare
-    from asl_cli.data.synth import ensure_default_dataset
 
-    root = tmp_path_factory.mktemp("dist-synth")
-    path = ensure_default_dataset(SynthConfig(num_signs=5, num_participants=5, repetitions=5, seed=1),
-                                  cache_root=root)
-    cache = prepare(path, root / "prepared", progress=False)  # ready before the ranks start: no race
-    return path, root / "prepared", cache
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    tiny = tiny_sets(signs=5, participants=5, repetitions=5, seed=1)
+    cache = prepare(tiny.data, tiny.cache, progress=False)  # ready before the ranks start: no race
+    return tiny.data, tiny.cache, cache
 
 
 def common_sets(data_dir, cache_dir, runs_dir, per_rank_batch, val_fold):
@@ -122,11 +114,8 @@ def common_sets(data_dir, cache_dir, runs_dir, per_rank_batch, val_fold):
             "data.n_folds=3", f"data.val_fold={val_fold}", f"train.batch_size={per_rank_batch}"]
 
 
-def run_cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
-                                                              "MASTER_PORT")}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), MASTER_PORT_HINT=str(free_port()))
-    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+def run_cli(*args, tmp_path: Path, torchrun: int = 0) -> AslRun:
+    proc = run_asl(*args, cwd=tmp_path, torchrun=torchrun, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -138,8 +127,8 @@ def step_losses(run_dir: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in records if r["event"] == "step"}
 
 
-def test_two_processes_match_one_process_with_the_global_batch_and_resume(tiny_data, tmp_path):
-    data_dir, cache_dir, cache = tiny_data
+def test_two_processes_match_one_process_with_the_global_batch_and_resume(dist_data, tmp_path):
+    data_dir, cache_dir, cache = dist_data
     from asl_cli.data.dataset import train_val_indices
     from asl_cli.engine.checkpoint import load_checkpoint
     from asl_cli.engine.trainer import ASLTrainer
@@ -162,18 +151,15 @@ def test_two_processes_match_one_process_with_the_global_batch_and_resume(tiny_d
     runs = tmp_path / "two"
     sets = common_sets(data_dir, cache_dir, runs, per_rank, val_fold)
     cli_sets = [a for s in sets for a in ("--set", s)]
-    port = free_port()
-    run_cli([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
-             "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "-m", "asl_cli", "train",
-             *cli_sets, "--name", "two", "--max-steps", "2", "--plain"], tmp_path)
+    run_cli("train", *cli_sets, "--name", "two", "--max-steps", "2", "--plain", tmp_path=tmp_path, torchrun=2)
     assert [p.name for p in runs.iterdir()] == ["two"]  # rank 0 made the one run folder
     run = runs / "two"
     stopped = load_checkpoint(run / "checkpoints" / "last.pt")
     assert stopped["sampler"]["world_size"] == 2 and stopped["progress"]["step"] == 2
     assert stopped["progress"]["batch_in_epoch"] > 0  # mid-epoch: the sampler must continue there
     # ... then resumed to the end with `asl train --nproc 2` (the launcher; every rank loads last.pt).
-    proc = run_cli([sys.executable, "-m", "asl_cli", "train", "--nproc", "2", "--resume", str(run),
-                    "--set", "train.max_steps=0", "--plain"], tmp_path)
+    proc = run_cli("train", "--nproc", "2", "--resume", run, "--set", "train.max_steps=0", "--plain",
+                   tmp_path=tmp_path)
     assert proc.stdout.count("done:") == 1  # only rank 0 reports
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json", "metrics.jsonl", "status.json"]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"]

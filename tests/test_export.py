@@ -19,18 +19,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="session")
-def export_run(sample_dir, tmp_path_factory):
-    """A tiny model trained a few steps on the real sample (trained BatchNorm statistics, not the init)."""
-    from asl_cli.config import load_config
-    from asl_cli.engine.trainer import ASLTrainer
-
-    root = tmp_path_factory.mktemp("export-run")
-    cfg = load_config("cpu", [f"data.data_dir={sample_dir}", f"data.cache_dir={root / 'cache'}",
-                              f"runs_dir={root / 'runs'}", "name=tiny", "model.dim=32", "model.blocks=1",
-                              "train.batch_size=32", "train.max_steps=4", "train.epochs=1", "data.max_len=24",
-                              "train.device=cpu", "aug.use_augmentations=false"])
-    ASLTrainer(cfg).fit()
-    return root / "runs" / "tiny"
+def export_run(trained_run):
+    """conftest's tiny model trained a few steps on the real sample (trained BatchNorm statistics, not the init)."""
+    return trained_run
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from asl_cli.cli.app import app
+from kit import FAKE_GPUS, FIXTURES, run_asl, start_asl, strip_ansi
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-FAKE = str(FIXTURES / "fake_gpus.json")
-ROOT = Path(__file__).resolve().parents[1]
+FAKE = str(FAKE_GPUS)
 runner = CliRunner()
 
 
@@ -44,9 +43,8 @@ def invoke(*args: str, env: dict | None = None):
 
 
 def sub_env(**extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "ASL_FAKE_GPU"}
-    env.update({"PYTHONUNBUFFERED": "1", "COLUMNS": "110", "LINES": "60", **extra})
-    return env
+    """Set over run_asl's environment: no fake GPU from outside, a 110 x 60 screen."""
+    return {"ASL_FAKE_GPU": None, "COLUMNS": "110", "LINES": "60", **extra}
 
 
 # --- in process ---------------------------------------------------------------------------------
@@ -229,8 +227,7 @@ def test_json_errors_are_one_json_object_on_stdout_with_the_same_exit_code(tmp_p
     assert err["event"] == "error" and err["exit_code"] == 5 and err["type"] == "NoGPUError"
     assert err["error"].startswith("no NVIDIA driver found") and "--fake-gpu demo" in err["error"]
     # a bad option value through the real entry point: JSON too, the parser's exit code 2
-    p = subprocess.run([sys.executable, "-m", "asl_cli", "gpu-watch", "--json", "--interval", "abc"],
-                       capture_output=True, text=True, env=sub_env(), cwd=tmp_path, timeout=30)
+    p = run_asl("gpu-watch", "--json", "--interval", "abc", env=sub_env(), cwd=tmp_path, timeout=30)
     assert p.returncode == 2 and p.stderr == ""
     usage = json.loads(p.stdout)
     assert usage["exit_code"] == 2 and usage["type"] == "UsageError" and "--interval" in usage["error"]
@@ -239,22 +236,18 @@ def test_json_errors_are_one_json_object_on_stdout_with_the_same_exit_code(tmp_p
 # --- real processes -----------------------------------------------------------------------------
 
 def test_subprocess_json_once_and_exit_codes(tmp_path):
-    cmd = [sys.executable, "-m", "asl_cli", "gpu-watch"]
-    ok = subprocess.run(cmd + ["--fake-gpu", FAKE, "--once", "--json"], capture_output=True, text=True,
-                        env=sub_env(), cwd=tmp_path, timeout=30)
+    ok = run_asl("gpu-watch", "--fake-gpu", FAKE, "--once", "--json", env=sub_env(), cwd=tmp_path, timeout=30)
     assert ok.returncode == 0 and len(json.loads(ok.stdout)["gpus"]) == 3 and ok.stderr == ""
     if not has_nvidia_driver():
-        bad = subprocess.run(cmd + ["--once"], capture_output=True, text=True, env=sub_env(), cwd=tmp_path,
-                             timeout=30)
+        bad = run_asl("gpu-watch", "--once", env=sub_env(), cwd=tmp_path, timeout=30)
         assert bad.returncode == 5 and "Traceback" not in bad.stderr
         assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: no NVIDIA driver found")
 
 
 @posix_only
 def test_pipe_output_arrives_line_by_line_before_the_end(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "asl_cli", "gpu-watch", "--fake-gpu", FAKE,
-                             "--interval", "0.4", "--count", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=sub_env(), cwd=tmp_path)
+    proc = start_asl("gpu-watch", "--fake-gpu", FAKE, "--interval", "0.4", "--count", "4", env=sub_env(),
+                     cwd=tmp_path, text=False)
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 20)
         assert ready, "no output within 20 s"
@@ -272,7 +265,6 @@ def test_pipe_output_arrives_line_by_line_before_the_end(tmp_path):
 def run_in_pty(args: list[str], *, interrupt_after: bytes | None = None, timeout: float = 25,
                rows: int = 60, cwd: Path | None = None) -> tuple[int, bytes]:
     """`python -m asl_cli ...` on a pseudo-terminal; Ctrl-C (SIGINT) once `interrupt_after` shows."""
-    from terminal import run_on_terminal
 
     def interrupt(out: bytes, proc: subprocess.Popen) -> None:
         if interrupt_after is not None and interrupt_after in out and not sent:
@@ -280,20 +272,17 @@ def run_in_pty(args: list[str], *, interrupt_after: bytes | None = None, timeout
             sent.append(True)
 
     sent: list[bool] = []
-    env = sub_env(TERM="xterm-256color", LINES=str(rows))
-    env.pop("NO_COLOR", None)
-    return run_on_terminal([sys.executable, "-m", "asl_cli", *args], env=env, cwd=cwd, rows=rows, columns=110,
-                           timeout=timeout, poll=0.5, watch=interrupt)
+    res = run_asl(*args, env={"ASL_FAKE_GPU": None}, cwd=cwd, pty=True, rows=rows, columns=110, timeout=timeout,
+                  poll=0.5, watch=interrupt)
+    return res.returncode, res.raw
 
 
 @posix_only
 def test_dumb_terminal_gets_plain_lines_not_an_empty_screen():
     # TERM=dumb (Emacs shell, some CI consoles) cannot draw a full-screen view: Rich draws nothing there
-    from terminal import run_on_terminal
-
-    code, out = run_on_terminal([sys.executable, "-m", "asl_cli", "gpu-watch", "--fake-gpu", FAKE,
-                                 "--interval", "0.1", "--count", "2"], env=sub_env(TERM="dumb"), timeout=25)
-    text = out.decode("utf-8", "replace")
+    res = run_asl("gpu-watch", "--fake-gpu", FAKE, "--interval", "0.1", "--count", "2", env=sub_env(TERM="dumb"),
+                  pty=True, timeout=25)
+    code, out, text = res.returncode, res.raw, res.stdout
     assert code == 0 and b"\x1b[?1049h" not in out
     assert text.count("gpu0 NVIDIA GeForce RTX 4070 (fake): mem") == 2, text[-2000:]
 
@@ -304,7 +293,7 @@ def test_live_view_in_a_terminal_redraws_frames_and_restores_the_screen(tmp_path
     assert code == 0, out[-2000:]
     assert out.count(b"\x1b[?1049h") == 1 and out.rstrip().endswith(b"\x1b[?1049l")  # alternate screen left
     assert out.count(b"NVIDIA GeForce RTX 4070") >= 3  # one per frame
-    text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", out).decode("utf-8", "replace")
+    text = strip_ansi(out)
     for value in ("1,034 / 12,282 MiB", "5,230 / 12,282 MiB", "9,731 / 12,282 MiB"):  # successive samples
         assert value in text
     assert "Tesla T4" in text and "LOST" in text and "Ctrl-C quits" in text
@@ -328,17 +317,13 @@ def test_deprecated_pynvml_package_is_warned_about_in_one_line(monkeypatch):
     assert "deprecated" not in invoke("--fake-gpu", FAKE, "--once").stderr
 
 
-def plain_text(raw: bytes) -> str:
-    return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", raw).decode("utf-8", "replace")
-
-
 @posix_only
 @pytest.mark.parametrize("rows, config_shown", [(80, True), (40, False)])
 def test_live_view_with_a_run_drops_static_panels_on_a_short_terminal(tmp_path, rows, config_shown):
     write_status(tmp_path / "runs" / "demo")
     code, out = run_in_pty(["gpu-watch", "--fake-gpu", FAKE, "--latest-run", "--count", "1"], rows=rows,
                            cwd=tmp_path)
-    text = plain_text(out)
+    text = strip_ansi(out)
     assert code == 0 and "run demo" in text and "340 / 1,700" in text  # the training panel always fits
     assert ("configuration" in text) is config_shown
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from kit import run_asl
 from realdata import SEQUENCES
 from asl_cli.cli.app import app
 from asl_cli.errors import EXIT_CHECKPOINT, EXIT_DATA
@@ -21,20 +20,7 @@ from asl_cli.errors import EXIT_CHECKPOINT, EXIT_DATA
 runner = CliRunner()
 
 
-@pytest.fixture(scope="session")
-def trained_run(sample_dir, tmp_path_factory):
-    """A tiny model trained 3 steps on the real sample (a few seconds): a real run folder, not yet perfect."""
-    from asl_cli.config import load_config
-    from asl_cli.engine.trainer import ASLTrainer
-
-    root = tmp_path_factory.mktemp("inference-run")
-    cfg = load_config("cpu", [f"data.data_dir={sample_dir}", f"data.cache_dir={root / 'cache'}",
-                              f"runs_dir={root / 'runs'}", "name=tiny", "model.dim=32", "model.blocks=1",
-                              "train.batch_size=32", "train.max_steps=3", "train.epochs=2", "data.max_len=32",
-                              "train.device=cpu", "aug.use_augmentations=false", "optim.lr=3e-3"])
-    ASLTrainer(cfg).fit()
-    return root / "runs" / "tiny"
-
+# `trained_run`: a tiny model trained 3 steps on the real sample (conftest.py)
 
 def sample_files(sample_dir: Path) -> list[Path]:
     return sorted((sample_dir / "train_landmark_files").rglob("*.parquet"))
@@ -330,16 +316,12 @@ def test_bad_checkpoints(tmp_path, sample_dir):
 def test_real_subprocess_one_line_and_exit_codes(trained_run, tmp_path, sample_dir):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"\x00" * 64)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "asl_cli"]
-    p = subprocess.run(cmd + ["predict", str(junk), str(sample_files(sample_dir)[0])],
-                       capture_output=True, text=True, env=env, timeout=120)
+    p = run_asl("predict", junk, sample_files(sample_dir)[0])
     assert p.returncode == EXIT_CHECKPOINT and p.stdout == ""
     assert p.stderr.strip().count("\n") == 0 and p.stderr.startswith(f"error: {junk}")
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"PAR1 nonsense")
-    p = subprocess.run(cmd + ["predict", str(trained_run), str(bad)], capture_output=True, text=True, env=env,
-                       timeout=120)
+    p = run_asl("predict", trained_run, bad)
     assert p.returncode == EXIT_DATA and p.stderr.strip().count("\n") == 0 and str(bad) in p.stderr
 
 

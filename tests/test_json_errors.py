@@ -4,14 +4,13 @@ the plain error line has: `{"event": "error", "error", "exit_code", "type", "pat
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from asl_cli.cli.app import app
+from kit import run_asl
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 runner = CliRunner()
@@ -46,11 +45,9 @@ def test_check_env_json_keeps_one_object_with_the_error_inside():
 
 
 def test_usage_errors_through_the_entry_point_are_json_too(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "asl_cli", "train", "--json", "--epochs", "many"],
-                       capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    p = run_asl("train", "--json", "--epochs", "many", cwd=tmp_path, timeout=60)
     assert p.returncode == 2 and p.stderr == ""
     err = json.loads(p.stdout)
     assert err["type"] == "UsageError" and "--epochs" in err["error"] and err["exit_code"] == 2
-    plain = subprocess.run([sys.executable, "-m", "asl_cli", "train", "--epochs", "many"],
-                           capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    plain = run_asl("train", "--epochs", "many", cwd=tmp_path, timeout=60)
     assert plain.returncode == 2 and plain.stdout == "" and "--epochs" in plain.stderr  # the usual usage box

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from kit import ROOT, run_asl
 
 
 def test_help_and_version_do_not_import_torch():
@@ -21,7 +21,7 @@ def test_help_and_version_do_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "Usage" in out.stdout
-    ver = subprocess.run([sys.executable, "-m", "asl_cli", "--version"], capture_output=True, text=True)
+    ver = run_asl("--version")
     assert ver.returncode == 0 and ver.stdout.startswith("asl ")
 
 

@@ -11,7 +11,7 @@ from asl_cli.config import load_config
 from asl_cli import parallelism
 from asl_cli.parallelism import AUTO, plan
 from asl_cli.errors import ConfigError
-from locks import folder_is_free
+from kit import folder_is_free
 
 
 @pytest.mark.parametrize("workers", [0, 3])
@@ -161,27 +161,16 @@ def test_config_takes_auto_and_refuses_below_it():
         load_config("cpu", ["loader.num_workers=-2"])
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    from asl_cli.config import SynthConfig
-    from asl_cli.data.synth import ensure_default_dataset
-
-    root = tmp_path_factory.mktemp("tiny-synth")
-    path = ensure_default_dataset(SynthConfig(num_signs=3, num_participants=5, repetitions=3, seed=2),
-                                  cache_root=root)
-    return path, root / "prepared"
-
-
-def test_trainer_resolves_auto_records_it_and_sets_threads_for_fit_only(tiny_data, tmp_path, monkeypatch):
+def test_trainer_resolves_auto_records_it_and_sets_threads_for_fit_only(tiny_sets, tmp_path, monkeypatch):
     from asl_cli.engine.trainer import ASLTrainer
 
-    data_dir, cache_dir = tiny_data
+    small = tiny_sets(signs=3, participants=5, repetitions=3, seed=2)  # one short epoch
     monkeypatch.setattr(parallelism, "available_cpus", lambda: 3)  # 3 cores: one worker, 2 threads
     monkeypatch.setattr(parallelism, "busy_cores_elsewhere", lambda *a, **k: 0.0)  # whatever else runs here
     before = torch.get_num_threads()
     torch.set_num_threads(4)
     try:
-        cfg = load_config("cpu", [f"data.data_dir={data_dir}", f"data.cache_dir={cache_dir}",
+        cfg = load_config("cpu", [f"data.data_dir={small.data}", f"data.cache_dir={small.cache}",
                                   f"runs_dir={tmp_path}", "model.dim=32", "train.epochs=1",
                                   "train.batch_size=8", "train.log_every=1", "train.device=cpu"])
         assert cfg.loader.num_workers == AUTO

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from asl_cli.cli.app import app
 from asl_cli.cli.options import SWITCH_FLAGS, VALUED_FLAGS, config_to_toml
 from asl_cli.config import RunConfig, list_presets, load_config
+from kit import run_asl
 
 runner = CliRunner()
 
@@ -181,10 +182,9 @@ def test_toml_writer_escapes_strings_and_leaves_out_none():
 
 
 def test_as_subprocess_exit_codes_and_no_torch_import():
-    ok = subprocess.run([sys.executable, "-m", "asl_cli", "presets"], capture_output=True, text=True)
+    ok = run_asl("presets")
     assert ok.returncode == 0 and "rtx4070" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "asl_cli", "train", "--print-config", "--set", "x.y=1"],
-                         capture_output=True, text=True)
+    bad = run_asl("train", "--print-config", "--set", "x.y=1")
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
     code = ("import sys; sys.argv=['asl','train','--preset','rtx4070','--print-config']\n"
             "from asl_cli.cli.app import main\n"

@@ -499,14 +499,12 @@ def test_generate_builds_aside_and_an_interrupted_one_leaves_nothing(tmp_path):
 def test_cli_stopped_by_a_signal_writes_nothing_and_says_so(tmp_path, signame, code, said):
     """Ctrl-C / SIGTERM while `asl synth` writes: nothing left (a rerun works), one line, 130 / 143."""
     import signal
-    import subprocess
-    import sys
     import time
 
+    from kit import start_asl
+
     out = tmp_path / "s"
-    args = [sys.executable, "-m", "asl_cli", "synth", str(out), "--signs", "20", "--participants", "12",
-            "--repetitions", "10", "--workers", "1"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_asl("synth", out, "--signs", "20", "--participants", "12", "--repetitions", "10", "--workers", "1")
     try:
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline and not any(tmp_path.rglob("*.parquet")):

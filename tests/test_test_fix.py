@@ -12,6 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from kit import run_asl
 from asl_cli.cli.app import app
 from asl_cli.config import load_config
 from asl_cli.selfcheck import CHECK_NAMES, FAIL, PASS, SKIP, run_checks
@@ -342,12 +343,10 @@ def test_cli_exit_codes_and_json(workdir, monkeypatch):
 
 
 def test_cli_as_a_subprocess():
-    ok = subprocess.run([sys.executable, "-m", "asl_cli", "test-fix", "--only", "loader-settings",
-                         "--preset", "rtx4070"], capture_output=True, text=True, timeout=120)
+    ok = run_asl("test-fix", "--only", "loader-settings", "--preset", "rtx4070")
     assert ok.returncode == 0, ok.stderr
     assert "DataLoader settings as the preset says" in ok.stdout and "as preset rtx4070 says" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "asl_cli", "test-fix", "--only", "nope"],
-                         capture_output=True, text=True, timeout=60)
+    bad = run_asl("test-fix", "--only", "nope", timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown check 'nope'")
 
 

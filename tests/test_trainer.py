@@ -11,29 +11,18 @@ import math
 import pytest
 import torch
 
-from asl_cli.config import SynthConfig, load_config
+from asl_cli.config import load_config
 from asl_cli.engine.checkpoint import load_checkpoint
 from asl_cli.engine.trainer import ASLTrainer
 from asl_cli.errors import (CheckpointError, ConfigError, NonFiniteLossError, OutOfMemoryError, RunIOError,
                             TrainingInterrupted)
-from locks import folder_is_free
+from kit import folder_is_free
 
-NUM_SIGNS = 5
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    from asl_cli.data.synth import ensure_default_dataset
-
-    root = tmp_path_factory.mktemp("tiny-synth")
-    path = ensure_default_dataset(SynthConfig(num_signs=NUM_SIGNS, num_participants=5, repetitions=6, seed=1),
-                                  cache_root=root)
-    return path, root / "prepared"
+NUM_SIGNS = 5  # `tiny_data` (conftest.py): 5 signs x 5 participants x 6 repetitions, read-only
 
 
 def make_cfg(tiny_data, tmp_path, *sets: str):
-    data_dir, cache_dir = tiny_data
-    base = [f"data.data_dir={data_dir}", f"data.cache_dir={cache_dir}", f"runs_dir={tmp_path / 'runs'}",
+    base = [f"data.data_dir={tiny_data.data}", f"data.cache_dir={tiny_data.cache}", f"runs_dir={tmp_path / 'runs'}",
             "model.dim=32", "model.blocks=1", "train.batch_size=16", "train.log_every=1",
             "train.epochs=4", "data.max_len=48", "train.device=cpu",
             "loader.num_workers=0"]  # the preset's auto would depend on this machine's cores
@@ -257,7 +246,7 @@ def test_relative_data_paths_are_recorded_absolute(tiny_data, tmp_path, monkeypa
     """A run trained with --data ../x must still evaluate and resume from another folder."""
     import os
 
-    data_dir, cache_dir = tiny_data
+    data_dir, cache_dir = tiny_data.data, tiny_data.cache
     monkeypatch.chdir(data_dir.parent)
     cfg = make_cfg(tiny_data, tmp_path, "train.max_steps=1", "name=rel",
                    f"data.data_dir={os.path.relpath(data_dir)}", f"data.cache_dir={os.path.relpath(cache_dir)}")

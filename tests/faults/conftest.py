@@ -53,13 +53,10 @@ def ledger(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory) -> Path:
-    """A tiny asl-signs folder (4 signs x 6 signers x 3 repetitions, 72 parquet files)."""
-    from asl_cli.data.synth import generate
-
-    root = tmp_path_factory.mktemp("faults-data")
-    generate(root / "data", num_signs=4, num_participants=6, repetitions=3, seed=0)
-    return root / "data"
+def tiny_data(tiny_sets) -> Path:
+    """A tiny asl-signs folder (4 signs x 6 signers x 3 repetitions, 72 parquet files), read-only:
+    the CLI tests' set (tests/conftest.py)."""
+    return tiny_sets().data
 
 
 @pytest.fixture()

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from asl_cli.cli.app import app
 from asl_cli.engine.checkpoint import all_finite, load_checkpoint
 from faultkit import DRIVER, train_args
+from kit import asl_command, run_on_terminal
 
 EPOCHS = 3  # 6 updates per epoch, 18 in all; 3 validation batches per epoch
 TRIALS = [(seed, ("step", "save", "eval")[seed % 3]) for seed in range(10)]
@@ -114,8 +115,6 @@ def test_sigkill_then_resume_is_bitwise_identical(seed, kind, tiny_data, referen
 
 def run_in_pty(cmd: list[str], env: dict, stop_after_step: int, metrics: Path, signum: int) -> tuple[int, str]:
     """Run `cmd` on a pseudo-terminal; send `signum` once `metrics` shows the step; (rc, output)."""
-    from terminal import run_on_terminal
-
     sent: list[bool] = []
 
     def signal_at_step(out: bytes, proc: subprocess.Popen) -> None:
@@ -136,7 +135,7 @@ def test_signal_saves_the_last_update_and_resume_is_bitwise_identical(signum, co
     monkeypatch.setenv("ASL_CACHE", str(ref_root / "cache"))
     runs, name = tmp_path / "runs", "signalled"
     at = random.Random(signum).randint(2, 6 * EPOCHS - 5)
-    cmd = [sys.executable, "-m", "asl_cli", *train_args(tiny_data, runs, name, epochs=EPOCHS, plain=not terminal)]
+    cmd = asl_command(*train_args(tiny_data, runs, name, epochs=EPOCHS, plain=not terminal))
     with ledger.case("signal", signal.Signals(signum).name, at=at) as entry:
         if terminal:
             rc, out = run_in_pty(cmd, env, at, runs / name / "metrics.jsonl", signum)
