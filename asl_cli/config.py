@@ -4,6 +4,9 @@ A preset is a TOML file whose tables match the sections below (`[train]`, `[aug]
 Resolution order: defaults -> preset -> `--set section.key=value` / named CLI flags.
 Unknown keys, wrong types and out-of-range values raise `ConfigError` with one clear line.
 This module imports no torch: `asl --help` and `asl presets` stay fast.
+
+Foundation layer (with errors, units and tempfiles): every other package imports it, it imports only
+`asl_cli.errors`.
 """
 
 from __future__ import annotations

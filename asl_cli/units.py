@@ -4,6 +4,8 @@
   torch report it: `fmt_mib`, and the `*_mb` / `*_mib` fields of status and summaries hold MiB.
 - Files on disk (data sets, caches, checkpoints, ONNX files) in decimal kB/MB/GB (10^3 bytes), as
   `ls -h --si`, `du --si` and download pages write them: `human_bytes`.
+
+Foundation layer (with config, errors and tempfiles): imports nothing of the toolkit.
 """
 
 from __future__ import annotations

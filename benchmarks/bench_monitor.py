@@ -36,7 +36,7 @@ def main() -> None:
     from rich.console import Console
 
     from asl_cli.config import load_config
-    from asl_cli.env_report import data_facts
+    from asl_cli.tools.env_report import data_facts
     from asl_cli.monitor import GPUSampler, open_backend
     from asl_cli.monitor.render import watch_frame
 

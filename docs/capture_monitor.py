@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from asl_cli.config import load_config  # noqa: E402
-from asl_cli.env_report import collect_report  # noqa: E402
+from asl_cli.tools.env_report import collect_report  # noqa: E402
 from asl_cli.monitor import GPUSampler, open_backend  # noqa: E402
 from asl_cli.monitor import render  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""`asl ablate` and asl_cli/ablation.py: variants as data, same budget, deltas, files, resume."""
+"""`asl ablate` and asl_cli/tools/ablation.py: variants as data, same budget, deltas, files, resume."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from asl_cli import ablation
-from asl_cli.ablation import (BASELINE, VARIANTS, check_resumable, comparison_rows, metric_delta,
+from asl_cli.tools import ablation
+from asl_cli.tools.ablation import (BASELINE, VARIANTS, check_resumable, comparison_rows, metric_delta,
                               plan_ablation, variant_config, variant_note, write_chart)
 from asl_cli.cli.app import app
 from asl_cli.config import load_config

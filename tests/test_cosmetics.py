@@ -92,7 +92,7 @@ def test_the_panels_stack_at_80_columns_without_losing_anything():
 
 
 def test_memory_is_mib_everywhere_a_run_reports_it():
-    from asl_cli.ablation import METRICS
+    from asl_cli.tools.ablation import METRICS
     from asl_cli.cli.cmd_train import summary_lines
     from asl_cli.monitor.render import plain_line, train_panel
 
@@ -108,7 +108,7 @@ def test_memory_is_mib_everywhere_a_run_reports_it():
 
 
 def test_the_ablation_says_which_way_is_better_for_every_metric():
-    from asl_cli import ablation
+    from asl_cli.tools import ablation
 
     assert ablation.direction_legend() == ("higher is better: val top-1, val top-5, samples/s; lower is better: "
                                            "train loss, peak memory (MiB), wall time (s)")

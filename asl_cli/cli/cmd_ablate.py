@@ -48,7 +48,7 @@ def comparison_table(rows: list[dict], title: str = ""):
     from rich.table import Table
     from rich.text import Text
 
-    from asl_cli.ablation import METRICS, format_delta, format_value
+    from asl_cli.tools.ablation import METRICS, format_delta, format_value
 
     # The delta goes under its value (two lines per variant): seven columns fit 80 characters.
     table = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1),
@@ -148,7 +148,7 @@ def ablate_cmd(
     Same seed, data and budget for every variant; the table shows val top-1/top-5, train loss,
     samples/s, peak memory and wall time. With no variant named: --no-aug and --no-amp.
     """
-    from asl_cli import ablation
+    from asl_cli.tools import ablation
 
     chosen = {"no-aug": no_aug, "no-amp": no_amp, "no-compile": no_compile, "no-accum": no_accum,
               "no-clip": no_clip, "no-bucketing": no_bucketing, "no-cudnn-benchmark": no_cudnn_benchmark,
@@ -181,7 +181,7 @@ def ablate_cmd(
 
 
 def _from_results(folder: Path):
-    from asl_cli.ablation import BASELINE, load_results
+    from asl_cli.tools.ablation import BASELINE, load_results
     from asl_cli.config import RunConfig
     from asl_cli.errors import ConfigError
 
@@ -195,7 +195,7 @@ def _from_results(folder: Path):
 
 
 def _run(plan, *, as_json: bool, plain: bool, log_interval: float, fake_gpu: str | None) -> None:
-    from asl_cli import ablation
+    from asl_cli.tools import ablation
     from asl_cli.cli.dashboard import (JSON, PLAIN, StopRequests, TrainDashboard, choose_mode,
                                        open_sampler, stop_on_signals, tidy_warnings)
     from asl_cli.errors import EXIT_SIGINT, TrainingInterrupted

@@ -1,4 +1,4 @@
-"""`asl test-fix`: the seed's fixes checked for real (asl_cli/selfcheck.py), as a PASS/FAIL/SKIP table.
+"""`asl test-fix`: the seed's fixes checked for real (asl_cli/tools/selfcheck.py), as a PASS/FAIL/SKIP table.
 
 Exit 0 when nothing failed (SKIPs are fine: they say why), 1 on any FAIL, 2 for bad options.
 """
@@ -55,7 +55,7 @@ def test_fix_cmd(
     Augmentations on training batches only, batch["features"], preprocessing once, the config in
     checkpoints, AMP, clipping, accumulation, cuDNN flags, torch.compile, DataLoader settings.
     """
-    from asl_cli.selfcheck import run_checks
+    from asl_cli.tools.selfcheck import run_checks
 
     with user_errors(as_json):
         cfg = resolve_config(preset, sets)
@@ -71,7 +71,7 @@ def test_fix_cmd(
 
 
 def _run_with_progress(cfg, only, compile_timeout):
-    from asl_cli.selfcheck import CHECKS, run_checks
+    from asl_cli.tools.selfcheck import CHECKS, run_checks
 
     console = make_console()
     titles = {name: title for name, title, _fn in CHECKS}

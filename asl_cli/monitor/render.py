@@ -607,7 +607,7 @@ def _yes_no(ok: Any, yes: str = "yes", no: str = "no") -> Text:
 
 
 def env_report_view(report: Mapping[str, Any]) -> RenderableType:
-    """The `asl check-env` report (a dict from `asl_cli.env_report.collect_report`) as tables."""
+    """The `asl check-env` report (a dict from `asl_cli.tools.env_report.collect_report`) as tables."""
     sysf, tf, nv = report.get("system", {}), report.get("torch", {}), report.get("nvml", {})
     parts: list[RenderableType] = []
 
