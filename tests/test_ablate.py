@@ -162,7 +162,7 @@ def test_rows_table_and_notes_mark_a_resumed_variant():
 @pytest.mark.parametrize("mode", ["plain", "live", "json"])
 def test_the_final_table_marks_variants_resumed_earlier(tmp_path, monkeypatch, mode):
     """results.json's `"resumed": true` shows in the table (live and plain) and in the JSON rows."""
-    import asl_cli.cli.dashboard as dashboard
+    import asl_cli.ui.dashboard as dashboard
 
     from asl_cli.cli.cmd_ablate import RESUMED_MARK
 

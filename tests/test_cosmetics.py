@@ -58,7 +58,7 @@ def test_wide_help_keeps_a_docstring_paragraph_on_one_line():
 
 
 def _static_panels(width: int, preset: str = "cpu") -> list[str]:
-    from asl_cli.cli.dashboard import PLAIN, TrainDashboard
+    from asl_cli.ui.dashboard import PLAIN, TrainDashboard
     from asl_cli.config import load_config
 
     cfg = load_config(preset).to_dict()
@@ -94,7 +94,7 @@ def test_the_panels_stack_at_80_columns_without_losing_anything():
 def test_memory_is_mib_everywhere_a_run_reports_it():
     from asl_cli.tools.ablation import METRICS
     from asl_cli.cli.cmd_train import summary_lines
-    from asl_cli.monitor.render import plain_line, train_panel
+    from asl_cli.ui.training import plain_line, train_panel
 
     status = {"peak_mem_mb": 562.0, "step": 5, "total_steps": 10}
     assert "max_mem 562MiB" in plain_line(status)

@@ -196,10 +196,12 @@ def _from_results(folder: Path):
 
 def _run(plan, *, as_json: bool, plain: bool, log_interval: float, fake_gpu: str | None) -> None:
     from asl_cli.tools import ablation
-    from asl_cli.cli.dashboard import (JSON, PLAIN, StopRequests, TrainDashboard, choose_mode,
-                                       open_sampler, stop_on_signals, tidy_warnings)
+    from asl_cli.cli.common import tidy_warnings
+    from asl_cli.cli.signals import StopRequests, stop_on_signals
+    from asl_cli.monitor import open_sampler
+    from asl_cli.ui.dashboard import JSON, PLAIN, TrainDashboard, choose_mode
     from asl_cli.errors import EXIT_SIGINT, TrainingInterrupted
-    from asl_cli.monitor.render import ndjson_line
+    from asl_cli.ui.ndjson import ndjson_line
 
     mode = choose_mode(as_json=as_json, plain=plain)
     progress: dict[str, str] = {n: "pending" for n in plan.names}

@@ -34,9 +34,10 @@ def check_env(
         import json
         import sys
 
-        from asl_cli.tools.env_report import collect_report
         from asl_cli.errors import EXIT_NO_GPU, EXIT_OK, EXIT_PROBLEM
-        from asl_cli.monitor.render import env_report_view, json_safe
+        from asl_cli.tools.env_report import collect_report
+        from asl_cli.ui.env import env_report_view
+        from asl_cli.ui.ndjson import json_safe
 
         err = make_console(stderr=True)
         progress = None

@@ -241,8 +241,10 @@ def train_cmd(
 
 def _train(cfg, *, resume: Path | None, as_json: bool, plain: bool, log_interval: float,
            fake_gpu: str | None) -> None:
-    from asl_cli.cli.dashboard import (JSON, StopBeforeStart, StopRequests, TrainDashboard, choose_mode,
-                                       open_sampler, stop_on_signals, tidy_warnings)
+    from asl_cli.cli.common import tidy_warnings
+    from asl_cli.cli.signals import StopBeforeStart, StopRequests, stop_on_signals
+    from asl_cli.monitor import open_sampler
+    from asl_cli.ui.dashboard import JSON, TrainDashboard, choose_mode
     from asl_cli.engine.trainer import ASLTrainer
     from asl_cli.errors import EXIT_SIGINT, TrainingInterrupted
 
@@ -270,7 +272,7 @@ def _train(cfg, *, resume: Path | None, as_json: bool, plain: bool, log_interval
             summary = trainer.fit()
     except TrainingInterrupted as exc:
         if mode == JSON:  # the stream still ends with its summary: where the checkpoint is, how to go on
-            from asl_cli.monitor.render import ndjson_line
+            from asl_cli.ui.ndjson import ndjson_line
 
             typer.echo(ndjson_line(interrupted_summary(exc, run_dir, trainer)))
         typer.echo(interrupted_line(exc, run_dir), err=True)
@@ -290,7 +292,7 @@ def _train(cfg, *, resume: Path | None, as_json: bool, plain: bool, log_interval
 
     steps = next_steps(summary, trainer)
     if mode == JSON:
-        from asl_cli.monitor.render import ndjson_line
+        from asl_cli.ui.ndjson import ndjson_line
 
         typer.echo(ndjson_line({"event": "summary", **{k: (str(v) if isinstance(v, Path) else v)
                                                        for k, v in summary.items()},

@@ -1,8 +1,8 @@
-"""GPU monitoring: an NVML API with no UI in it, a scripted fake, a sampler thread, pure renderers.
+"""GPU monitoring: an NVML API with no UI in it, a sampler thread, a run's status file as data.
 
     backend = open_backend()            # NVML, or fake GPUs from --fake-gpu / $ASL_FAKE_GPU
     with GPUSampler(backend, 1.0) as s:  # polls on a daemon thread
-        gpu_panel(s.latest(), s.history())
+        gpu_panel(s.latest(), s.history())  # drawn by asl_cli.ui.gpu; nothing here imports Rich
 
 Nothing here imports `pynvml` until a backend is initialised, so `asl --help` stays fast.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from asl_cli.monitor.base import GPUBackend, GPUSnapshot, MigDevice, ProcessInfo
 from asl_cli.monitor.sampler import GPUSampler
 
-__all__ = ["GPUBackend", "GPUSnapshot", "MigDevice", "ProcessInfo", "GPUSampler", "open_backend"]
+__all__ = ["GPUBackend", "GPUSnapshot", "MigDevice", "ProcessInfo", "GPUSampler", "open_backend", "open_sampler"]
 
 
 def open_backend(fake: str | Path | None = None) -> GPUBackend:
@@ -30,3 +30,21 @@ def open_backend(fake: str | Path | None = None) -> GPUBackend:
     backend: GPUBackend = fake_backend(path) if path else NVMLBackend()
     backend.init()
     return backend
+
+
+def open_sampler(fake_gpu: str | None = None, interval: float = 1.0):
+    """Start the monitor's background GPU sampler; None when there is no NVIDIA GPU.
+
+    The fake backend (`--fake-gpu FILE` or ASL_FAKE_GPU) stands in for NVML in tests and demos;
+    a broken fake file is a ConfigError (asked for explicitly), a missing driver is not an error.
+    """
+    from asl_cli.errors import NoGPUError
+
+    try:
+        backend = open_backend(fake_gpu)
+        if backend.device_count() == 0:
+            backend.shutdown()
+            return None
+    except NoGPUError:
+        return None
+    return GPUSampler(backend, interval).start()
