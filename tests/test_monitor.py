@@ -26,7 +26,7 @@ from asl_cli.config import AugConfig, load_config  # noqa: E402
 from asl_cli.errors import ConfigError, NoGPUError  # noqa: E402
 from asl_cli.monitor import GPUSampler, GPUSnapshot, ProcessInfo, open_backend  # noqa: E402
 from asl_cli.ui import gpu, ndjson, training, widgets  # noqa: E402
-from asl_cli.monitor.fake import FakeNVML, fake_backend, load_spec  # noqa: E402
+from asl_cli.testing.fake_gpu import FakeNVML, fake_backend, load_spec  # noqa: E402
 from asl_cli.monitor.nvml import NVMLBackend, deprecated_pynvml_warning  # noqa: E402
 
 # The binding's own unversioned process-list calls (they call `_v3` and turn a missing function into
@@ -209,7 +209,7 @@ def test_mig_slices_are_listed_under_their_parent_and_found_by_uuid():
 
 
 def test_fake_mig_files_are_checked(tmp_path):
-    from asl_cli.monitor.fake import load_spec
+    from asl_cli.testing.fake_gpu import load_spec
 
     path = tmp_path / "mig.json"
     path.write_text(json.dumps({"gpus": [{"name": "x", "mig": [None, {"memory_total_mib": "lots"}]}]}))
@@ -380,7 +380,7 @@ def test_broken_fake_file_is_a_config_error_naming_the_file(tmp_path, content, m
 
 
 def test_fake_numbers_may_be_constants_scripts_or_nvml_errors(tmp_path):
-    from asl_cli.monitor.fake import bad_numeric_field
+    from asl_cli.testing.fake_gpu import bad_numeric_field
 
     assert bad_numeric_field({"temperature": 41, "power_w": [18.5, "UNKNOWN", 141.0], "fan": "NOT_SUPPORTED",
                               "compute_capability": [8, 9], "lost_after": None, "reserved_mib": 254,
