@@ -8,7 +8,6 @@ Ctrl-C / SIGTERM ask the trainer to stop at the next safe point; it saves `last`
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -38,23 +37,10 @@ NprocOpt = Annotated[Optional[int], typer.Option(
 def config_for_resume(run_dir: Path, sets: list[str] | None, flags: dict[str, Any]):
     """The run's own config.json with CLI overrides on top (e.g. more --epochs)."""
     from asl_cli.config import RunConfig
-    from asl_cli.errors import ConfigError
+    from asl_cli.engine.run_dir import RunDir
 
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise ConfigError("not a run folder (no config.json); give the folder `asl train` made",
-                          path=run_dir)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"not valid JSON: {exc}", path=path) from None
-    except UnicodeDecodeError:
-        raise ConfigError("not valid JSON: not UTF-8 text", path=path) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read ({exc.strerror or exc})", path=path) from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"not a run configuration (a JSON {type(raw).__name__}, not an object)", path=path)
-    cfg = RunConfig.from_dict(raw, source=str(path))
+    run = RunDir(run_dir)
+    cfg = RunConfig.from_dict(run.read_config(), source=str(run.config_path))
     return apply_cli(cfg, sets, flags)
 
 
@@ -107,7 +93,9 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         lines.append(f"best checkpoint: {summary['best_checkpoint']}")
     if summary.get("last_checkpoint"):
         lines.append(f"last checkpoint: {summary['last_checkpoint']}")
-    lines.append(f"metrics: {run_dir / 'metrics.jsonl'} (config.json and status.json beside it)")
+    from asl_cli.engine.run_dir import RunDir
+
+    lines.append(f"metrics: {RunDir(run_dir).metrics_path} ({RunDir.CONFIG} and {RunDir.STATUS} beside it)")
     return lines
 
 
@@ -148,10 +136,16 @@ def next_steps(summary: dict[str, Any], trainer) -> list:
                                  device=str(summary.get("device") or ""))
 
 
+def _last_checkpoint(run_dir: Path | None) -> Path | None:
+    from asl_cli.engine.run_dir import RunDir
+
+    return RunDir(run_dir).last_checkpoint if run_dir else None
+
+
 def interrupted_line(exc, run_dir: Path | None) -> str:
     """Where the checkpoint is and how to go on, in one line."""
     name = "SIGTERM" if exc.exit_code == 143 else "Ctrl-C"
-    path = getattr(exc, "path", None) or (run_dir / "checkpoints" / "last.pt" if run_dir else None)
+    path = getattr(exc, "path", None) or _last_checkpoint(run_dir)
     where = f"checkpoint saved to {path}" if path else "checkpoint saved"
     how = f"; resume with: asl train --resume {run_dir}" if run_dir else ""
     return f"stopped by {name}: {where}{how}"
@@ -159,7 +153,7 @@ def interrupted_line(exc, run_dir: Path | None) -> str:
 
 def interrupted_summary(exc, run_dir: Path | None, trainer) -> dict[str, Any]:
     """The `--json` summary of a stopped run (pure but for reading the trainer's counters)."""
-    path = getattr(exc, "path", None) or (run_dir / "checkpoints" / "last.pt" if run_dir else None)
+    path = getattr(exc, "path", None) or _last_checkpoint(run_dir)
     return {"event": "summary", "state": "interrupted", "signal": "SIGTERM" if exc.exit_code == 143 else "SIGINT",
             "exit_code": exc.exit_code, "run_dir": str(run_dir) if run_dir else None,
             "last_checkpoint": str(path) if path else None,
@@ -282,7 +276,7 @@ def _train(cfg, *, resume: Path | None, as_json: bool, plain: bool, log_interval
         typer.echo(f"stopped by {name} before training started (nothing to save)", err=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        last = run_dir / "checkpoints" / "last.pt" if run_dir else None
+        last = _last_checkpoint(run_dir)
         saved = f"; the last saved checkpoint is {last}" if last and last.is_file() else ""
         typer.echo(f"stopped by a second Ctrl-C without a new checkpoint{saved}", err=True)
         raise typer.Exit(EXIT_SIGINT) from None

@@ -422,6 +422,7 @@ def run_ablation(plan: Plan, *, callbacks: Iterable[Callable[[dict], None]] = ()
 
 
 def _run_variants(plan: Plan, *, callbacks, on_variant, on_trainer, on_result, warmup_steps: int) -> dict[str, dict]:
+    from asl_cli.engine.run_dir import RunDir
     from asl_cli.engine.trainer import ASLTrainer
 
     previous = load_results(plan.out_dir)
@@ -439,8 +440,9 @@ def _run_variants(plan: Plan, *, callbacks, on_variant, on_trainer, on_result, w
             continue
         if on_variant:
             on_variant(name, note, n, len(plan.entries))
-        run_dir = Path(cfg.runs_dir) / cfg.name
-        resume = run_dir if (run_dir / "checkpoints" / "last.pt").is_file() else None
+        run = RunDir.named(cfg.runs_dir, cfg.name)
+        run_dir = run.path
+        resume = run_dir if run.last_checkpoint.is_file() else None
         trainer = ASLTrainer(cfg, run_dir=run_dir, resume=resume, callbacks=tuple(callbacks))
         device = str(trainer.device)
         if on_trainer:
