@@ -41,6 +41,15 @@ def check_run_name(name: str) -> str:
     return name
 
 
+def device_type_of(device: str) -> str:
+    """"cuda" or "cpu" for a train.device setting ("auto": CUDA when available; imports torch only then)."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if device.startswith("cuda") else "cpu"
+
+
 def _f(default: Any, lo: float | None = None, hi: float | None = None, choices: tuple | None = None,
        help: str = "") -> Any:
     """A field with its allowed range/choices, checked by `validate`."""

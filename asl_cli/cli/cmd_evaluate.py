@@ -18,7 +18,9 @@ from asl_cli.cli.common import make_console, user_errors
 
 
 def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
+    from asl_cli.units import fmt_pct
+
+    return fmt_pct(x, none="n/a")
 
 
 def render_evaluation(result: dict, console, *, rows: int = 15) -> None:

@@ -12,7 +12,7 @@ import typer
 
 from asl_cli.cli.app import app
 from asl_cli.cli.common import make_console, user_errors
-from asl_cli.cli.options import JsonOpt, PresetOpt, SetOpt, resolve_config
+from asl_cli.cli.options import JsonOpt, PresetOpt, SetOpt
 
 STYLE = {"PASS": "bold green", "FAIL": "bold red", "SKIP": "yellow"}
 
@@ -55,6 +55,7 @@ def test_fix_cmd(
     Augmentations on training batches only, batch["features"], preprocessing once, the config in
     checkpoints, AMP, clipping, accumulation, cuDNN flags, torch.compile, DataLoader settings.
     """
+    from asl_cli.config_io import resolve_config
     from asl_cli.tools.selfcheck import run_checks
 
     with user_errors(as_json):

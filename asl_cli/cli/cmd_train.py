@@ -20,7 +20,7 @@ from asl_cli.cli.common import name_the_remedy, setup_note, user_errors
 from asl_cli.cli.options import (AccumOpt, BatchSizeOpt, CompileOpt, DataOpt, DeterministicOpt, DeviceOpt,
                                  EpochsOpt, JsonOpt, LrOpt, MaxStepsOpt, NameOpt, NoAmpOpt, NoAugOpt, NoCompileOpt,
                                  PrintConfigOpt, RunsDirOpt, SeedOpt, SetOpt, SkipBadOpt, TimeBudgetOpt,
-                                 WorkersOpt, apply_cli, print_config, resolve_config)
+                                 WorkersOpt, print_config)
 
 LogIntervalOpt = Annotated[float, typer.Option(
     "--log-interval", min=0.1, metavar="SECONDS",
@@ -34,25 +34,17 @@ NprocOpt = Annotated[Optional[int], typer.Option(
          "See docs/distributed.md.")]
 
 
-def config_for_resume(run_dir: Path, sets: list[str] | None, flags: dict[str, Any]):
-    """The run's own config.json with CLI overrides on top (e.g. more --epochs)."""
-    from asl_cli.config import RunConfig
-    from asl_cli.engine.run_dir import RunDir
-
-    run = RunDir(run_dir)
-    cfg = RunConfig.from_dict(run.read_config(), source=str(run.config_path))
-    return apply_cli(cfg, sets, flags)
-
-
 def summary_lines(summary: dict[str, Any]) -> list[str]:
     """The end-of-run report: what was reached and where everything is (pure)."""
+    from asl_cli.units import fmt_pct, fmt_value
+
     run_dir = Path(str(summary.get("run_dir", "")))
 
     def pct(v: Any) -> str:
-        return f"{100 * v:.1f}%" if isinstance(v, (int, float)) else "n/a"
+        return fmt_pct(v, none="n/a")
 
     def num(v: Any, fmt: str) -> str:
-        return format(v, fmt) if isinstance(v, (int, float)) else "n/a"
+        return fmt_value(v, fmt, none="n/a")
 
     best = (f"best val top-1 {pct(summary.get('best_top1'))}, top-5 {pct(summary.get('best_top5'))}")
     if summary.get("state") == "already_finished":  # a resume with nothing left: nothing was run
@@ -207,13 +199,10 @@ def train_cmd(
         if nproc is not None and nproc > 1:  # relaunch this command under torchrun, --nproc removed
             from asl_cli.engine.distributed import launch, train_args_from_argv
             raise typer.Exit(launch(nproc, train_args_from_argv(sys.argv)))
-        if resume is not None:
-            if preset is not None:
-                from asl_cli.errors import ConfigError
+        from asl_cli.config_io import config_for_resume, resolve_config
 
-                raise ConfigError("--resume continues a run with its own config.json; "
-                                  "leave out --preset (other overrides are applied on top)")
-            cfg = config_for_resume(resume, sets, flags)
+        if resume is not None:
+            cfg = config_for_resume(resume, sets, flags, preset=preset)
         else:
             cfg = resolve_config(preset or "cpu", sets, flags)
         if print_cfg:

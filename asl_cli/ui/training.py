@@ -17,8 +17,8 @@ from rich.table import Table
 from rich.text import Text
 
 from asl_cli.monitor.base import GPUSnapshot
-from asl_cli.ui.widgets import DASH, NA, fmt_duration, fmt_pct, fmt_value, num
-from asl_cli.units import MIB
+from asl_cli.ui.widgets import NA
+from asl_cli.units import DASH, MIB, fmt_duration, fmt_pct, fmt_value, num
 
 STATUS_KEYS = ("run", "state", "epoch", "epochs", "step", "total_steps", "eta_s", "time_budget_s", "budget_used_s",
                "schedule_progress", "loss", "loss_smooth", "lr",

@@ -1,5 +1,6 @@
-"""Small pieces every panel uses: how a missing value is shown, numbers, durations and shares as
-text, and two tiny widgets (a level-coloured bar, a sparkline).
+"""Small pieces every panel uses: how a missing value is shown, the colour of a level, and two tiny
+widgets (a level-coloured bar, a sparkline). Numbers, durations and shares as text are
+`asl_cli.units` (the CLI's summary lines use the same rules).
 
 None, NaN or a non-number means N/A for a GPU field and "—" for a training field.
 """
@@ -7,42 +8,12 @@ None, NaN or a non-number means N/A for a GPU field and "—" for a training fie
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import Iterable
 
 from rich.text import Text
 
 NA = "N/A"
-DASH = "—"
 SPARKS = "▁▂▃▄▅▆▇█"
-
-
-def num(value: Any) -> float | None:
-    """A finite number, or None (missing, None, NaN, a string...)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def fmt_duration(seconds: Any) -> str:
-    s = num(seconds)
-    if s is None or s < 0:
-        return DASH
-    s = int(round(s))
-    days, rest = divmod(s, 86400)
-    h, rest = divmod(rest, 3600)
-    m, sec = divmod(rest, 60)
-    return f"{days}d {h:02d}:{m:02d}:{sec:02d}" if days else f"{h}:{m:02d}:{sec:02d}"
-
-
-def fmt_value(value: Any, spec: str = "", suffix: str = "", none: str = DASH) -> str:
-    v = num(value)
-    return none if v is None else f"{v:{spec}}{suffix}"
-
-
-def fmt_pct(value: Any, none: str = DASH, digits: int = 1) -> str:
-    """A 0..1 share as a percentage."""
-    v = num(value)
-    return none if v is None else f"{100 * v:.{digits}f}%"
 
 
 def level_style(fraction: float | None) -> str:
