@@ -159,7 +159,8 @@ def processes_view(s: GPUSnapshot, limit: int = 5) -> RenderableType:
     t.add_column("process", no_wrap=True, max_width=28)
     t.add_column("gpu memory", justify="right", no_wrap=True)
     for p in s.processes[:limit]:
-        t.add_row(str(p.pid), p.kind or "?", p.name or "?", fmt_mib(None if p.used_memory is None else p.used_memory / MIB, na=NA))
+        used = fmt_mib(None if p.used_memory is None else p.used_memory / MIB, na=NA)
+        t.add_row(str(p.pid), p.kind or "?", p.name or "?", used)
     if len(s.processes) > limit:
         t.add_row("", "", f"… {len(s.processes) - limit} more", "")
     return t
