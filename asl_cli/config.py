@@ -4,6 +4,9 @@ A preset is a TOML file whose tables match the sections below (`[train]`, `[aug]
 Resolution order: defaults -> preset -> `--set section.key=value` / named CLI flags.
 Unknown keys, wrong types and out-of-range values raise `ConfigError` with one clear line.
 This module imports no torch: `asl --help` and `asl presets` stay fast.
+
+Foundation layer (with errors, units and tempfiles): every other package imports it, it imports only
+`asl_cli.errors`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,15 @@ def check_run_name(name: str) -> str:
         raise ConfigError(f"run name {name!r} is not allowed: use 1-128 of A-Z a-z 0-9 . _ - "
                           f"(no slashes, not '.' or '..')")
     return name
+
+
+def device_type_of(device: str) -> str:
+    """"cuda" or "cpu" for a train.device setting ("auto": CUDA when available; imports torch only then)."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if device.startswith("cuda") else "cpu"
 
 
 def _f(default: Any, lo: float | None = None, hi: float | None = None, choices: tuple | None = None,

@@ -17,6 +17,9 @@ Exit codes (documented in docs/exit-codes.md):
     8   cannot write an output (run folder, checkpoint, cache, synth/evaluate/export/show output)
     130 interrupted by Ctrl-C (SIGINT): train/ablate after saving a checkpoint, synth/prepare at once
     143 terminated by SIGTERM: as 130
+
+Foundation layer (with config, units and tempfiles): imports nothing of the toolkit, so any module
+may raise these.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Everything the toolkit writes atomically goes through a sibling named `.<name>.<kind>-<pid>-<rand>`
 that is renamed over the target when complete. A writer killed with SIGKILL cannot clean up, so
 the next writer deletes siblings whose process is gone (or is itself: a leftover of this process).
+
+Foundation layer (with config, errors and units): imports only `asl_cli.errors`.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ SAMPLE = Path(__file__).resolve().parents[1].parent / "shared/data/asl-signs-sam
 def winner_sized(sample: Path):
     """An untrained dim-192, 2-block, 250-class model wrapped as a LoadedModel."""
     from asl_cli.config import load_config
-    from asl_cli.inference import LoadedModel
+    from asl_cli.serve.inference import LoadedModel
     from asl_cli.model import build_model
 
     cfg = load_config("cpu", ["model.dim=192", "model.blocks=2", "data.max_len=384"])
@@ -62,7 +62,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     from asl_cli.data.reader import read_landmarks
-    from asl_cli.inference import features_from_landmarks, load_for_inference, predict_features
+    from asl_cli.serve.inference import features_from_landmarks, load_for_inference, predict_features
 
     loaded = load_for_inference(args.checkpoint) if args.checkpoint else winner_sized(args.data)
     files = sorted((args.data / "train_landmark_files").rglob("*.parquet"))
@@ -93,7 +93,7 @@ def main() -> None:
     print(f"    b is {a / b:.1f}x faster than a")
 
     try:
-        from asl_cli.export import export_onnx, require_onnx, _session
+        from asl_cli.serve.export import export_onnx, require_onnx, _session
 
         require_onnx()
     except Exception as exc:  # the onnx extra is optional
@@ -108,7 +108,7 @@ def main() -> None:
         rounds = []
         for _ in range(args.rounds):
             rounds.append(timed(lambda: [sess.run(None, {"landmarks": x}) for x in raw]) / n * 1000)
-        from asl_cli.export import synthetic_landmarks
+        from asl_cli.serve.export import synthetic_landmarks
 
         long = synthetic_landmarks(np.random.default_rng(0), 384)
         sess.run(None, {"landmarks": long})

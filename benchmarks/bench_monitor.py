@@ -36,9 +36,9 @@ def main() -> None:
     from rich.console import Console
 
     from asl_cli.config import load_config
-    from asl_cli.env_report import data_facts
+    from asl_cli.tools.env_report import data_facts
     from asl_cli.monitor import GPUSampler, open_backend
-    from asl_cli.monitor.render import watch_frame
+    from asl_cli.ui.gpu import watch_frame
 
     data_facts(args.data, workers=1)  # warm-up: imports, page cache
     backend = open_backend(FAKE)

@@ -105,7 +105,9 @@ def assemble(out: Path, *, dry_run: bool, sample: str | None) -> dict:
     report["tests"] = _pytest_summary(out / "logs" / "tests.log")
     report["shapes"] = _read_json(out / "shapes.json")
     report["nvml"] = _read_json(out / "nvml.json")
-    status = _read_json(out / "runs" / "device-check" / "status.json")
+    from asl_cli.engine.run_dir import RunDir
+
+    status = _read_json(RunDir(out / "runs" / "device-check").status_path)
     if isinstance(status, dict):
         keys = ("state", "step", "precision", "samples_per_s", "peak_mem_mb", "compile", "compile_graphs",
                 "compile_s", "compile_eager_batches", "overflow_skipped", "nonfinite_skipped", "tf32", "warnings")

@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from asl_cli.config import load_config  # noqa: E402
-from asl_cli.env_report import collect_report  # noqa: E402
+from asl_cli.tools.env_report import collect_report  # noqa: E402
 from asl_cli.monitor import GPUSampler, open_backend  # noqa: E402
-from asl_cli.monitor import render  # noqa: E402
+from asl_cli.ui import env as env_view, gpu, training  # noqa: E402
 
 # relative paths (run from the repository root): the captures must not show this machine's paths
 FAKE = Path("tests/fixtures/fake_gpus.json")
@@ -56,14 +56,14 @@ def captures() -> dict[str, Console]:
         sampler.sample_once()
     snaps, history = sampler.latest(), sampler.history()
     out = {
-        "gpu-watch": record(render.watch_frame(snaps, history, host="gpu-box", interval=1.0, now=NOW,
+        "gpu-watch": record(gpu.watch_frame(snaps, history, host="gpu-box", interval=1.0, now=NOW,
                                                source="fake GPUs")),
-        "gpu-watch-run": record(render.watch_frame(snaps[:1], {0: history[0]}, status=demo_status(),
+        "gpu-watch-run": record(gpu.watch_frame(snaps[:1], {0: history[0]}, status=demo_status(),
                                                    host="gpu-box", interval=1.0, now=NOW, source="fake GPUs")),
         "gpu-watch-plain": None,
     }
-    lines = [f"[14:32:05] {render.gpu_line(s)}" for s in snaps]
-    lines.append(f"[14:32:05] rtx4070-20261128-1402: {render.plain_line(demo_status(), snaps[0])}")
+    lines = [f"[14:32:05] {gpu.gpu_line(s)}" for s in snaps]
+    lines.append(f"[14:32:05] rtx4070-20261128-1402: {training.plain_line(demo_status(), snaps[0])}")
     out["gpu-watch-plain"] = "\n".join(lines)
     report = collect_report(fake_gpu=FAKE, data_dir=SAMPLE if (SAMPLE / "train.csv").is_file() else None)
     report["system"]["executable"] = ".venv/bin/python"  # not this machine's absolute path
@@ -71,7 +71,7 @@ def captures() -> dict[str, Console]:
     for key in ("dir", "cache_dir", "summary"):  # the synthetic default set: ~ for the home folder
         if isinstance(report.get("default_data", {}).get(key), str):
             report["default_data"][key] = report["default_data"][key].replace(home, "~")
-    out["check-env"] = record(render.env_report_view(report))
+    out["check-env"] = record(env_view.env_report_view(report))
     return out
 
 

@@ -1,4 +1,4 @@
-"""`asl ablate` and asl_cli/ablation.py: variants as data, same budget, deltas, files, resume."""
+"""`asl ablate` and asl_cli/tools/ablation.py: variants as data, same budget, deltas, files, resume."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from asl_cli import ablation
-from asl_cli.ablation import (BASELINE, VARIANTS, check_resumable, comparison_rows, metric_delta,
+from asl_cli.tools import ablation
+from asl_cli.tools.ablation import (BASELINE, VARIANTS, check_resumable, comparison_rows, metric_delta,
                               plan_ablation, variant_config, variant_note, write_chart)
 from asl_cli.cli.app import app
 from asl_cli.config import load_config
@@ -112,11 +112,9 @@ def test_variants_that_change_nothing_here_are_not_run_unless_forced():
 
 
 def test_a_resumed_ablation_plans_its_skipped_variants_again(tmp_path):
-    from asl_cli.cli.cmd_ablate import _from_results
-
     plan = plan_ablation(load_config("cpu"), ["no-aug", "no-amp"], device_type="cpu", out_dir=tmp_path)
     ablation.write_results(plan, {})
-    base, variants, folder, force = _from_results(tmp_path)
+    base, variants, folder, force = ablation.resume_from(tmp_path)
     assert variants == ["no-aug", "no-amp"] and folder == tmp_path and force is False
     again = plan_ablation(base, variants, device_type="cpu", out_dir=folder, force=force)
     assert again.names == plan.names and again.skipped == plan.skipped
@@ -143,7 +141,7 @@ def test_deltas_absolute_for_accuracy_relative_for_speed():
 def test_rows_table_and_notes_mark_a_resumed_variant():
     from rich.console import Console
 
-    from asl_cli.cli.cmd_ablate import RESUMED_MARK, comparison_table, notes_lines
+    from asl_cli.ui.ablation import RESUMED_MARK, comparison_table, notes_lines
 
     results = {BASELINE: {"status": "done", "best_top1": 0.4, "samples_per_s": 100.0},
                "no-aug": {"status": "done", "best_top1": 0.3, "samples_per_s": 20.0, "resumed": True}}
@@ -161,9 +159,9 @@ def test_rows_table_and_notes_mark_a_resumed_variant():
 @pytest.mark.parametrize("mode", ["plain", "live", "json"])
 def test_the_final_table_marks_variants_resumed_earlier(tmp_path, monkeypatch, mode):
     """results.json's `"resumed": true` shows in the table (live and plain) and in the JSON rows."""
-    import asl_cli.cli.dashboard as dashboard
+    import asl_cli.ui.dashboard as dashboard
 
-    from asl_cli.cli.cmd_ablate import RESUMED_MARK
+    from asl_cli.ui.ablation import RESUMED_MARK
 
     plan = plan_ablation(load_config("cpu"), ["no-aug"], device_type="cpu", out_dir=tmp_path)
     ablation.write_results(plan, {BASELINE: {"status": "done", "best_top1": 0.5, "note": ""},

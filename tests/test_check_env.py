@@ -18,7 +18,7 @@ from kit import run_asl
 from realdata import SEQUENCES
 from asl_cli.cli.app import app
 from asl_cli.config import list_presets
-from asl_cli.env_report import (collect_report, compile_facts, data_facts, merge_gpus, package_versions,
+from asl_cli.tools.env_report import (collect_report, compile_facts, data_facts, merge_gpus, package_versions,
                                 recommend_preset, torch_facts)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -138,7 +138,7 @@ def test_deprecated_pynvml_package_becomes_a_warning():
 def test_extras_are_those_of_pyproject_with_what_they_enable_and_the_install_command():
     import tomllib
 
-    from asl_cli.env_report import EXTRAS, extras_facts
+    from asl_cli.tools.env_report import EXTRAS, extras_facts
 
     declared = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     optional = declared["project"]["optional-dependencies"]
@@ -161,7 +161,7 @@ def test_extras_are_those_of_pyproject_with_what_they_enable_and_the_install_com
 
 
 def test_check_env_lists_each_extra_installed_or_not_with_its_install_command(monkeypatch):
-    import asl_cli.env_report as env_report
+    import asl_cli.tools.env_report as env_report
 
     real = importlib.metadata.version
 

@@ -69,7 +69,7 @@ def test_a_terminal_keeps_riches_own_console(monkeypatch):
 
 @pytest.mark.parametrize("signum, code, said", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
 def test_stop_at_once_on_signals_is_one_line_and_the_documented_code(capsys, signum, code, said):
-    from asl_cli.cli.dashboard import StopBeforeStart
+    from asl_cli.cli.signals import StopBeforeStart
 
     with pytest.raises(typer.Exit) as info:
         with stop_at_once_on_signals("nothing written to /tmp/s"):

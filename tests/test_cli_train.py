@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from asl_cli.cli.app import app
 from asl_cli.cli.cmd_train import summary_lines
-from asl_cli.cli.dashboard import JSON, LIVE, PLAIN, StopRequests, TrainDashboard, choose_mode, stop_on_signals
+from asl_cli.cli.signals import StopRequests, stop_on_signals
+from asl_cli.ui.dashboard import JSON, LIVE, PLAIN, TrainDashboard, choose_mode
 from kit import FAKE_GPUS, ROOT, lock_held, run_asl, start_asl, strip_ansi, tiny_cli_args
 
 runner = CliRunner()
@@ -181,7 +182,7 @@ def test_json_mode_writes_one_object_per_event():
 def test_live_frame_shows_training_and_gpu_or_cpu_notice():
     from rich.console import Console
 
-    from asl_cli.cli.dashboard import open_sampler
+    from asl_cli.monitor import open_sampler
 
     console = Console(width=100, record=True, file=io.StringIO())
     dash = TrainDashboard(LIVE, console=console)
@@ -215,7 +216,7 @@ def test_mode_choice():
 
 
 def test_a_signal_before_any_trainer_exists_stops_at_once():
-    from asl_cli.cli.dashboard import StopBeforeStart
+    from asl_cli.cli.signals import StopBeforeStart
 
     req = StopRequests()
     with pytest.raises(StopBeforeStart) as info:
@@ -500,7 +501,7 @@ def test_warnings_become_one_line_each_once():
     import logging
     import warnings
 
-    from asl_cli.cli.dashboard import tidy_warnings
+    from asl_cli.cli.common import tidy_warnings
 
     out = io.StringIO()
     with tidy_warnings(out) as seen:
@@ -530,7 +531,8 @@ def test_the_run_gpu_is_found_by_uuid_not_by_index():
 
 def test_plain_line_of_a_cpu_run_shows_no_gpu_values():
     # a CPU run on a machine with a GPU: the line's `gpu mem` / `util` must not be another GPU's values
-    from asl_cli.monitor.base import MIB, GPUSnapshot
+    from asl_cli.monitor.base import GPUSnapshot
+    from asl_cli.units import MIB
 
     class Sampler:
         def latest(self):

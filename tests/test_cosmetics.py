@@ -58,7 +58,7 @@ def test_wide_help_keeps_a_docstring_paragraph_on_one_line():
 
 
 def _static_panels(width: int, preset: str = "cpu") -> list[str]:
-    from asl_cli.cli.dashboard import PLAIN, TrainDashboard
+    from asl_cli.ui.dashboard import PLAIN, TrainDashboard
     from asl_cli.config import load_config
 
     cfg = load_config(preset).to_dict()
@@ -92,9 +92,9 @@ def test_the_panels_stack_at_80_columns_without_losing_anything():
 
 
 def test_memory_is_mib_everywhere_a_run_reports_it():
-    from asl_cli.ablation import METRICS
+    from asl_cli.tools.ablation import METRICS
     from asl_cli.cli.cmd_train import summary_lines
-    from asl_cli.monitor.render import plain_line, train_panel
+    from asl_cli.ui.training import plain_line, train_panel
 
     status = {"peak_mem_mb": 562.0, "step": 5, "total_steps": 10}
     assert "max_mem 562MiB" in plain_line(status)
@@ -108,7 +108,7 @@ def test_memory_is_mib_everywhere_a_run_reports_it():
 
 
 def test_the_ablation_says_which_way_is_better_for_every_metric():
-    from asl_cli import ablation
+    from asl_cli.tools import ablation
 
     assert ablation.direction_legend() == ("higher is better: val top-1, val top-5, samples/s; lower is better: "
                                            "train loss, peak memory (MiB), wall time (s)")

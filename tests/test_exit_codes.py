@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from asl_cli import errors, export
+from asl_cli import errors
+from asl_cli.serve import export
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "exit-codes.md"
 

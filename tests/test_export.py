@@ -26,7 +26,7 @@ def export_run(trained_run):
 
 @pytest.fixture(scope="session")
 def loaded(export_run):
-    from asl_cli.inference import load_for_inference
+    from asl_cli.serve.inference import load_for_inference
 
     return load_for_inference(export_run)
 
@@ -44,7 +44,7 @@ def hand_missing(landmarks: np.ndarray, hand: str) -> bool:
 
 def test_export_raw_graph_matches_torch_on_real_files(export_run, loaded, sample_dir, tmp_path):
     from asl_cli.data.reader import read_landmarks
-    from asl_cli.export import wrap
+    from asl_cli.serve.export import wrap
 
     out = tmp_path / "model.onnx"
     res = runner.invoke(app, ["export", str(export_run), "--out", str(out)])
@@ -77,8 +77,8 @@ def test_export_raw_graph_matches_torch_on_real_files(export_run, loaded, sample
 def test_onnx_equals_batched_inference_and_handles_nan(loaded, tmp_path, sample_dir):
     """A hand missing in every frame / some frames, and all-NaN frames: ONNX = asl predict's numbers."""
     from asl_cli.data.reader import read_landmarks
-    from asl_cli.export import export_onnx
-    from asl_cli.inference import features_from_landmarks, predict_features
+    from asl_cli.serve.export import export_onnx
+    from asl_cli.serve.inference import features_from_landmarks, predict_features
 
     path = export_onnx(loaded, tmp_path / "m.onnx")
     sess = session(path)
@@ -103,7 +103,7 @@ def test_onnx_equals_batched_inference_and_handles_nan(loaded, tmp_path, sample_
 def test_export_features_variant_dynamic_batch_and_length(export_run, loaded, tmp_path, sample_dir):
     from asl_cli.data.dataset import collate
     from asl_cli.data.reader import read_landmarks
-    from asl_cli.inference import features_from_landmarks
+    from asl_cli.serve.inference import features_from_landmarks
 
     out = tmp_path / "f.onnx"
     res = runner.invoke(app, ["export", str(export_run), "--features", "--probabilities", "--out", str(out)])
@@ -173,7 +173,7 @@ def test_export_reports_unreadable_verify_data_files(export_run, sample_dir, tmp
 
 
 def test_export_refuses_a_mismatch_and_removes_the_file(export_run, tmp_path, monkeypatch):
-    import asl_cli.export as export
+    import asl_cli.serve.export as export
 
     real = export.verify_onnx
 

@@ -208,7 +208,7 @@ def test_fake_gpu_option_is_documented_in_help_with_its_shipped_demo():
 
 
 def test_fake_gpu_demo_is_the_shipped_example_the_no_driver_hint_names():
-    from asl_cli.monitor.fake import DEMO_FILE
+    from asl_cli.testing.fake_gpu import DEMO_FILE
     from asl_cli.monitor.nvml import NO_DRIVER_HINT
 
     assert "--fake-gpu demo" in NO_DRIVER_HINT

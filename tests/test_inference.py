@@ -42,7 +42,7 @@ def one_error_line(result, *needles: str) -> str:
 # --- loading ----------------------------------------------------------------------------------
 
 def test_load_uses_the_checkpoints_own_config_and_sign_map(trained_run, sample_dir):
-    from asl_cli.inference import load_for_inference
+    from asl_cli.serve.inference import load_for_inference
 
     loaded = load_for_inference(trained_run)
     assert loaded.checkpoint_path == trained_run / "checkpoints" / "best.pt"
@@ -86,7 +86,7 @@ def test_evaluate_json_is_consistent_with_predict(trained_run, sample_dir, tmp_p
     assert sum(p["count"] for p in ev["confused_pairs"]) == off_diagonal  # fewer than 10 pairs here: all listed
     assert (tmp_path / "ev" / "metrics.json").is_file() and (tmp_path / "ev" / "confusion.png").is_file()
     # The trainer's own validation of this checkpoint (stored in best.pt) saw the same fold.
-    from asl_cli.inference import load_for_inference
+    from asl_cli.serve.inference import load_for_inference
 
     stored = load_for_inference(trained_run).metrics
     assert stored["val_top1"] == pytest.approx(ev["top1"]) and stored["val_top5"] == pytest.approx(ev["top5"])
@@ -134,7 +134,7 @@ def test_evaluate_val_with_data_naming_the_runs_own_folder_keeps_its_split(train
     (which would score participants the model trained on)."""
     from asl_cli.data.dataset import participant_folds
     from asl_cli.data.reader import read_index
-    from asl_cli.inference import evaluate_split, load_for_inference
+    from asl_cli.serve.inference import evaluate_split, load_for_inference
 
     loaded = load_for_inference(trained_run)
     loaded.config.data.limit = 100  # as if trained with --set data.limit=100
@@ -150,7 +150,7 @@ def test_evaluate_val_with_data_naming_the_runs_own_folder_keeps_its_split(train
 
 
 def test_evaluation_metrics_by_hand():
-    from asl_cli.inference import evaluation_metrics
+    from asl_cli.serve.inference import evaluation_metrics
 
     classes = ["a", "b", "c", "d", "e", "f"]
     probs = np.full((4, 6), 0.01, dtype=np.float32)
@@ -223,7 +223,7 @@ def test_predict_refuses_json_with_ndjson(trained_run, sample_dir):
 
 
 def test_predict_batched_equals_one_by_one(trained_run, sample_dir):
-    from asl_cli.inference import load_for_inference, predict_files
+    from asl_cli.serve.inference import load_for_inference, predict_files
 
     loaded = load_for_inference(trained_run)
     files = sample_files(sample_dir)[:40]

@@ -25,8 +25,8 @@ pynvml = pytest.importorskip("pynvml")
 from asl_cli.config import AugConfig, load_config  # noqa: E402
 from asl_cli.errors import ConfigError, NoGPUError  # noqa: E402
 from asl_cli.monitor import GPUSampler, GPUSnapshot, ProcessInfo, open_backend  # noqa: E402
-from asl_cli.monitor import render  # noqa: E402
-from asl_cli.monitor.fake import FakeNVML, fake_backend, load_spec  # noqa: E402
+from asl_cli.ui import gpu, ndjson, training, widgets  # noqa: E402
+from asl_cli.testing.fake_gpu import FakeNVML, fake_backend, load_spec  # noqa: E402
 from asl_cli.monitor.nvml import NVMLBackend, deprecated_pynvml_warning  # noqa: E402
 
 # The binding's own unversioned process-list calls (they call `_v3` and turn a missing function into
@@ -200,16 +200,16 @@ def test_mig_slices_are_listed_under_their_parent_and_found_by_uuid():
     assert mine.temperature == 44  # the physical GPU's sensors
     assert pick_gpu({"device": "cuda:0", "gpu_uuid": "30900000-0000-0000-0000-000000000000"}, snaps) is rtx
     # listed under the parent in the watch view, the plain lines and the JSON
-    card = text_of(render.gpu_panel(snaps))
+    card = text_of(gpu.gpu_panel(snaps))
     assert "3g.20gb" in card and "1g.5gb" in card and "MIG" in card
-    lines = render.mig_lines(a100)
+    lines = gpu.mig_lines(a100)
     assert lines[0].startswith("gpu0/mig0 NVIDIA A100-SXM4-40GB MIG 3g.20gb: mem 8700/19968MiB  procs 1")
-    d = json.loads(render.ndjson_line(a100))
+    d = json.loads(ndjson.ndjson_line(a100))
     assert [m["slot"] for m in d["mig"]] == [0, 2] and d["mig"][0]["processes"][0]["pid"] == 5151
 
 
 def test_fake_mig_files_are_checked(tmp_path):
-    from asl_cli.monitor.fake import load_spec
+    from asl_cli.testing.fake_gpu import load_spec
 
     path = tmp_path / "mig.json"
     path.write_text(json.dumps({"gpus": [{"name": "x", "mig": [None, {"memory_total_mib": "lots"}]}]}))
@@ -380,7 +380,7 @@ def test_broken_fake_file_is_a_config_error_naming_the_file(tmp_path, content, m
 
 
 def test_fake_numbers_may_be_constants_scripts_or_nvml_errors(tmp_path):
-    from asl_cli.monitor.fake import bad_numeric_field
+    from asl_cli.testing.fake_gpu import bad_numeric_field
 
     assert bad_numeric_field({"temperature": 41, "power_w": [18.5, "UNKNOWN", 141.0], "fan": "NOT_SUPPORTED",
                               "compute_capability": [8, 9], "lost_after": None, "reserved_mib": 254,
@@ -481,7 +481,7 @@ def sampled():
 
 def test_gpu_panel_shows_values_na_lost_bars_sparklines_and_processes(sampled):
     snaps, hist = sampled
-    out = text_of(render.gpu_panel(snaps, hist))
+    out = text_of(gpu.gpu_panel(snaps, hist))
     assert "NVIDIA GeForce RTX 4070" in out and "Tesla T4" in out
     assert "10,388 / 12,282 MiB" in out and "92%" in out and "187 / 200 W" in out  # sample 5 of the script
     t4 = out[out.index("Tesla T4"):]
@@ -494,18 +494,18 @@ def test_gpu_panel_shows_values_na_lost_bars_sparklines_and_processes(sampled):
 
 
 def test_gpu_panel_all_none_snapshot_is_na_everywhere():
-    out = text_of(render.gpu_panel([GPUSnapshot(index=0)]))
+    out = text_of(gpu.gpu_panel([GPUSnapshot(index=0)]))
     assert out.count("N/A") >= 6 and "unknown GPU" in out
-    assert "no GPU found" in text_of(render.gpu_panel([]))
+    assert "no GPU found" in text_of(gpu.gpu_panel([]))
 
 
 def test_bar_and_sparkline():
-    assert render.bar(0.5, 10).plain == "█" * 5 + "░" * 5
-    assert render.bar(1.7, 4).plain == "████" and render.bar(-1, 4).plain == "░░░░"
-    assert render.bar(None, 3).plain == "░░░"
-    assert render.sparkline([0, 50, 100, None], width=4) == "▁▅█ "
-    assert render.sparkline([100] * 50, width=8) == "█" * 8
-    assert render.sparkline([], width=3) == "   "
+    assert widgets.bar(0.5, 10).plain == "█" * 5 + "░" * 5
+    assert widgets.bar(1.7, 4).plain == "████" and widgets.bar(-1, 4).plain == "░░░░"
+    assert widgets.bar(None, 3).plain == "░░░"
+    assert widgets.sparkline([0, 50, 100, None], width=4) == "▁▅█ "
+    assert widgets.sparkline([100] * 50, width=8) == "█" * 8
+    assert widgets.sparkline([], width=3) == "   "
 
 
 STATUS = {"run": "rtx4070-1128", "state": "running", "epoch": 3, "epochs": 12, "step": 1200, "total_steps": 4800,
@@ -517,61 +517,61 @@ STATUS = {"run": "rtx4070-1128", "state": "running", "epoch": 3, "epochs": 12, "
 def test_train_panel_and_plain_line_show_compile_state_and_skipped_updates():
     compiling = {**STATUS, "compile": "recompiling (graph 3)", "compile_graphs": 2, "overflow_skipped": 4,
                  "nonfinite_skipped": 1}
-    out = text_of(render.train_panel(compiling))
+    out = text_of(training.train_panel(compiling))
     assert "compiling #3" in out and "fp16 skips" in out and "4" in out and "non-finite" in out
-    assert "on · 7 graphs" in text_of(render.train_panel({**STATUS, "compile": "on", "compile_graphs": 7}))
-    assert "eager (fell back)" in text_of(render.train_panel({**STATUS, "compile": "fallback (eager)"}))
-    assert "on · 3 eager" in text_of(render.train_panel({**STATUS, "compile": "on, 3 batches eager (recompile "
+    assert "on · 7 graphs" in text_of(training.train_panel({**STATUS, "compile": "on", "compile_graphs": 7}))
+    assert "eager (fell back)" in text_of(training.train_panel({**STATUS, "compile": "fallback (eager)"}))
+    assert "on · 3 eager" in text_of(training.train_panel({**STATUS, "compile": "on, 3 batches eager (recompile "
                                                                     "limit)", "compile_eager_batches": 3}))
-    line = render.plain_line(compiling)
+    line = training.plain_line(compiling)
     assert line.endswith("compile recompiling (graph 3)  fp16 skips 4  non-finite skips 1")
-    assert "compile" not in render.plain_line({**STATUS, "compile": "on"})  # only what is unusual
-    assert "skips" not in render.plain_line({**STATUS, "overflow_skipped": 0})
+    assert "compile" not in training.plain_line({**STATUS, "compile": "on"})  # only what is unusual
+    assert "skips" not in training.plain_line({**STATUS, "overflow_skipped": 0})
     for width in (80, 120):  # still fits
-        assert max(len(x) for x in text_of(render.train_panel(compiling), width=width).splitlines()) <= width
+        assert max(len(x) for x in text_of(training.train_panel(compiling), width=width).splitlines()) <= width
 
 
 def test_train_panel_shows_the_status_and_dashes_for_missing_keys():
-    out = text_of(render.train_panel(STATUS))
+    out = text_of(training.train_panel(STATUS))
     for piece in ("rtx4070-1128", "running", "3 / 12", "1,200 / 4,800", "eta 0:12:03", "2.3141", "(2.4010)",
                   "1.20e-03", "812.4", "12%", "51.2%", "78.0%", "52.0%", "3,120 MiB", "bf16", "cuda:0", "65536"):
         assert piece in out, piece
-    empty = text_of(render.train_panel({}))
+    empty = text_of(training.train_panel({}))
     assert empty.count("—") >= 12
-    weird = text_of(render.train_panel({"loss": float("nan"), "lr": "fast", "epoch": None, "state": "failed"}))
+    weird = text_of(training.train_panel({"loss": float("nan"), "lr": "fast", "epoch": None, "state": "failed"}))
     assert "nan" not in weird.lower() and "fast" not in weird and "failed" in weird
 
 
 def test_aug_and_config_panels():
     aug = AugConfig().__dict__
-    out = text_of(render.aug_panel(aug))
+    out = text_of(training.aug_panel(aug))
     for piece in ("temporal", "p=0.5", "resample 0.5–1.5×", "rotate ±30°", "scale 0.8–1.2", "flip p=0.5",
                   "σ=0.01", "landmarks p=0.05"):
         assert piece in out, piece
-    assert "off" in text_of(render.aug_panel({**aug, "use_augmentations": False}))
-    assert "—" in text_of(render.aug_panel(None))
+    assert "off" in text_of(training.aug_panel({**aug, "use_augmentations": False}))
+    assert "—" in text_of(training.aug_panel(None))
     cfg = load_config("rtx4070").to_dict()
-    out = text_of(render.config_panel(cfg))
+    out = text_of(training.config_panel(cfg))
     assert "12 × 4 accum = 48" in out and "rtx4070" in out and "radam_lookahead" in out
     assert re.search(r"workers\s+4\b", out)
-    assert re.search(r"workers\s+auto\b", text_of(render.config_panel(load_config("cpu").to_dict())))
-    assert text_of(render.config_panel({})).count("—") >= 5
+    assert re.search(r"workers\s+auto\b", text_of(training.config_panel(load_config("cpu").to_dict())))
+    assert text_of(training.config_panel({})).count("—") >= 5
 
 
 def test_plain_line_has_the_detectron2_fields_in_order(sampled):
     snaps, _ = sampled
-    line = render.plain_line(STATUS, snaps[0])
+    line = training.plain_line(STATUS, snaps[0])
     keys = ["eta", "epoch", "step", "loss", "lr", "samples/s", "data", "val top1", "max_mem", "gpu mem", "util"]
     positions = [line.index(k + " ") for k in keys]
     assert positions == sorted(positions) and "\n" not in line
     assert "epoch 3/12" in line and "step 1200/4800" in line and "gpu mem 10388/12282MiB" in line and "util 92%" in line
-    assert render.plain_line({}).startswith("eta —  epoch —/—")
-    assert "gpu mem N/A" in render.plain_line({}, snaps[2])  # lost GPU
+    assert training.plain_line({}).startswith("eta —  epoch —/—")
+    assert "gpu mem N/A" in training.plain_line({}, snaps[2])  # lost GPU
 
 
 def test_ndjson_line_is_one_strict_json_object(sampled):
     snaps, _ = sampled
-    line = render.ndjson_line({"loss": float("nan"), "inf": float("inf"), "gpus": snaps, "path": Path("/x")})
+    line = ndjson.ndjson_line({"loss": float("nan"), "inf": float("inf"), "gpus": snaps, "path": Path("/x")})
     assert "\n" not in line
     obj = json.loads(line)
     assert obj["loss"] is None and obj["inf"] is None and obj["path"] == "/x"
@@ -581,7 +581,7 @@ def test_ndjson_line_is_one_strict_json_object(sampled):
 
 def test_gpu_line_marks_na_and_lost(sampled):
     snaps, _ = sampled
-    lines = [render.gpu_line(s) for s in snaps]
+    lines = [gpu.gpu_line(s) for s in snaps]
     assert lines[0].startswith("gpu0 NVIDIA GeForce RTX 4070 (fake): mem 10388/12282MiB (85%)  util 92%")
     assert "power N/A  fan N/A" in lines[1] and "procs N/A" in lines[1]
     assert "LOST" in lines[2]
@@ -634,6 +634,6 @@ def test_transient_failure_of_a_static_field_is_asked_again(driver):
 
 
 def test_gpu_line_does_not_invent_a_percentage_for_an_unknown_total():
-    line = render.gpu_line(GPUSnapshot(index=0, memory_used=0, memory_total=0))
+    line = gpu.gpu_line(GPUSnapshot(index=0, memory_used=0, memory_total=0))
     assert "%)" not in line and "mem 0/0MiB" in line
-    assert "(50%)" in render.gpu_line(GPUSnapshot(index=0, memory_used=50 * MIB, memory_total=100 * MIB))
+    assert "(50%)" in gpu.gpu_line(GPUSnapshot(index=0, memory_used=50 * MIB, memory_total=100 * MIB))

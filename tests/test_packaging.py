@@ -37,5 +37,5 @@ def test_wheel_ships_the_presets(tmp_path):
     expected = {p.name for p in (ROOT / "presets").glob("*.toml")}
     assert expected and expected <= shipped
     assert any(n.endswith("entry_points.txt") for n in names)
-    assert "asl_cli/monitor/demo_gpus.json" in names  # `asl gpu-watch --fake-gpu demo` works after pip install
+    assert "asl_cli/testing/demo_gpus.json" in names  # `asl gpu-watch --fake-gpu demo` works after pip install
     assert not any(n.startswith("tests/") for n in names)  # the committed test data stays out of the wheel

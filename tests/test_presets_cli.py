@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from asl_cli.cli.app import app
-from asl_cli.cli.options import SWITCH_FLAGS, VALUED_FLAGS, config_to_toml
+from asl_cli.config_io import SWITCH_FLAGS, VALUED_FLAGS, config_to_toml
 from asl_cli.config import RunConfig, list_presets, load_config
 from kit import run_asl
 

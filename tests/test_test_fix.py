@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from kit import run_asl
 from asl_cli.cli.app import app
 from asl_cli.config import load_config
-from asl_cli.selfcheck import CHECK_NAMES, FAIL, PASS, SKIP, run_checks
+from asl_cli.tools.selfcheck import CHECK_NAMES, FAIL, PASS, SKIP, run_checks
 
 runner = CliRunner()
 CUDA = torch.cuda.is_available()
@@ -238,7 +238,7 @@ def test_the_compile_checks_seconds_are_the_time_its_reason_gives(workdir, monke
     own compile time (or the timeout it hit), the figure the reason names, not this process's wait."""
     import re
 
-    import asl_cli.selfcheck as selfcheck
+    import asl_cli.tools.selfcheck as selfcheck
 
     script = "import json; print(json.dumps({'seconds': 12.34, 'max_diff': 0.0, 'device': 'cpu'}))"
     monkeypatch.setattr(selfcheck, "start_compile_probe",
@@ -294,7 +294,7 @@ def test_cudnn_flags_left_alone_by_the_trainer_fails(workdir, monkeypatch):
     """A trainer that never sets the flags must not pass because they happen to hold the expected
     values already (torch's defaults, or what an earlier trainer set)."""
     import asl_cli.engine.trainer as trainer_mod
-    from asl_cli.selfcheck import Workspace, check_cudnn_flags
+    from asl_cli.tools.selfcheck import Workspace, check_cudnn_flags
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(trainer_mod, "configure_backends", lambda train_cfg, device: None)

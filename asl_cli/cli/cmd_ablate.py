@@ -1,14 +1,15 @@
 """`asl ablate`: the baseline and each named variant under one budget, then a comparison table.
 
-Options -> baseline `RunConfig` -> `ablation.plan_ablation` -> `ablation.run_ablation` (one
-`ASLTrainer` per variant, same seed/data/budget) -> comparison table + results.json/.csv/.png.
+Options -> baseline `RunConfig` (`config_io.resolve_config`, or `ablation.resume_from` for --resume)
+-> `ablation.plan_ablation` -> `ablation.run_ablation` (one `ASLTrainer` per variant, same
+seed/data/budget) -> comparison table (`ui.ablation`) + results.json/.csv/.png.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -16,7 +17,7 @@ from asl_cli.cli.app import app
 from asl_cli.cli.common import make_console, name_the_remedy, setup_note, user_errors
 from asl_cli.cli.options import (DataOpt, DeviceOpt, EpochsOpt, JsonOpt, MaxStepsOpt, NameOpt, PresetOpt,
                                  PrintConfigOpt, RunsDirOpt, SeedOpt, SetOpt, TimeBudgetOpt, WorkersOpt,
-                                 print_config, resolve_config)
+                                 print_config)
 
 DEFAULT_VARIANTS = ("no-aug", "no-amp")
 
@@ -25,76 +26,10 @@ def _switch(flag: str, what: str):
     return Annotated[bool, typer.Option(flag, help=what, rich_help_panel="Variants")]
 
 
-def device_type_of(device: str) -> str:
-    """"cuda" or "cpu" for a train.device setting ("auto": CUDA when available)."""
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return "cuda" if device.startswith("cuda") else "cpu"
-
-
-RESUMED_MARK = "†"  # "*" already marks a note
-
-
-def variant_label(row: dict) -> str:
-    """The variant's name with its footnote marks: * a note, † resumed (see `notes_lines`)."""
-    return row["variant"] + (" *" if row.get("note") else "") + (f" {RESUMED_MARK}" if row.get("resumed") else "")
-
-
-def comparison_table(rows: list[dict], title: str = ""):
-    """The comparison as a Rich table: each metric with its delta against the baseline."""
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    from asl_cli.ablation import METRICS, format_delta, format_value
-
-    # The delta goes under its value (two lines per variant): seven columns fit 80 characters.
-    table = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1),
-                  collapse_padding=True, pad_edge=False)
-    table.add_column("variant", style="bold", no_wrap=True)
-    for _key, col, _hib in METRICS:
-        table.add_column(col, justify="right", no_wrap=True)
-    for r in rows:
-        cells: list[Any] = [variant_label(r)]
-        for key, _col, higher_is_better in METRICS:
-            cell = Text(format_value(key, r.get(key)))
-            delta = r.get(f"{key}_delta")
-            if delta is not None:
-                good = (delta > 0) == higher_is_better
-                style = "dim" if abs(delta) < 1e-12 else ("green" if good else "red")
-                cell.append("\n" + format_delta(key, delta), style=style)
-            cells.append(cell)
-        table.add_row(*cells)
-    return table
-
-
-def notes_lines(rows: list[dict]) -> list[str]:
-    """Footnotes; a variant identical to the baseline re-measures it, so its deltas show the noise.
-    A resumed variant was measured only after its resume: its speed, memory and time are not comparable."""
-    out = []
-    for r in rows:
-        if r.get("note"):
-            noise = " — its deltas show the run-to-run noise" if r["note"].startswith("same as baseline") else ""
-            out.append(f"* {r['variant']}: {r['note']}{noise}")
-    for r in rows:
-        if r.get("resumed"):
-            out.append(f"{RESUMED_MARK} {r['variant']}: resumed from its checkpoint after an interruption — its "
-                       f"samples/s, peak memory and wall time cover only the part after the resume")
-    return out
-
-
-# Options that define the ablation (its baseline, budget, variants, folder): `--resume` takes them from
-# results.json, so giving one with it would be silently ignored. Display options stay allowed.
-RESUME_FIXED = ("preset", "sets", "epochs", "max_steps", "time_budget", "data", "name", "device", "workers", "seed",
-                "runs_dir", "no_aug", "no_amp", "no_compile", "no_accum", "no_clip", "no_bucketing",
-                "no_cudnn_benchmark", "empty_cache", "no_workers", "no_pin", "no_compiled_data", "all_variants",
-                "force")
-
-
 def _given_with_resume(ctx: typer.Context) -> list[str]:
     """The ablation-defining options given on the command line (their first flag, e.g. --max-steps)."""
+    from asl_cli.tools.ablation import RESUME_FIXED
+
     given = []
     for param in ctx.command.params:
         source = ctx.get_parameter_source(param.name) if param.name in RESUME_FIXED else None
@@ -148,7 +83,9 @@ def ablate_cmd(
     Same seed, data and budget for every variant; the table shows val top-1/top-5, train loss,
     samples/s, peak memory and wall time. With no variant named: --no-aug and --no-amp.
     """
-    from asl_cli import ablation
+    from asl_cli.config import device_type_of
+    from asl_cli.config_io import resolve_config
+    from asl_cli.tools import ablation
 
     chosen = {"no-aug": no_aug, "no-amp": no_amp, "no-compile": no_compile, "no-accum": no_accum,
               "no-clip": no_clip, "no-bucketing": no_bucketing, "no-cudnn-benchmark": no_cudnn_benchmark,
@@ -165,7 +102,7 @@ def ablate_cmd(
                 raise ConfigError(f"--resume continues the ablation with its own configuration and variants "
                                   f"(results.json); leave out {', '.join(given)} (to change them, use another "
                                   f"--name)")
-            base, variants, out_dir, force = _from_results(resume)
+            base, variants, out_dir, force = ablation.resume_from(resume)
         else:
             variants = list(ablation.VARIANTS) if all_variants else [v for v, on in chosen.items() if on]
             variants = variants or list(DEFAULT_VARIANTS)
@@ -180,45 +117,21 @@ def ablate_cmd(
              fake_gpu=fake_gpu or os.environ.get("ASL_FAKE_GPU") or None)
 
 
-def _from_results(folder: Path):
-    from asl_cli.ablation import BASELINE, load_results
-    from asl_cli.config import RunConfig
-    from asl_cli.errors import ConfigError
-
-    previous = load_results(folder)
-    if previous is None:
-        raise ConfigError("not an ablation folder (no results.json)", path=folder)
-    base = RunConfig.from_dict(previous["base_config"], source=str(folder / "results.json"))
-    ran = [v for v in previous.get("variants", []) if v != BASELINE]
-    # the variants it left out are planned again (and left out again on the same device)
-    return base, ran + list(previous.get("skipped") or {}), folder, bool(previous.get("force"))
-
-
 def _run(plan, *, as_json: bool, plain: bool, log_interval: float, fake_gpu: str | None) -> None:
-    from asl_cli import ablation
-    from asl_cli.cli.dashboard import (JSON, PLAIN, StopRequests, TrainDashboard, choose_mode,
-                                       open_sampler, stop_on_signals, tidy_warnings)
+    from asl_cli.cli.common import tidy_warnings
+    from asl_cli.cli.signals import StopRequests, stop_on_signals
     from asl_cli.errors import EXIT_SIGINT, TrainingInterrupted
-    from asl_cli.monitor.render import ndjson_line
+    from asl_cli.monitor import open_sampler
+    from asl_cli.tools import ablation
+    from asl_cli.ui.ablation import comparison_table, notes_lines, variants_line
+    from asl_cli.ui.dashboard import JSON, PLAIN, TrainDashboard, choose_mode
+    from asl_cli.ui.ndjson import ndjson_line
 
     mode = choose_mode(as_json=as_json, plain=plain)
     progress: dict[str, str] = {n: "pending" for n in plan.names}
 
-    def variants_table():
-        from rich.text import Text
-
-        line = Text.assemble(("ablation ", "bold"), (plan.out_dir.name, "bold cyan"), "  ")
-        for i, n in enumerate(plan.names):
-            style = {"done": "green", "running": "bold yellow"}.get(progress[n], "dim")
-            line.append(("  ·  " if i else "") + f"{n} ", style="bold" if progress[n] == "running" else "")
-            line.append(progress[n], style=style)
-        for n, _reason in plan.skipped:
-            line.append(f"  ·  {n} ", style="dim")
-            line.append("not run (same as baseline here)", style="dim")
-        return line
-
     dashboard = TrainDashboard(mode, log_interval=log_interval, sampler=open_sampler(fake_gpu),
-                               extra=variants_table, static=False)
+                               extra=lambda: variants_line(plan.out_dir.name, progress, plan.skipped), static=False)
     requests = StopRequests(dashboard)
 
     def on_variant(name: str, note: str, i: int, n: int) -> None:

@@ -1,7 +1,7 @@
 """`asl check-env`: what this machine offers for training (Python, torch, CUDA, GPUs, NVML,
 torch.compile, packages, optionally a data folder) and the preset it recommends.
 
-The report is a dict (`asl_cli.env_report.collect_report`); this command only renders it as
+The report is a dict (`asl_cli.tools.env_report.collect_report`); this command only renders it as
 tables or as JSON (`--json`) and chooses the exit code: 0 fine, 1 a problem was found (bad
 data, a lost GPU, torch not importable, an unreadable --fake-gpu file), 5 no usable GPU under
 `--require-gpu`.
@@ -34,9 +34,10 @@ def check_env(
         import json
         import sys
 
-        from asl_cli.env_report import collect_report
         from asl_cli.errors import EXIT_NO_GPU, EXIT_OK, EXIT_PROBLEM
-        from asl_cli.monitor.render import env_report_view, json_safe
+        from asl_cli.tools.env_report import collect_report
+        from asl_cli.ui.env import env_report_view
+        from asl_cli.ui.ndjson import json_safe
 
         err = make_console(stderr=True)
         progress = None

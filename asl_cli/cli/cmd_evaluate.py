@@ -1,6 +1,6 @@
 """`asl evaluate RUN_OR_CHECKPOINT`: accuracy of a checkpoint on its validation fold or a whole data set.
 
-Thin: options -> `asl_cli.inference.evaluate_split` -> a Rich table (or JSON) and a confusion-matrix
+Thin: options -> `asl_cli.serve.inference.evaluate_split` -> a Rich table (or JSON) and a confusion-matrix
 PNG. Uses the checkpoint's own resolved configuration (max_len, folds, sign map). A data set whose
 sign map disagrees with the checkpoint is refused as bad input data (DataError, exit 3).
 """
@@ -18,7 +18,9 @@ from asl_cli.cli.common import make_console, user_errors
 
 
 def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
+    from asl_cli.units import fmt_pct
+
+    return fmt_pct(x, none="n/a")
 
 
 def render_evaluation(result: dict, console, *, rows: int = 15) -> None:
@@ -71,7 +73,7 @@ def evaluate_command(
             raise ConfigError(f"--split must be 'val' or 'all', got {split!r}")
         from asl_cli.tempfiles import atomic_write_text
         from asl_cli.errors import RunIOError
-        from asl_cli.inference import evaluate_split, load_for_inference, plot_confusion
+        from asl_cli.serve.inference import evaluate_split, load_for_inference, plot_confusion
 
         loaded = load_for_inference(run_or_checkpoint, device=device)
         result = evaluate_split(loaded, data, split=split, batch_size=batch_size)

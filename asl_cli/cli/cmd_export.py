@@ -1,6 +1,6 @@
 """`asl export CHECKPOINT --format onnx`: an ONNX model, verified with onnxruntime before it is kept.
 
-Thin: options -> `asl_cli.export` -> size, agreement with PyTorch and CPU latency. The default graph
+Thin: options -> `asl_cli.serve.export` -> size, agreement with PyTorch and CPU latency. The default graph
 takes raw landmarks (T, 543, 3) float32 with NaN and does the preprocessing itself; `--features`
 takes ready features (B, L, 708) + mask. The graph is checked on the real sample (or generated
 sequences): a max abs difference >= 1e-4 deletes the file and exits 1. A `--verify-data` folder that is
@@ -44,9 +44,9 @@ def export_command(
 
         if fmt.lower() != "onnx":
             raise ConfigError(f"--format {fmt!r} is not supported (only onnx)")
-        from asl_cli.export import (MAX_ABS_DIFF, ExportMismatch, default_verification_data, export_onnx,
+        from asl_cli.serve.export import (MAX_ABS_DIFF, ExportMismatch, default_verification_data, export_onnx,
                                     require_onnx, verification_data, verify_onnx)
-        from asl_cli.inference import load_for_inference
+        from asl_cli.serve.inference import load_for_inference
 
         require_onnx()
         loaded = load_for_inference(checkpoint)

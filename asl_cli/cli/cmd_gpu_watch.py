@@ -50,9 +50,11 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
 
     from asl_cli.errors import ConfigError, NoGPUError
     from asl_cli.monitor import GPUSampler, open_backend
-    from asl_cli.monitor import render
     from asl_cli.monitor.nvml import deprecated_pynvml_warning
     from asl_cli.monitor.status import StatusReader, check_run_dir, find_latest_run, pick_gpu, status_summary
+    from asl_cli.ui.gpu import gpu_line, mig_lines, watch_frame
+    from asl_cli.ui.ndjson import ndjson_line
+    from asl_cli.ui.training import plain_line
 
     if run is not None and latest_run:
         raise ConfigError("use either --run RUN_DIR or --latest-run, not both")
@@ -77,9 +79,9 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
             status = status_reader.read() if status_reader is not None else None
             snaps, history = sampler.latest(), sampler.history()
             for detail in (2, 1, 0) if (fit and status is not None) else (2,):
-                view = render.watch_frame(snaps, history, status=status, run_detail=detail,
-                                          status_path=None if status_reader is None else str(status_reader.path),
-                                          host=host, interval=None if once else interval, source=source)
+                view = watch_frame(snaps, history, status=status, run_detail=detail,
+                                   status_path=None if status_reader is None else str(status_reader.path),
+                                   host=host, interval=None if once else interval, source=source)
                 # a full screen crops what does not fit: drop the static panels before the live ones
                 if detail == 0 or len(console.render_lines(view, console.options, pad=False)) <= console.height:
                     return view
@@ -94,13 +96,13 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
                 if status_reader is not None:
                     obj["run"] = str(status_reader.run_dir)
                     obj["status"] = status_summary(status)
-                print(render.ndjson_line(obj), flush=True)
+                print(ndjson_line(obj), flush=True)
                 return
             stamp = datetime.now().strftime("%H:%M:%S")
-            lines = [f"[{stamp}] {line}" for s in snaps for line in [render.gpu_line(s), *render.mig_lines(s)]]
+            lines = [f"[{stamp}] {line}" for s in snaps for line in [gpu_line(s), *mig_lines(s)]]
             if status_reader is not None:
                 lines.append(f"[{stamp}] {status_reader.run_dir.name}: " + (
-                    render.plain_line(status, pick_gpu(status, snaps)) if status else "no status.json yet"))
+                    plain_line(status, pick_gpu(status, snaps)) if status else "no status.json yet"))
             print("\n".join(lines), flush=True)
 
         try:

@@ -1,6 +1,6 @@
 """`asl predict CHECKPOINT FILE.parquet [FILE ...]`: the top-k signs of landmark files.
 
-Thin: options -> `asl_cli.inference.predict_files` -> a Rich table, JSON or NDJSON. Reads the
+Thin: options -> `asl_cli.serve.inference.predict_files` -> a Rich table, JSON or NDJSON. Reads the
 asl-signs layout and the variants other MediaPipe Holistic capture scripts write (other column
 order, no row_id, int64 frame). A bad file stops the command with one line naming it (exit 3)
 before anything is printed; with `--skip-bad` it is reported on stderr and the others are predicted
@@ -37,7 +37,7 @@ def predict_command(
     """Top-k signs with probabilities for each landmark file."""
     with user_errors(as_json or ndjson):
         from asl_cli.errors import ConfigError
-        from asl_cli.inference import load_for_inference, predict_files, top_k as best_k
+        from asl_cli.serve.inference import load_for_inference, predict_files, top_k as best_k
 
         if as_json and ndjson:
             raise ConfigError("--json and --ndjson cannot be used together (one JSON object, or one per line: "

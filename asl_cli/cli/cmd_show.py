@@ -45,8 +45,8 @@ def show_command(
 
         from asl_cli.augment import ASLAugmentations
         from asl_cli.augment.render import Row, frame_positions, render_gif, render_grid, require_matplotlib
-        from asl_cli.cli.options import apply_cli
         from asl_cli.config import apply_overrides, load_config
+        from asl_cli.config_io import apply_cli
         from asl_cli.data.reader import COORDINATES, read_landmarks
         from asl_cli.errors import ConfigError
 

@@ -1,4 +1,4 @@
-"""`asl test-fix`: the seed's fixes checked for real (asl_cli/selfcheck.py), as a PASS/FAIL/SKIP table.
+"""`asl test-fix`: the seed's fixes checked for real (asl_cli/tools/selfcheck.py), as a PASS/FAIL/SKIP table.
 
 Exit 0 when nothing failed (SKIPs are fine: they say why), 1 on any FAIL, 2 for bad options.
 """
@@ -12,7 +12,7 @@ import typer
 
 from asl_cli.cli.app import app
 from asl_cli.cli.common import make_console, user_errors
-from asl_cli.cli.options import JsonOpt, PresetOpt, SetOpt, resolve_config
+from asl_cli.cli.options import JsonOpt, PresetOpt, SetOpt
 
 STYLE = {"PASS": "bold green", "FAIL": "bold red", "SKIP": "yellow"}
 
@@ -55,7 +55,8 @@ def test_fix_cmd(
     Augmentations on training batches only, batch["features"], preprocessing once, the config in
     checkpoints, AMP, clipping, accumulation, cuDNN flags, torch.compile, DataLoader settings.
     """
-    from asl_cli.selfcheck import run_checks
+    from asl_cli.config_io import resolve_config
+    from asl_cli.tools.selfcheck import run_checks
 
     with user_errors(as_json):
         cfg = resolve_config(preset, sets)
@@ -71,7 +72,7 @@ def test_fix_cmd(
 
 
 def _run_with_progress(cfg, only, compile_timeout):
-    from asl_cli.selfcheck import CHECKS, run_checks
+    from asl_cli.tools.selfcheck import CHECKS, run_checks
 
     console = make_console()
     titles = {name: title for name, title, _fn in CHECKS}

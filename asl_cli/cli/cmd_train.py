@@ -8,7 +8,6 @@ Ctrl-C / SIGTERM ask the trainer to stop at the next safe point; it saves `last`
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from asl_cli.cli.common import name_the_remedy, setup_note, user_errors
 from asl_cli.cli.options import (AccumOpt, BatchSizeOpt, CompileOpt, DataOpt, DeterministicOpt, DeviceOpt,
                                  EpochsOpt, JsonOpt, LrOpt, MaxStepsOpt, NameOpt, NoAmpOpt, NoAugOpt, NoCompileOpt,
                                  PrintConfigOpt, RunsDirOpt, SeedOpt, SetOpt, SkipBadOpt, TimeBudgetOpt,
-                                 WorkersOpt, apply_cli, print_config, resolve_config)
+                                 WorkersOpt, print_config)
 
 LogIntervalOpt = Annotated[float, typer.Option(
     "--log-interval", min=0.1, metavar="SECONDS",
@@ -35,38 +34,17 @@ NprocOpt = Annotated[Optional[int], typer.Option(
          "See docs/distributed.md.")]
 
 
-def config_for_resume(run_dir: Path, sets: list[str] | None, flags: dict[str, Any]):
-    """The run's own config.json with CLI overrides on top (e.g. more --epochs)."""
-    from asl_cli.config import RunConfig
-    from asl_cli.errors import ConfigError
-
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise ConfigError("not a run folder (no config.json); give the folder `asl train` made",
-                          path=run_dir)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"not valid JSON: {exc}", path=path) from None
-    except UnicodeDecodeError:
-        raise ConfigError("not valid JSON: not UTF-8 text", path=path) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read ({exc.strerror or exc})", path=path) from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"not a run configuration (a JSON {type(raw).__name__}, not an object)", path=path)
-    cfg = RunConfig.from_dict(raw, source=str(path))
-    return apply_cli(cfg, sets, flags)
-
-
 def summary_lines(summary: dict[str, Any]) -> list[str]:
     """The end-of-run report: what was reached and where everything is (pure)."""
+    from asl_cli.units import fmt_pct, fmt_value
+
     run_dir = Path(str(summary.get("run_dir", "")))
 
     def pct(v: Any) -> str:
-        return f"{100 * v:.1f}%" if isinstance(v, (int, float)) else "n/a"
+        return fmt_pct(v, none="n/a")
 
     def num(v: Any, fmt: str) -> str:
-        return format(v, fmt) if isinstance(v, (int, float)) else "n/a"
+        return fmt_value(v, fmt, none="n/a")
 
     best = (f"best val top-1 {pct(summary.get('best_top1'))}, top-5 {pct(summary.get('best_top5'))}")
     if summary.get("state") == "already_finished":  # a resume with nothing left: nothing was run
@@ -107,7 +85,9 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         lines.append(f"best checkpoint: {summary['best_checkpoint']}")
     if summary.get("last_checkpoint"):
         lines.append(f"last checkpoint: {summary['last_checkpoint']}")
-    lines.append(f"metrics: {run_dir / 'metrics.jsonl'} (config.json and status.json beside it)")
+    from asl_cli.engine.run_dir import RunDir
+
+    lines.append(f"metrics: {RunDir(run_dir).metrics_path} ({RunDir.CONFIG} and {RunDir.STATUS} beside it)")
     return lines
 
 
@@ -148,10 +128,16 @@ def next_steps(summary: dict[str, Any], trainer) -> list:
                                  device=str(summary.get("device") or ""))
 
 
+def _last_checkpoint(run_dir: Path | None) -> Path | None:
+    from asl_cli.engine.run_dir import RunDir
+
+    return RunDir(run_dir).last_checkpoint if run_dir else None
+
+
 def interrupted_line(exc, run_dir: Path | None) -> str:
     """Where the checkpoint is and how to go on, in one line."""
     name = "SIGTERM" if exc.exit_code == 143 else "Ctrl-C"
-    path = getattr(exc, "path", None) or (run_dir / "checkpoints" / "last.pt" if run_dir else None)
+    path = getattr(exc, "path", None) or _last_checkpoint(run_dir)
     where = f"checkpoint saved to {path}" if path else "checkpoint saved"
     how = f"; resume with: asl train --resume {run_dir}" if run_dir else ""
     return f"stopped by {name}: {where}{how}"
@@ -159,7 +145,7 @@ def interrupted_line(exc, run_dir: Path | None) -> str:
 
 def interrupted_summary(exc, run_dir: Path | None, trainer) -> dict[str, Any]:
     """The `--json` summary of a stopped run (pure but for reading the trainer's counters)."""
-    path = getattr(exc, "path", None) or (run_dir / "checkpoints" / "last.pt" if run_dir else None)
+    path = getattr(exc, "path", None) or _last_checkpoint(run_dir)
     return {"event": "summary", "state": "interrupted", "signal": "SIGTERM" if exc.exit_code == 143 else "SIGINT",
             "exit_code": exc.exit_code, "run_dir": str(run_dir) if run_dir else None,
             "last_checkpoint": str(path) if path else None,
@@ -213,13 +199,10 @@ def train_cmd(
         if nproc is not None and nproc > 1:  # relaunch this command under torchrun, --nproc removed
             from asl_cli.engine.distributed import launch, train_args_from_argv
             raise typer.Exit(launch(nproc, train_args_from_argv(sys.argv)))
-        if resume is not None:
-            if preset is not None:
-                from asl_cli.errors import ConfigError
+        from asl_cli.config_io import config_for_resume, resolve_config
 
-                raise ConfigError("--resume continues a run with its own config.json; "
-                                  "leave out --preset (other overrides are applied on top)")
-            cfg = config_for_resume(resume, sets, flags)
+        if resume is not None:
+            cfg = config_for_resume(resume, sets, flags, preset=preset)
         else:
             cfg = resolve_config(preset or "cpu", sets, flags)
         if print_cfg:
@@ -242,8 +225,10 @@ def train_cmd(
 
 def _train(cfg, *, resume: Path | None, as_json: bool, plain: bool, log_interval: float,
            fake_gpu: str | None) -> None:
-    from asl_cli.cli.dashboard import (JSON, StopBeforeStart, StopRequests, TrainDashboard, choose_mode,
-                                       open_sampler, stop_on_signals, tidy_warnings)
+    from asl_cli.cli.common import tidy_warnings
+    from asl_cli.cli.signals import StopBeforeStart, StopRequests, stop_on_signals
+    from asl_cli.monitor import open_sampler
+    from asl_cli.ui.dashboard import JSON, TrainDashboard, choose_mode
     from asl_cli.engine.trainer import ASLTrainer
     from asl_cli.errors import EXIT_SIGINT, TrainingInterrupted
 
@@ -271,7 +256,7 @@ def _train(cfg, *, resume: Path | None, as_json: bool, plain: bool, log_interval
             summary = trainer.fit()
     except TrainingInterrupted as exc:
         if mode == JSON:  # the stream still ends with its summary: where the checkpoint is, how to go on
-            from asl_cli.monitor.render import ndjson_line
+            from asl_cli.ui.ndjson import ndjson_line
 
             typer.echo(ndjson_line(interrupted_summary(exc, run_dir, trainer)))
         typer.echo(interrupted_line(exc, run_dir), err=True)
@@ -281,7 +266,7 @@ def _train(cfg, *, resume: Path | None, as_json: bool, plain: bool, log_interval
         typer.echo(f"stopped by {name} before training started (nothing to save)", err=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        last = run_dir / "checkpoints" / "last.pt" if run_dir else None
+        last = _last_checkpoint(run_dir)
         saved = f"; the last saved checkpoint is {last}" if last and last.is_file() else ""
         typer.echo(f"stopped by a second Ctrl-C without a new checkpoint{saved}", err=True)
         raise typer.Exit(EXIT_SIGINT) from None
@@ -291,7 +276,7 @@ def _train(cfg, *, resume: Path | None, as_json: bool, plain: bool, log_interval
 
     steps = next_steps(summary, trainer)
     if mode == JSON:
-        from asl_cli.monitor.render import ndjson_line
+        from asl_cli.ui.ndjson import ndjson_line
 
         typer.echo(ndjson_line({"event": "summary", **{k: (str(v) if isinstance(v, Path) else v)
                                                        for k, v in summary.items()},

@@ -1,11 +1,12 @@
-"""Helpers shared by the command modules: error reporting, console set-up and stopping on a signal."""
+"""Helpers shared by the command modules: error reporting, console set-up, stopping on a signal and
+warnings as one line each."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
-from typing import Any, Iterator
+from typing import Any, Iterator, TextIO
 
 import typer
 
@@ -133,7 +134,7 @@ def stop_at_once_on_signals(what: str) -> Iterator[None]:
     """Ctrl-C / SIGTERM during a one-off job (synth, prepare) stop it at once: the job unwinds (its
     temporary files removed on the way), then one line `stopped by Ctrl-C: <what>` on stderr and
     exit 130 (SIGTERM: 143), never a traceback."""
-    from asl_cli.cli.dashboard import StopRequests, stop_on_signals as handlers
+    from asl_cli.cli.signals import StopRequests, stop_on_signals as handlers
     from asl_cli.errors import EXIT_SIGINT, EXIT_SIGTERM
 
     try:
@@ -164,3 +165,41 @@ def setup_note(cfg: Any) -> tuple[str, bool]:
             return (f"first run: generating the synthetic default set once ({n:,} sequences, cached in "
                     f"{default_dataset_dir(cfg.synth)}) …", True)
     return "preparing the data and the model …", False
+
+
+@contextlib.contextmanager
+def tidy_warnings(stream: TextIO | None = None) -> Iterator[list[str]]:
+    """Show Python warnings and the toolkit's logged warnings as one `warning: ...` line each,
+    once per distinct message, instead of file/line dumps (the engine both logs and warns)."""
+    import logging
+    import warnings
+
+    seen: list[str] = []
+
+    def say(text: str) -> None:
+        text = (str(text).strip().splitlines() or [""])[0]
+        if text and text not in seen:
+            seen.append(text)
+            out = stream if stream is not None else sys.stderr
+            out.write(f"warning: {text}\n")
+            out.flush()
+
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            say(record.getMessage())
+
+    logger = logging.getLogger("asl")
+    handler = Handler(logging.WARNING)
+    previous_show, previous_propagate = warnings.showwarning, logger.propagate
+    warnings.showwarning = lambda message, *_a, **_k: say(str(message))
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = lambda message, *_a, **_k: say(str(message))
+            yield seen
+    finally:
+        warnings.showwarning = previous_show
+        logger.removeHandler(handler)
+        logger.propagate = previous_propagate

@@ -34,7 +34,7 @@ class Step:
 
 
 def _install(extra: str) -> str:
-    from asl_cli.env_report import install_command
+    from asl_cli.tools.env_report import install_command
 
     return install_command(extra)
 
@@ -49,7 +49,7 @@ _q = quote
 
 def extra_installed(extra: str, find_spec: Callable[[str], Any] = importlib.util.find_spec) -> bool:
     """Whether every package of an optional extra (env_report.EXTRAS) can be imported here."""
-    from asl_cli.env_report import EXTRAS
+    from asl_cli.tools.env_report import EXTRAS
 
     names = next((packages for name, packages, _ in EXTRAS if name == extra), ())  # import names = package names
     try:

@@ -5,7 +5,10 @@
       metrics.jsonl      one JSON object per logged step and per evaluation
       status.json        the latest status, rewritten atomically (dashboards poll it)
       checkpoints/last.pt, checkpoints/best.pt
+      skipped.txt        the sequence files --skip-bad left out (only when there are some)
 
+This module is the one place that names these files: everything else asks a `RunDir` for them
+(`RunDir(path)` reads an existing folder without creating or changing anything).
 Run names may use letters, digits, `.`, `_` and `-` only (no separators, no `..`), so a name can
 never point outside `runs_dir`. The default name is `<preset>-<YYYYmmdd-HHMMSS>`.
 """
@@ -25,7 +28,7 @@ from asl_cli.config import check_run_name
 from asl_cli.errors import ConfigError, RunIOError
 from asl_cli.tempfiles import abandoned, atomic_write_text
 
-__all__ = ["FolderLock", "RunDir", "check_run_name", "default_run_name"]
+__all__ = ["FolderLock", "RunDir", "check_run_name", "default_run_name", "find_checkpoint", "find_model_checkpoint"]
 
 
 def default_run_name(preset: str = "", now: float | None = None) -> str:
@@ -132,16 +135,37 @@ class FolderLock:
 
 
 class RunDir:
-    """One run's folder. `RunDir.create(cfg)` makes a new one; `RunDir(path)` opens an existing one."""
+    """One run's folder. `RunDir.create(cfg)` makes a new one; `RunDir(path)` opens an existing one
+    read-only (nothing is created until a write)."""
+
+    CONFIG = "config.json"
+    METRICS = "metrics.jsonl"
+    STATUS = "status.json"
+    SKIPPED = "skipped.txt"
+    CHECKPOINTS = "checkpoints"
+    LAST = "last.pt"
+    BEST = "best.pt"
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
     @classmethod
+    def named(cls, runs_dir: str | Path, name: str) -> "RunDir":
+        """The folder of run `name` under `runs_dir` (not created)."""
+        return cls(Path(runs_dir) / name)
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: str | Path) -> "RunDir | None":
+        """The run folder a checkpoint file lies in (RUN/checkpoints/X.pt beside RUN/config.json), else None."""
+        p = Path(checkpoint)
+        run = cls(p.parent.parent)
+        return run if p.parent.name == cls.CHECKPOINTS and run.config_path.is_file() else None
+
+    @classmethod
     def create(cls, runs_dir: str | Path, name: str = "", *, preset: str = "", exist_ok: bool = False) -> "RunDir":
         generated = not name
         name = default_run_name(preset) if generated else check_run_name(name)
-        path = Path(runs_dir) / name
+        path = cls.named(runs_dir, name).path
         if path.exists() and not path.is_dir() and not generated:
             raise ConfigError("run name is taken by a file that is not a folder (pick another name)", path=path)
         if path.exists() and (not path.is_dir() or any(path.iterdir())) and not exist_ok:
@@ -177,32 +201,59 @@ class RunDir:
 
     @property
     def config_path(self) -> Path:
-        return self.path / "config.json"
+        return self.path / self.CONFIG
 
     @property
     def metrics_path(self) -> Path:
-        return self.path / "metrics.jsonl"
+        return self.path / self.METRICS
 
     @property
     def status_path(self) -> Path:
-        return self.path / "status.json"
+        return self.path / self.STATUS
 
     @property
     def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
+        return self.path / self.CHECKPOINTS
 
     @property
     def last_checkpoint(self) -> Path:
-        return self.checkpoints / "last.pt"
+        return self.checkpoints / self.LAST
 
     @property
     def best_checkpoint(self) -> Path:
-        return self.checkpoints / "best.pt"
+        return self.checkpoints / self.BEST
 
     @property
     def skipped_path(self) -> Path:
         """skipped.txt: every sequence file `--skip-bad` left out, one per line (only when there are some)."""
-        return self.path / "skipped.txt"
+        return self.path / self.SKIPPED
+
+    # -- reading an existing folder (nothing here creates or changes a file) ----------------------
+    def looks_like_run(self) -> bool:
+        """Whether `asl train` made this folder (it has its config.json or its checkpoints/)."""
+        return self.config_path.is_file() or self.checkpoints.is_dir()
+
+    def model_checkpoint(self) -> Path | None:
+        """The checkpoint to predict with: best.pt, else last.pt; None when it has neither."""
+        return next((p for p in (self.best_checkpoint, self.last_checkpoint) if p.is_file()), None)
+
+    def read_config(self) -> dict:
+        """config.json as a dict (the resolved RunConfig); a ConfigError naming the file when the folder
+        has none or it is not a JSON object."""
+        path = self.config_path
+        if not path.is_file():
+            raise ConfigError(f"not a run folder (no {self.CONFIG}); give the folder `asl train` made", path=self.path)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"not valid JSON: {exc}", path=path) from None
+        except UnicodeDecodeError:
+            raise ConfigError("not valid JSON: not UTF-8 text", path=path) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read ({exc.strerror or exc})", path=path) from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"not a run configuration (a JSON {type(raw).__name__}, not an object)", path=path)
+        return raw
 
     def write_skipped(self, files: list[str]) -> Path:
         atomic_write_text(self.skipped_path, "".join(f + "\n" for f in files))
@@ -270,10 +321,29 @@ def find_checkpoint(run_dir_or_checkpoint: str | Path) -> tuple[Path, RunDir | N
     if p.is_dir():
         ckpt = RunDir(p).last_checkpoint
         if not ckpt.is_file():
-            raise CheckpointError("no checkpoints/last.pt in this run folder", path=p)
+            raise CheckpointError(f"no {RunDir.CHECKPOINTS}/{RunDir.LAST} in this run folder", path=p)
         return ckpt, RunDir(p)
     if not p.is_file():
         raise CheckpointError("no such run folder or checkpoint file", path=p)
-    if p.parent.name == "checkpoints" and (p.parent.parent / "config.json").is_file():
-        return p, RunDir(p.parent.parent)
-    return p, None
+    return p, RunDir.of_checkpoint(p)
+
+
+def find_model_checkpoint(run_or_checkpoint: str | Path) -> tuple[Path, RunDir | None]:
+    """(checkpoint file, its run folder or None) for evaluate / predict / export: a run folder means
+    its best checkpoint, else its last."""
+    from asl_cli.errors import CheckpointError
+
+    p = Path(run_or_checkpoint)
+    if p.is_dir():
+        run = RunDir(p)
+        ckpt = run.model_checkpoint()
+        if ckpt is not None:
+            return ckpt, run
+        ckpts = RunDir.CHECKPOINTS
+        if not run.looks_like_run():
+            raise CheckpointError(f"not a run folder or checkpoint file (no {RunDir.CONFIG} or {ckpts}/ in it; "
+                                  "give the folder `asl train` made, or a .pt file)", path=p)
+        raise CheckpointError(f"no {ckpts}/{RunDir.BEST} or {ckpts}/{RunDir.LAST} in this run folder", path=p)
+    if not p.is_file():
+        raise CheckpointError("no such run folder or checkpoint file", path=p)
+    return p, RunDir.of_checkpoint(p)

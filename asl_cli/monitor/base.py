@@ -11,8 +11,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-MIB = 1024 * 1024
-
 
 @dataclass(frozen=True)
 class ProcessInfo:

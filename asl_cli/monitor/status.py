@@ -11,11 +11,9 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
+from asl_cli.engine.run_dir import RunDir
 from asl_cli.errors import ConfigError
 from asl_cli.monitor.base import GPUSnapshot, find_by_uuid
-
-STATUS_FILE = "status.json"
-CONFIG_FILE = "config.json"
 
 
 def find_latest_run(runs_dir: str | Path = "runs") -> Path:
@@ -23,10 +21,10 @@ def find_latest_run(runs_dir: str | Path = "runs") -> Path:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise ConfigError("no runs folder (start a run with `asl train`, or pass --run RUN_DIR)", path=runs_dir)
-    candidates = [p for p in runs_dir.iterdir() if (p / STATUS_FILE).is_file()]
+    candidates = [run for run in map(RunDir, runs_dir.iterdir()) if run.status_path.is_file()]
     if not candidates:
-        raise ConfigError(f"no run folder with a {STATUS_FILE} yet", path=runs_dir)
-    return max(candidates, key=lambda p: (p / STATUS_FILE).stat().st_mtime)
+        raise ConfigError(f"no run folder with a {RunDir.STATUS} yet", path=runs_dir)
+    return max(candidates, key=lambda run: run.status_path.stat().st_mtime).path
 
 
 def check_run_dir(run_dir: str | Path) -> Path:
@@ -41,8 +39,9 @@ class StatusReader:
     run's `config.json` as its "config" when status.json has none (the trainer does not repeat it)."""
 
     def __init__(self, run_dir: str | Path):
-        self.path = Path(run_dir) / STATUS_FILE
-        self.run_dir = Path(run_dir)
+        self.run = RunDir(run_dir)
+        self.path = self.run.status_path
+        self.run_dir = self.run.path
         self._last: dict | None = None
         self._mtime: float | None = None
 
@@ -68,7 +67,7 @@ class StatusReader:
 
     def _config(self) -> dict | None:
         try:
-            obj = json.loads((self.run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+            obj = json.loads(self.run.config_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         return obj if isinstance(obj, dict) else None

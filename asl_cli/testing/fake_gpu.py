@@ -1,9 +1,14 @@
-"""Scripted fake GPUs: a stand-in for the `pynvml` module, driven by a JSON file.
+"""Scripted fake GPUs: a test double for the `pynvml` module, driven by a JSON file.
+
+Test-only and demo code, not part of any real code path: the toolkit imports it only when fake GPUs
+are asked for (`--fake-gpu FILE|demo` or `$ASL_FAKE_GPU`, see `asl_cli.monitor.open_backend`); with
+real GPUs or none, NVML is all there is. It ships in the package only so that
+`asl gpu-watch --fake-gpu demo` works after `pip install`.
 
 The fake imitates NVML at the function level (same names, units and error classes), so
 `--fake-gpu FILE` runs the real `NVMLBackend` logic — N/A memory, v1 fallbacks, lost GPUs —
 on a machine without a GPU. Selected by `--fake-gpu FILE` or `ASL_FAKE_GPU=FILE`; `--fake-gpu demo`
-uses the example shipped with the package (`demo_gpus.json`, a copy of tests/fixtures/fake_gpus.json).
+uses the example shipped beside this module (`demo_gpus.json`, a copy of tests/fixtures/fake_gpus.json).
 
 File format (see tests/fixtures/fake_gpus.json)::
 
@@ -34,7 +39,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -42,9 +46,8 @@ from typing import Any, NamedTuple
 
 from asl_cli.errors import ConfigError
 from asl_cli.monitor.nvml import NVMLBackend, import_pynvml
+from asl_cli.units import MIB
 
-ENV_VAR = "ASL_FAKE_GPU"
-MIB = 1024 * 1024
 
 _ERRORS = {"NOT_SUPPORTED": 3, "NO_PERMISSION": 4, "UNKNOWN": 999, "FUNCTION_NOT_FOUND": 13,
            "GPU_IS_LOST": 15}
@@ -390,6 +393,3 @@ def fake_backend(path: str | Path) -> NVMLBackend:
     spec = load_spec(path)
     return NVMLBackend(FakeNVML(spec, source=str(path)), fake=True, source=f"fake GPUs from {path}")
 
-
-def fake_path_from_env() -> str | None:
-    return os.environ.get(ENV_VAR) or None

@@ -2,7 +2,7 @@
 
 - `load_for_inference(RUN_DIR | FILE.pt) -> LoadedModel`: the model in eval mode on the CPU, the
   checkpoint's own resolved RunConfig (preprocessing `max_len`, data split) and its sign map.
-  A run folder means its `checkpoints/best.pt` (else `last.pt`).
+  A run folder means its best checkpoint, else its last (`engine.run_dir.find_model_checkpoint`).
 - `predict_features` / `predict_files`: probabilities for many sequences, batched by similar
   length with the data pipeline's `collate` (padding never changes a sequence's logits).
 - `evaluate_split` / `evaluation_metrics`: top-1/top-5, per-sign accuracy, confusion matrix and the
@@ -48,23 +48,6 @@ class LoadedModel:
         return int(self.config.data.max_len)
 
 
-def resolve_checkpoint(run_or_checkpoint: str | Path) -> tuple[Path, Path | None]:
-    """(checkpoint file, run folder or None): a run folder means its best checkpoint, else its last."""
-    p = Path(run_or_checkpoint)
-    if p.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (p / "checkpoints" / name).is_file():
-                return p / "checkpoints" / name, p
-        if not (p / "config.json").is_file() and not (p / "checkpoints").is_dir():
-            raise CheckpointError("not a run folder or checkpoint file (no config.json or checkpoints/ in it; "
-                                  "give the folder `asl train` made, or a .pt file)", path=p)
-        raise CheckpointError("no checkpoints/best.pt or checkpoints/last.pt in this run folder", path=p)
-    if not p.is_file():
-        raise CheckpointError("no such run folder or checkpoint file", path=p)
-    run = p.parent.parent if p.parent.name == "checkpoints" and (p.parent.parent / "config.json").is_file() else None
-    return p, run
-
-
 def load_for_inference(run_or_checkpoint: str | Path, device: str = "cpu") -> LoadedModel:
     """The checkpoint's model (eval mode, on `device`: cpu, cuda, auto), its resolved config and sign map.
 
@@ -73,9 +56,10 @@ def load_for_inference(run_or_checkpoint: str | Path, device: str = "cpu") -> Lo
     """
     from asl_cli.config import RunConfig
     from asl_cli.engine.checkpoint import load_checkpoint
+    from asl_cli.engine.run_dir import find_model_checkpoint
     from asl_cli.model import build_model
 
-    path, run = resolve_checkpoint(run_or_checkpoint)
+    path, run = find_model_checkpoint(run_or_checkpoint)
     payload = load_checkpoint(path, map_location="cpu")
     try:
         cfg = RunConfig.from_dict(json.loads(payload["config"]), source=str(path))
@@ -97,7 +81,8 @@ def load_for_inference(run_or_checkpoint: str | Path, device: str = "cpu") -> Lo
         from asl_cli.engine.device import resolve_device
         model.to(resolve_device(device, option="--device"))
     model.eval()
-    return LoadedModel(model=model, config=cfg, sign_map=sign_map, checkpoint_path=path, run_dir=run,
+    return LoadedModel(model=model, config=cfg, sign_map=sign_map, checkpoint_path=path,
+                       run_dir=None if run is None else run.path,
                        metrics=dict(payload.get("metrics") or {}))
 
 

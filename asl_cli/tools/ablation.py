@@ -247,6 +247,29 @@ def check_resumable(plan: Plan, previous: dict | None) -> dict[str, dict]:
     return {k: v for k, v in previous.get("results", {}).items() if v.get("status") == "done"}
 
 
+# The options of `asl ablate` that define an ablation (its baseline, budget, variants, folder): a resume
+# takes them from results.json, so giving one with --resume would be silently ignored; the command
+# refuses them instead. Display options stay allowed.
+RESUME_FIXED = ("preset", "sets", "epochs", "max_steps", "time_budget", "data", "name", "device", "workers", "seed",
+                "runs_dir", "no_aug", "no_amp", "no_compile", "no_accum", "no_clip", "no_bucketing",
+                "no_cudnn_benchmark", "empty_cache", "no_workers", "no_pin", "no_compiled_data", "all_variants",
+                "force")
+
+
+def resume_from(folder: str | Path) -> tuple[RunConfig, list[str], Path, bool]:
+    """(baseline config, variants, folder, force) to continue the ablation in `folder` from its
+    results.json; plan them with `plan_ablation(base, variants, ..., out_dir=folder, force=force)`.
+    Finished variants are kept by `run_ablation`; those left out as no-ops are planned again (and
+    left out again on the same device)."""
+    folder = Path(folder)
+    previous = load_results(folder)
+    if previous is None:
+        raise ConfigError("not an ablation folder (no results.json)", path=folder)
+    base = RunConfig.from_dict(previous["base_config"], source=str(folder / RESULTS_JSON))
+    ran = [v for v in previous.get("variants", []) if v != BASELINE]
+    return base, ran + list(previous.get("skipped") or {}), folder, bool(previous.get("force"))
+
+
 def write_results(plan: Plan, results: dict[str, dict], *, device: str = "") -> None:
     """results.json (atomically) and results.csv; called after every variant."""
     doc = {
@@ -422,6 +445,7 @@ def run_ablation(plan: Plan, *, callbacks: Iterable[Callable[[dict], None]] = ()
 
 
 def _run_variants(plan: Plan, *, callbacks, on_variant, on_trainer, on_result, warmup_steps: int) -> dict[str, dict]:
+    from asl_cli.engine.run_dir import RunDir
     from asl_cli.engine.trainer import ASLTrainer
 
     previous = load_results(plan.out_dir)
@@ -439,8 +463,9 @@ def _run_variants(plan: Plan, *, callbacks, on_variant, on_trainer, on_result, w
             continue
         if on_variant:
             on_variant(name, note, n, len(plan.entries))
-        run_dir = Path(cfg.runs_dir) / cfg.name
-        resume = run_dir if (run_dir / "checkpoints" / "last.pt").is_file() else None
+        run = RunDir.named(cfg.runs_dir, cfg.name)
+        run_dir = run.path
+        resume = run_dir if run.last_checkpoint.is_file() else None
         trainer = ASLTrainer(cfg, run_dir=run_dir, resume=resume, callbacks=tuple(callbacks))
         device = str(trainer.device)
         if on_trainer:

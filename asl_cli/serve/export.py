@@ -187,7 +187,7 @@ def verification_data(folder: str | Path, *, limit: int = 8) -> VerificationInpu
     of its files can be read, the first one's DataError with how many failed (as `asl predict`).
     """
     from asl_cli.data.reader import read_landmarks
-    from asl_cli.inference import all_unreadable
+    from asl_cli.serve.inference import all_unreadable
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -257,7 +257,7 @@ def verify_onnx(path: str | Path, loaded, inputs: Sequence[tuple[str, np.ndarray
     with torch.no_grad():
         if features:
             from asl_cli.data.dataset import collate
-            from asl_cli.inference import features_from_landmarks
+            from asl_cli.serve.inference import features_from_landmarks
 
             feats = [features_from_landmarks(x, loaded.max_len) for _, x in inputs]
             batch = collate([{"features": f, "label": 0, "index": i} for i, f in enumerate(feats)])

@@ -18,8 +18,9 @@ import sysconfig
 from pathlib import Path
 from typing import Any, Callable
 
+from asl_cli.units import MIB
+
 PACKAGES = ("torch", "typer", "rich", "numpy", "pandas", "pyarrow", "nvidia-ml-py", "numba")
-MIB = 1024 * 1024
 
 
 def python_facts() -> dict[str, Any]:

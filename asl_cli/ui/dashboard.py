@@ -3,7 +3,7 @@
 Three modes, one callback (`TrainDashboard(event)`):
 
 - `live`  (a terminal): a Rich `Live` (screen=False, so the last frame stays in the scrollback)
-  composed from the monitor's pure renderers: the train panel, the GPU panel (NVML snapshots from
+  composed from the pure renderers of `asl_cli.ui`: the train panel, the GPU panel (NVML snapshots from
   the monitor's background sampler, never queried in the training step), the augmentation panel
   and the configuration panel.
 - `plain` (pipe, CI, nohup): one `plain_line` every `log_interval` seconds, on each eval and at
@@ -11,9 +11,9 @@ Three modes, one callback (`TrainDashboard(event)`):
 - `json`  (`--json`): one NDJSON object per trainer event (and a `gpu` object with the latest
   samples at most every `log_interval` seconds).
 
-Nothing here trains or measures: the dashboard renders what the trainer and the sampler hand it.
-Signal handling for the train/ablate commands (`stop_on_signals`) lives here too, because it must
-cooperate with the live display (restore the terminal, say what happens next).
+Nothing here trains or measures: the dashboard renders what the trainer and the sampler hand it
+(`asl_cli.monitor.open_sampler`). The signal handling that posts its "stopping" note is the CLI's
+(`asl_cli.cli.signals`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, Callable, TextIO
 
 from asl_cli.monitor.base import find_by_uuid
 
@@ -40,25 +39,6 @@ def choose_mode(*, as_json: bool, plain: bool = False, stream: TextIO | None = N
     if plain or not stream.isatty() or os.environ.get("TERM") == "dumb":
         return PLAIN
     return LIVE
-
-
-def open_sampler(fake_gpu: str | None = None, interval: float = 1.0):
-    """Start the monitor's background GPU sampler; None when there is no NVIDIA GPU.
-
-    The fake backend (`--fake-gpu FILE` or ASL_FAKE_GPU) stands in for NVML in tests and demos;
-    a broken fake file is a ConfigError (asked for explicitly), a missing driver is not an error.
-    """
-    from asl_cli.errors import NoGPUError
-    from asl_cli.monitor import GPUSampler, open_backend
-
-    try:
-        backend = open_backend(fake_gpu)
-        if backend.device_count() == 0:
-            backend.shutdown()
-            return None
-    except NoGPUError:
-        return None
-    return GPUSampler(backend, interval).start()
 
 
 class TrainDashboard:
@@ -146,7 +126,7 @@ class TrainDashboard:
         if self.mode == PLAIN:
             self._write(text)
         elif self.mode == JSON:
-            from asl_cli.monitor.render import ndjson_line
+            from asl_cli.ui.ndjson import ndjson_line
 
             self._write(ndjson_line({"event": "note", "message": text}))
         elif self._live is not None:
@@ -158,7 +138,7 @@ class TrainDashboard:
         if self.mode == PLAIN:
             self._write(text)
         elif self.mode == JSON:
-            from asl_cli.monitor.render import ndjson_line
+            from asl_cli.ui.ndjson import ndjson_line
 
             self._write(ndjson_line({"event": "note", "message": text}))
         elif self._live is not None and self.console is not None:
@@ -186,7 +166,7 @@ class TrainDashboard:
         self.out.flush()
 
     def _emit_plain(self, kind: str, event: dict[str, Any]) -> None:
-        from asl_cli.monitor.render import plain_line
+        from asl_cli.ui.training import plain_line
 
         now = self.clock()
         if kind == "start":
@@ -222,7 +202,7 @@ class TrainDashboard:
         return "start: " + ", ".join(str(p) for p in parts)
 
     def _emit_json(self, event: dict[str, Any]) -> None:
-        from asl_cli.monitor.render import ndjson_line
+        from asl_cli.ui.ndjson import ndjson_line
 
         self._write(ndjson_line(event))
         now = self.clock()
@@ -267,7 +247,7 @@ class TrainDashboard:
         from rich.measure import Measurement
         from rich.table import Table
 
-        from asl_cli.monitor.render import aug_panel, config_panel
+        from asl_cli.ui.training import aug_panel, config_panel
 
         console = self.console if self.console is not None else Console(width=80)
         width = console.width
@@ -287,7 +267,8 @@ class TrainDashboard:
         from rich.console import Group
         from rich.text import Text
 
-        from asl_cli.monitor.render import gpu_panel, train_panel
+        from asl_cli.ui.gpu import gpu_panel
+        from asl_cli.ui.training import train_panel
 
         with self._lock:
             status = dict(self.status)
@@ -304,104 +285,3 @@ class TrainDashboard:
         if self.note:
             parts.append(Text(self.note, style="bold yellow"))
         return Group(*parts)
-
-
-# --- signals ------------------------------------------------------------------------------------
-
-class StopBeforeStart(KeyboardInterrupt):
-    """A signal before any trainer exists (data preparation): nothing to save, stop at once.
-
-    A KeyboardInterrupt, so that it unwinds everything on its way (worker pools included) the way
-    Ctrl-C normally does.
-    """
-
-    def __init__(self, signum: int):
-        super().__init__()
-        self.signum = signum
-        self.exit_code = 143 if signum == signal.SIGTERM else 130
-
-
-class StopRequests:
-    """SIGINT/SIGTERM -> `trainer.request_stop(signum)` on the current trainer; a second SIGINT
-    quits at once (KeyboardInterrupt), without waiting for the checkpoint. Before a trainer is
-    attached a signal raises `StopBeforeStart` (a flag nobody reads would leave the process
-    waiting on a half-killed worker pool)."""
-
-    def __init__(self, dashboard: TrainDashboard | None = None):
-        self.trainer = None
-        self.dashboard = dashboard
-        self.signum: int | None = None
-
-    def attach(self, trainer) -> None:
-        self.trainer = trainer
-        if self.signum is not None:  # a signal arrived while no trainer was running (set-up, ablate)
-            trainer.request_stop(self.signum)
-
-    def handle(self, signum: int, _frame: Any) -> None:
-        if self.trainer is None:
-            raise StopBeforeStart(signum)
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # second Ctrl-C: the caller exits 130 without a new checkpoint
-        self.signum = signum
-        if self.trainer is not None:
-            self.trainer.request_stop(signum)
-        if self.dashboard is not None:
-            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-            self.dashboard.post_note(f"{name}: stopping at the next safe point and saving a checkpoint "
-                                    "(Ctrl-C again to quit now)")
-
-
-@contextlib.contextmanager
-def stop_on_signals(requests: StopRequests) -> Iterator[StopRequests]:
-    """Install the handlers for SIGINT and SIGTERM (main thread only) and restore them after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield requests
-        return
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    for s in previous:
-        signal.signal(s, requests.handle)
-    try:
-        yield requests
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-# --- warnings -----------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def tidy_warnings(stream: TextIO | None = None) -> Iterator[list[str]]:
-    """Show Python warnings and the toolkit's logged warnings as one `warning: ...` line each,
-    once per distinct message, instead of file/line dumps (the engine both logs and warns)."""
-    import logging
-    import warnings
-
-    seen: list[str] = []
-
-    def say(text: str) -> None:
-        text = (str(text).strip().splitlines() or [""])[0]
-        if text and text not in seen:
-            seen.append(text)
-            out = stream if stream is not None else sys.stderr
-            out.write(f"warning: {text}\n")
-            out.flush()
-
-    class Handler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            say(record.getMessage())
-
-    logger = logging.getLogger("asl")
-    handler = Handler(logging.WARNING)
-    previous_show, previous_propagate = warnings.showwarning, logger.propagate
-    warnings.showwarning = lambda message, *_a, **_k: say(str(message))
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
-            warnings.showwarning = lambda message, *_a, **_k: say(str(message))
-            yield seen
-    finally:
-        warnings.showwarning = previous_show
-        logger.removeHandler(handler)
-        logger.propagate = previous_propagate
