@@ -54,8 +54,6 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             {"train.empty_cache_every": 50}, cuda_only=True),
     Variant("no-workers", "DataLoader in the main process (num_workers=0)", {"loader.num_workers": 0}),
     Variant("no-pin", "pin_memory off", {"loader.pin_memory": False}, cuda_only=True),
-    Variant("no-compiled-data", "numpy data path instead of the compiled one (numba, extra fast)",
-            {"data.compiled": False}),
 )}
 
 # What the comparison shows, in order: (result key, column title, higher is better).
@@ -125,11 +123,6 @@ def variant_note(base: RunConfig, variant: Variant, device_type: str) -> str:
         return "same as baseline (compile is off)"
     if variant.name == "no-workers" and base.loader.num_workers == AUTO:
         return _auto_workers_note(device_type)
-    if variant.name == "no-compiled-data":
-        from asl_cli.data import fast
-
-        if not fast.available():
-            return f"same as baseline here (the baseline already uses the {fast.status()})"
     return ""
 
 

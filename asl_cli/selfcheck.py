@@ -222,11 +222,9 @@ def check_features_key(ws: Workspace) -> tuple[str, str]:
 
 
 def _preprocess_functions() -> dict[str, Callable]:
-    from asl_cli.data import fast
     from asl_cli.data import preprocess as pp
 
-    # fast.prepare: one compiled preprocessing (with numba installed), run now or into the batch
-    funcs = {"preprocess": pp.preprocess, "fast.prepare": fast.prepare}
+    funcs = {"preprocess": pp.preprocess}
     with contextlib.suppress(ImportError):
         from asl_cli.data import preprocess_torch as ppt
 

@@ -84,19 +84,6 @@ def test_no_workers_against_auto_says_what_auto_chose_here(cpus, note, monkeypat
     assert variant_note(load_config("rtx4070"), VARIANTS["no-workers"], "cpu") == ""  # 4 workers as set
 
 
-def test_no_compiled_data_is_labelled_where_the_baseline_cannot_use_the_kernel(monkeypatch):
-    from asl_cli.data import fast
-
-    cpu = load_config("cpu")
-    assert variant_config(cpu, VARIANTS["no-compiled-data"]).data.compiled is False
-    monkeypatch.setenv(fast.ENV_SWITCH, "0")
-    assert variant_note(cpu, VARIANTS["no-compiled-data"], "cpu").startswith(
-        "same as baseline here (the baseline already uses the numpy data path")
-    monkeypatch.delenv(fast.ENV_SWITCH)
-    if fast.available():
-        assert variant_note(cpu, VARIANTS["no-compiled-data"], "cpu") == ""
-
-
 def test_variants_that_change_nothing_here_are_not_run_unless_forced():
     cpu = load_config("cpu")
     plan = plan_ablation(cpu, ["no-aug", "no-amp", "empty-cache"], device_type="cpu", out_dir="/tmp/x")

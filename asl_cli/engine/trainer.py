@@ -326,9 +326,7 @@ class ASLTrainer:
             if loader is not None:
                 loader.generator = torch.Generator().manual_seed(t.seed)
         self.sampler = self.train_loader.batch_sampler
-        from asl_cli.data import fast
-        self.data_path = fast.status(cfg.data.compiled)  # which per-sample code builds the batches
-        log.info("data: %s", self.data_path)
+        self.data_path = "numpy"  # status.json's data_path: the one sample path (kept for scripts reading it)
         self.num_classes = self.cache.num_classes
         self.accum = t.gradient_accumulation_steps
         self.batches_per_epoch = len(self.train_loader)
