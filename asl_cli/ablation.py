@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from asl_cli.config import RunConfig, set_value, validate
+from asl_cli.config import RunConfig, set_value, validate, without_retired
 from asl_cli.errors import ConfigError, RunIOError
 from asl_cli.parallelism import AUTO
 from asl_cli.tempfiles import atomic_write_text
@@ -55,6 +55,9 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("no-workers", "DataLoader in the main process (num_workers=0)", {"loader.num_workers": 0}),
     Variant("no-pin", "pin_memory off", {"loader.pin_memory": False}, cuda_only=True),
 )}
+
+# Variants earlier versions had: an ablation folder that lists one still resumes, without it.
+RETIRED_VARIANTS = frozenset({"no-compiled-data"})  # the numba data path is gone (issue 17)
 
 # What the comparison shows, in order: (result key, column title, higher is better).
 METRICS: tuple[tuple[str, str, bool], ...] = (
@@ -145,6 +148,8 @@ def _auto_workers_note(device_type: str) -> str:
 def resolve_variants(names: Iterable[str]) -> list[Variant]:
     out = []
     for name in names:
+        if name in RETIRED_VARIANTS:
+            continue
         if name not in VARIANTS:
             raise ConfigError(f"unknown ablation variant {name!r} (known: {', '.join(VARIANTS)})")
         if VARIANTS[name] not in out:
@@ -214,7 +219,7 @@ def _named(cfg: RunConfig, out: Path, variant: str) -> RunConfig:
 
 def _comparable(cfg_dict: dict) -> dict:
     """A config dict without what may differ between two invocations of the same ablation."""
-    d = copy.deepcopy(cfg_dict)
+    d = without_retired(copy.deepcopy(cfg_dict))  # an older version's results.json has them
     for key in ("name", "runs_dir"):
         d.pop(key, None)
     return d

@@ -211,6 +211,34 @@ def test_an_ablation_stopped_in_its_first_variant_can_be_resumed(tmp_path, monke
         ablation.run_ablation(plan_ablation(other, ["no-aug"], device_type="cpu", out_dir=tmp_path), warmup_steps=0)
 
 
+def test_an_ablation_folder_of_an_older_version_still_resumes(tmp_path, monkeypatch):
+    """results.json written before issue 17: `data.compiled` in its configuration and the retired
+    `no-compiled-data` variant in its list. Both are dropped; the same ablation continues."""
+    import asl_cli.engine.trainer as trainer_mod
+    from asl_cli.errors import TrainingInterrupted
+
+    class StoppedTrainer:
+        def __init__(self, cfg, **kwargs):
+            self.device = "cpu"
+
+        def fit(self):
+            raise TrainingInterrupted("stopped")
+
+    monkeypatch.setattr(trainer_mod, "ASLTrainer", StoppedTrainer)
+    plan = plan_ablation(load_config("cpu"), ["no-aug"], device_type="cpu", out_dir=tmp_path)
+    with pytest.raises(TrainingInterrupted):
+        ablation.run_ablation(plan, warmup_steps=0)
+    doc = ablation.load_results(tmp_path)
+    doc["base_config"]["data"]["compiled"] = True
+    doc["variants"].append("no-compiled-data")
+    (tmp_path / ablation.RESULTS_JSON).write_text(json.dumps(doc))
+    ok = runner.invoke(app, ["ablate", "--resume", str(tmp_path), "--print-config", "--plain"])
+    assert ok.exit_code == 0, ok.output
+    again = plan_ablation(load_config("cpu"), doc["variants"][1:], device_type="cpu", out_dir=tmp_path)
+    assert again.names == [BASELINE, "no-aug"]
+    assert check_resumable(again, doc) == {}  # the same configuration: no "different configuration" error
+
+
 def test_a_variant_killed_after_its_last_checkpoint_is_recorded_as_finished(tmp_path, monkeypatch):
     """Killed between its final checkpoint and results.json: the resumed trainer has nothing left
     to train ("already_finished"); the ablation records the variant as finished, not as that."""
