@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable
 
 from asl_cli.config import RunConfig, set_value, validate, without_retired
 from asl_cli.errors import ConfigError, RunIOError
-from asl_cli.parallelism import AUTO
+from asl_cli.engine.parallelism import AUTO
 from asl_cli.tempfiles import atomic_write_text
 
 RESULTS_JSON = "results.json"
@@ -133,7 +133,7 @@ def _auto_workers_note(device_type: str) -> str:
     """`no-workers` against a baseline with auto workers: what auto chose on this machine."""
     import torch
 
-    from asl_cli.parallelism import plan_here
+    from asl_cli.engine.parallelism import plan_here
 
     threads = torch.get_num_threads()
     auto = plan_here(AUTO, device_type=device_type)  # what the baseline's trainer will plan

@@ -518,7 +518,7 @@ def check_cudnn_flags(ws: Workspace) -> tuple[str, str]:
 def check_loader_settings(ws: Workspace) -> tuple[str, str]:
     """The trainer's DataLoaders use the preset's workers, pin_memory (only with CUDA),
     persistent_workers and prefetch_factor."""
-    from asl_cli import parallelism
+    from asl_cli.engine import parallelism
 
     ld = ws.base.loader
     cfg = ws.cfg({"loader.num_workers": ld.num_workers, "loader.pin_memory": ld.pin_memory,

@@ -71,10 +71,9 @@ def test_notes_label_variants_that_change_nothing_here():
 def test_no_workers_against_auto_says_what_auto_chose_here(cpus, note, monkeypatch):
     import torch
 
-    from asl_cli import parallelism
+    from asl_cli.engine import parallelism
 
     monkeypatch.setattr(parallelism, "available_cpus", lambda: cpus)
-    monkeypatch.setattr(parallelism, "busy_cores_elsewhere", lambda *a, **k: 0.0)  # whatever else runs here
     before = torch.get_num_threads()
     torch.set_num_threads(4)
     try:

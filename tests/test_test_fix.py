@@ -352,12 +352,11 @@ def test_cli_as_a_subprocess():
 
 
 def test_auto_workers_are_checked_against_the_rule(workdir, monkeypatch):
-    from asl_cli import parallelism
+    from asl_cli.engine import parallelism
 
     if CUDA:
         pytest.skip("the cpu preset trains on the GPU here")
     monkeypatch.setattr(parallelism, "available_cpus", lambda: 4)  # auto: one worker on a CPU
-    monkeypatch.setattr(parallelism, "busy_cores_elsewhere", lambda *a, **k: 0.0)  # whatever else runs here
     r = check(workdir, "loader-settings", preset="cpu")
     assert r.status == PASS and "num_workers 1 (auto)" in r.reason, r.reason
 

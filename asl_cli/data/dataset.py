@@ -302,7 +302,7 @@ def build_loaders(cfg, cache, *, augment: Augment | None = None, device_type: st
 
     `train_loader.batch_sampler` is the sampler to `set_epoch` and checkpoint. `num_workers`
     overrides `cfg.loader.num_workers`, whose -1 (auto) is otherwise worked out here
-    (`asl_cli.parallelism`; the trainer passes the count it planned with its threads).
+    (`asl_cli.engine.parallelism`; the trainer passes the count it planned with its threads).
     """
     from torch.utils.data import DataLoader
 
@@ -321,7 +321,7 @@ def build_loaders(cfg, cache, *, augment: Augment | None = None, device_type: st
     collate_fn = partial(collate, bucket_step=d.bucket_step, max_len=d.max_len,
                          pad_to=None if d.length_bucketing else d.max_len)
     if num_workers is None:
-        from asl_cli.parallelism import plan_here
+        from asl_cli.engine.parallelism import plan_here
         num_workers = plan_here(ld.num_workers, device_type=device_type).num_workers
     workers = int(num_workers)
     kwargs: dict[str, Any] = dict(num_workers=workers, collate_fn=collate_fn,

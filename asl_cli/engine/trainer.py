@@ -307,7 +307,7 @@ class ASLTrainer:
         t = cfg.train
         # Workers and compute threads share the cores (loader.num_workers -1 = auto). The config
         # keeps -1, so a resume works it out again for its machine; status.json has the numbers.
-        from asl_cli import parallelism
+        from asl_cli.engine import parallelism
         self.parallel = parallelism.plan_here(cfg.loader.num_workers, device_type=self.device.type,
                                               local_processes=self.dist.local_world_size)
         log.info("loader: %s", self.parallel.reason)
