@@ -63,7 +63,7 @@ def run_json(cmd: list[str], env: dict, *, last_event: str | None = None) -> tup
 
 def make_set(args, work: Path) -> Path:
     from asl_cli.data.cache import prepare
-    from asl_cli.data.synth_signers import generate_hard
+    from asl_cli.data.synth import generate_hard
 
     data = work / f"hard-{args.signs}x{args.participants}x{args.repetitions}-h{args.holdout}-seed{args.data_seed}"
     if not (data / "test" / "train.csv").is_file():  # generate() renames a complete set into place

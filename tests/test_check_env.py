@@ -193,7 +193,7 @@ def test_check_env_shows_where_the_synthetic_default_set_lives_and_its_size(tmp_
     # a generated set (here a stand-in of 3 MB marked complete) and its prepared cache (1 MB)
     target.mkdir(parents=True)
     (target / "train.csv").write_bytes(b"x" * 3_000_000)
-    (target / synth.COMPLETE_FILE).write_text(json.dumps(synth._params(load_config("cpu").synth)))
+    (target / synth.COMPLETE_FILE).write_text(json.dumps(synth.default_set._params(load_config("cpu").synth)))
     from asl_cli.data.cache import cache_path
 
     cache = cache_path(target)
