@@ -3,6 +3,7 @@
 A preset is a TOML file whose tables match the sections below (`[train]`, `[aug]`, ...).
 Resolution order: defaults -> preset -> `--set section.key=value` / named CLI flags.
 Unknown keys, wrong types and out-of-range values raise `ConfigError` with one clear line.
+Retired keys (`RETIRED_KEYS`) are accepted and dropped, so that old config.json files still load.
 This module imports no torch: `asl --help` and `asl presets` stay fast.
 
 Foundation layer (with errors, units and tempfiles): every other package imports it, it imports only
@@ -70,8 +71,6 @@ class DataConfig:
     length_bucketing: bool = _f(True, help="group similar lengths in a batch (else pad to max_len)")
     skip_bad: bool = _f(False, help="skip unreadable sequences (counted) instead of stopping")
     limit: int = _f(0, 0, None, help="use only the first N sequences (0: all)")
-    compiled: bool = _f(True, help="use the compiled data path where numba is installed (extra fast); "
-                                   "false: the numpy path")
 
 
 @dataclass
@@ -224,6 +223,34 @@ class RunConfig:
 
 SECTIONS = ("data", "synth", "aug", "model", "optim", "train", "loader")
 
+# Keys earlier versions had, which no longer do anything: accepted with any value and dropped, from a
+# file (an old run's config.json, a checkpoint, a preset, ablation results) or --set alike, so that
+# old run folders still resume. key -> why it went (docs/presets.md "Retired settings").
+RETIRED_KEYS: dict[str, str] = {
+    "data.compiled": "the compiled (numba) data path was removed; the numpy path is the only one (issue 17)",
+}
+
+
+def retired_key(key: str) -> str | None:
+    """The retired `section.name` that `key` (dotted, or a bare name no current setting has) names, else None."""
+    key = key.strip()
+    if "." in key:
+        return key if key in RETIRED_KEYS else None
+    matches = [k for k in RETIRED_KEYS if k.split(".", 1)[1] == key]
+    if len(matches) != 1 or any(k.rsplit(".", 1)[-1] == key for k in _known_keys(RunConfig())):
+        return None  # not retired, or the bare name of a current setting too
+    return matches[0]
+
+
+def without_retired(d: dict) -> dict:
+    """A config dict (`RunConfig.to_dict()` layout) without the retired keys (a copy)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
+    for key in RETIRED_KEYS:
+        section, name = key.split(".", 1)
+        if isinstance(out.get(section), dict):
+            out[section].pop(name, None)
+    return out
+
 
 def _field_type(obj: Any, name: str) -> Any:
     return get_type_hints(type(obj))[name]
@@ -333,6 +360,8 @@ def resolve_key(cfg: RunConfig, key: str, *, source: str = "--set") -> tuple[Any
 
 
 def set_value(cfg: RunConfig, key: str, value: Any, *, source: str = "--set") -> None:
+    if retired_key(key):
+        return  # no effect any more (RETIRED_KEYS)
     owner, name = resolve_key(cfg, key, source=source)
     setattr(owner, name, _coerce(value, _field_type(owner, name), key, source))
 
@@ -342,6 +371,8 @@ def overridden_keys(cfg: RunConfig, overrides: list[str]) -> set[str]:
     keys = set()
     for item in overrides:
         key = item.split("=", 1)[0].strip()
+        if retired_key(key):
+            continue
         owner, name = resolve_key(cfg, key)
         section = next((s for s in SECTIONS if getattr(cfg, s) is owner), "")
         keys.add(f"{section}.{name}" if section else name)

@@ -13,11 +13,6 @@ throughput is printed next to it:
   seed profile      every augmentation on, the seed's group probabilities (0.5/0.7/0.3/0.2)
   winner profile    the notebook's order and probabilities
   augment alone     cache -> augment only (seed, winner), no preprocess or collate
-  ..., compiled     the first three again on the compiled data path (numba installed; asl_cli/data/fast.py),
-                    with the ratio compiled / numpy
-  ..., batched      the compiled path as the DataLoader runs it: `SignDataset.__getitems__` draws a
-                    batch's values, `collate` runs the kernel straight into the batch's rows (no
-                    array per sample, no copy), with the ratio batched / one sample at a time
 
 Goal (issue 3): >= 5,000 samples/s per core for the seed profile end to end.
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_augment.py [--rounds 7] [--epochs 6] [--batch 64]
@@ -92,7 +87,6 @@ def main() -> None:
     from asl_cli.augment import ASLAugmentations
     from asl_cli.config import AugConfig
     from asl_cli.data.dataset import LengthBucketBatchSampler, SignDataset, collate, sample_rng
-    from asl_cli.data import fast
     from asl_cli.data.cache import prepare
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,16 +103,13 @@ def main() -> None:
                 "winner": ASLAugmentations(AugConfig(profile="winner"), max_len=args.max_len)}
         sampler = LengthBucketBatchSampler(np.minimum(lengths, args.max_len), args.batch, shuffle=True, seed=0)
 
-        def pipeline(aug, batched: bool = False):
+        def pipeline(aug):
             ds = SignDataset(cache, idx, max_len=args.max_len, augment=aug, seed=0)
-            ds.defer_features = batched  # the loader's way: kernel straight into the batch's rows
 
             def run(epoch: int) -> int:
                 n = 0
                 for batch in sampler.batches(epoch):
-                    items = [(int(i), epoch) for i in batch]
-                    samples = ds.__getitems__(items) if batched else [ds[item] for item in items]
-                    collate(samples, bucket_step=16, max_len=args.max_len)
+                    collate([ds[(int(i), epoch)] for i in batch], bucket_step=16, max_len=args.max_len)
                     n += len(batch)
                 return n
             return run
@@ -130,32 +121,11 @@ def main() -> None:
                 return len(idx)
             return run
 
-        def on_path(fn, compiled: bool):  # the data path is chosen per call (ASL_NUMBA)
-            def run(epoch: int) -> int:
-                os.environ[fast.ENV_SWITCH] = "1" if compiled else "0"
-                try:
-                    return fn(epoch)
-                finally:
-                    os.environ.pop(fast.ENV_SWITCH, None)
-            return run
-
-        paths = [("", False)] + ([(", compiled", True)] if fast.available() else [])
-        variants = {}
-        for label, compiled in paths:
-            variants.update({
-                f"no augmentation{label}: cache -> preprocess -> collate": on_path(pipeline(None), compiled),
-                f"seed profile{label}: cache -> augment -> preprocess -> collate":
-                    on_path(pipeline(augs["seed"]), compiled),
-                f"winner profile{label}: cache -> augment -> preprocess -> collate":
-                    on_path(pipeline(augs["winner"]), compiled),
-            })
-        if fast.available():  # what build_loaders' DataLoader runs: SignDataset.__getitems__ + collate
-            variants.update({
-                "no augmentation, compiled, batched: features written into the batch":
-                    on_path(pipeline(None, batched=True), True),
-                "seed profile, compiled, batched: features written into the batch":
-                    on_path(pipeline(augs["seed"], batched=True), True),
-            })
+        variants = {
+            "no augmentation: cache -> preprocess -> collate": pipeline(None),
+            "seed profile: cache -> augment -> preprocess -> collate": pipeline(augs["seed"]),
+            "winner profile: cache -> augment -> preprocess -> collate": pipeline(augs["winner"]),
+        }
         variants["augment alone, seed profile"] = augment_alone(augs["seed"])
         variants["augment alone, winner profile"] = augment_alone(augs["winner"])
         rates: dict[str, list[float]] = {k: [] for k in variants}  # samples per CPU-second
@@ -177,23 +147,10 @@ def main() -> None:
         med = statistics.median(values)
         print(f"{name:68s} {med:13.0f} {1e6 / med:9.1f} {med / base:9.2f} {max(values):10.0f} "
               f"{statistics.median(walls[name]):14.0f}")
-    print(f"load average at the end {os.getloadavg()[0]:.1f}; data path: {fast.status()}")
-    for what in ("no augmentation", "seed profile", "winner profile"):
-        numpy_path = [k for k in rates if k.startswith(what + ":")]
-        compiled = [k for k in rates if k.startswith(what + ", compiled:")]
-        if numpy_path and compiled:
-            print(f"compiled / numpy path, {what}: "
-                  f"{statistics.median(rates[compiled[0]]) / statistics.median(rates[numpy_path[0]]):.2f}x")
-    for what in ("no augmentation", "seed profile"):
-        one_by_one = [k for k in rates if k.startswith(what + ", compiled:")]
-        batched = [k for k in rates if k.startswith(what + ", compiled, batched:")]
-        if one_by_one and batched:
-            print(f"batched / one sample at a time (compiled), {what}: "
-                  f"{statistics.median(rates[batched[0]]) / statistics.median(rates[one_by_one[0]]):.2f}x")
-    for label, _ in paths:
-        seed_rate = statistics.median(rates[f"seed profile{label}: cache -> augment -> preprocess -> collate"])
-        print(f"goal >= 5000 samples/s per core (seed profile end to end, per CPU-second of this process), "
-              f"{'compiled' if label else 'numpy'} path: {'met' if seed_rate >= 5000 else 'NOT met'} ({seed_rate:.0f})")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+    seed_rate = statistics.median(rates["seed profile: cache -> augment -> preprocess -> collate"])
+    print(f"goal >= 5000 samples/s per core (seed profile end to end, per CPU-second of this process): "
+          f"{'met' if seed_rate >= 5000 else 'NOT met'} ({seed_rate:.0f})")
 
 
 if __name__ == "__main__":

@@ -60,8 +60,6 @@ def efficiency(sets: list[str], epochs: int = 4, warmup_segments: int = 3, loop_
     import torch
     import torch.nn.functional as F
 
-    from asl_cli.data import fast  # its status goes with the figures: compiled or numpy data path
-
     from asl_cli.engine.optim import build_optimizer
     from asl_cli.model import build_model
 
@@ -147,7 +145,7 @@ def efficiency(sets: list[str], epochs: int = 4, warmup_segments: int = 3, loop_
             "batch": cfg.train.batch_size, "accum": accum, "num_workers": cfg.loader.num_workers,
             "augmentations": cfg.aug.use_augmentations, "data_pipeline": "replayed" if loop_only else "live",
             "torch_threads": trainer.parallel.torch_threads,  # during fit(), which also ran the bare loop
-            "data_path": fast.status(), "load_avg_1m": round(os.getloadavg()[0], 2)}
+            "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
 def bucketing(sets: list[str], epochs: int = 3) -> dict:

@@ -21,9 +21,9 @@ included; it trains on 4 of 5 participant folds of TRAIN and keeps the best chec
 loop only its training steps (on all of TRAIN, last weights). The wall times of the whole commands
 (start-up, evaluation) are in the results too. No figures here: docs/benchmarks.md.
 
-Run it on an otherwise quiet machine: `asl train` plans its torch threads around cores that other
-processes keep busy, the plain loop takes torch's default (one per core; `--plain-threads N` to
-pin it), and two threads beside a busy neighbour run several times slower than one. Every row
+Run it on an otherwise quiet machine: `asl train` plans its torch threads from its cores (it reads
+no load), the plain loop takes torch's default (one per core; `--plain-threads N` to pin it), and
+two threads beside a busy neighbour run several times slower than one. Every row
 records the load average before it. The default set takes ~770 MB in WORK.
 """
 
@@ -63,7 +63,7 @@ def run_json(cmd: list[str], env: dict, *, last_event: str | None = None) -> tup
 
 def make_set(args, work: Path) -> Path:
     from asl_cli.data.cache import prepare
-    from asl_cli.data.synth_signers import generate_hard
+    from asl_cli.data.synth import generate_hard
 
     data = work / f"hard-{args.signs}x{args.participants}x{args.repetitions}-h{args.holdout}-seed{args.data_seed}"
     if not (data / "test" / "train.csv").is_file():  # generate() renames a complete set into place

@@ -17,7 +17,7 @@
 # pytest) are checked first with $PYTHON (default python3, which must have torch). Whatever is
 # missing is installed into a throw-away venv under OUT/.venv whose site-packages also sees the
 # system's (a .pth file), so torch is never installed or replaced; when that is impossible the
-# script stops with one line naming what is missing. hypothesis, numba, onnx are optional.
+# script stops with one line naming what is missing. hypothesis, onnx are optional.
 #
 # Steps (time limits in seconds; they add up to 460, the set-up's install comes before them):
 #   env 15       nvidia-smi, torch/CUDA, `asl check-env --require-gpu`

@@ -27,8 +27,7 @@ from asl_cli.model import build_model
 
 def features(cache, cfg) -> list[dict]:
     """Every sequence's unaugmented sample, exactly as validation batches are built from them."""
-    ds = SignDataset(cache, np.arange(len(cache)), max_len=cfg.data.max_len, augment=None,
-                     compiled=cfg.data.compiled)
+    ds = SignDataset(cache, np.arange(len(cache)), max_len=cfg.data.max_len, augment=None)
     return [ds[i] for i in range(len(ds))]
 
 

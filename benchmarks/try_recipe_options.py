@@ -40,7 +40,7 @@ DECAYS = (0.99, 0.998)
 
 @torch.no_grad()
 def top1(model: torch.nn.Module, cache, cfg) -> float:
-    ds = SignDataset(cache, np.arange(len(cache)), max_len=cfg.data.max_len, augment=None, compiled=cfg.data.compiled)
+    ds = SignDataset(cache, np.arange(len(cache)), max_len=cfg.data.max_len, augment=None)
     samples = [ds[i] for i in range(len(ds))]
     order = np.argsort([s["features"].shape[0] for s in samples], kind="stable")
     model.eval()

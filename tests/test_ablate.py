@@ -70,10 +70,9 @@ def test_notes_label_variants_that_change_nothing_here():
 def test_no_workers_against_auto_says_what_auto_chose_here(cpus, note, monkeypatch):
     import torch
 
-    from asl_cli import parallelism
+    from asl_cli.engine import parallelism
 
     monkeypatch.setattr(parallelism, "available_cpus", lambda: cpus)
-    monkeypatch.setattr(parallelism, "busy_cores_elsewhere", lambda *a, **k: 0.0)  # whatever else runs here
     before = torch.get_num_threads()
     torch.set_num_threads(4)
     try:
@@ -81,19 +80,6 @@ def test_no_workers_against_auto_says_what_auto_chose_here(cpus, note, monkeypat
     finally:
         torch.set_num_threads(before)
     assert variant_note(load_config("rtx4070"), VARIANTS["no-workers"], "cpu") == ""  # 4 workers as set
-
-
-def test_no_compiled_data_is_labelled_where_the_baseline_cannot_use_the_kernel(monkeypatch):
-    from asl_cli.data import fast
-
-    cpu = load_config("cpu")
-    assert variant_config(cpu, VARIANTS["no-compiled-data"]).data.compiled is False
-    monkeypatch.setenv(fast.ENV_SWITCH, "0")
-    assert variant_note(cpu, VARIANTS["no-compiled-data"], "cpu").startswith(
-        "same as baseline here (the baseline already uses the numpy data path")
-    monkeypatch.delenv(fast.ENV_SWITCH)
-    if fast.available():
-        assert variant_note(cpu, VARIANTS["no-compiled-data"], "cpu") == ""
 
 
 def test_variants_that_change_nothing_here_are_not_run_unless_forced():
@@ -219,6 +205,34 @@ def test_an_ablation_stopped_in_its_first_variant_can_be_resumed(tmp_path, monke
     other.train.seed = 1
     with pytest.raises(ConfigError, match="different configuration"):
         ablation.run_ablation(plan_ablation(other, ["no-aug"], device_type="cpu", out_dir=tmp_path), warmup_steps=0)
+
+
+def test_an_ablation_folder_of_an_older_version_still_resumes(tmp_path, monkeypatch):
+    """results.json written before issue 17: `data.compiled` in its configuration and the retired
+    `no-compiled-data` variant in its list. Both are dropped; the same ablation continues."""
+    import asl_cli.engine.trainer as trainer_mod
+    from asl_cli.errors import TrainingInterrupted
+
+    class StoppedTrainer:
+        def __init__(self, cfg, **kwargs):
+            self.device = "cpu"
+
+        def fit(self):
+            raise TrainingInterrupted("stopped")
+
+    monkeypatch.setattr(trainer_mod, "ASLTrainer", StoppedTrainer)
+    plan = plan_ablation(load_config("cpu"), ["no-aug"], device_type="cpu", out_dir=tmp_path)
+    with pytest.raises(TrainingInterrupted):
+        ablation.run_ablation(plan, warmup_steps=0)
+    doc = ablation.load_results(tmp_path)
+    doc["base_config"]["data"]["compiled"] = True
+    doc["variants"].append("no-compiled-data")
+    (tmp_path / ablation.RESULTS_JSON).write_text(json.dumps(doc))
+    ok = runner.invoke(app, ["ablate", "--resume", str(tmp_path), "--print-config", "--plain"])
+    assert ok.exit_code == 0, ok.output
+    again = plan_ablation(load_config("cpu"), doc["variants"][1:], device_type="cpu", out_dir=tmp_path)
+    assert again.names == [BASELINE, "no-aug"]
+    assert check_resumable(again, doc) == {}  # the same configuration: no "different configuration" error
 
 
 def test_a_variant_killed_after_its_last_checkpoint_is_recorded_as_finished(tmp_path, monkeypatch):

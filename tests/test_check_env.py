@@ -148,12 +148,12 @@ def test_extras_are_those_of_pyproject_with_what_they_enable_and_the_install_com
     assert sorted(map(name_of, optional["all"])) == sorted(p for _, ps, _ in EXTRAS for p in ps)
 
     def lookup(name):
-        if name in ("onnxruntime", "numba"):
+        if name == "onnxruntime":
             raise importlib.metadata.PackageNotFoundError(name)
         return "9.9"
     facts = extras_facts(lookup)
     state = {e["name"]: e["installed"] for e in facts["extras"]}
-    assert state == {"plot": True, "onnx": False, "fast": False}  # onnx: one of its three packages is missing
+    assert state == {"plot": True, "onnx": False}  # onnx: one of its three packages is missing
     onnx = next(e for e in facts["extras"] if e["name"] == "onnx")
     assert onnx["install"] == 'pip install "asl-cli[onnx]"' and "asl export" in onnx["enables"]
     assert onnx["packages"] == {"onnx": "9.9", "onnxruntime": None, "onnxscript": "9.9"}
@@ -178,7 +178,8 @@ def test_check_env_lists_each_extra_installed_or_not_with_its_install_command(mo
     assert "optional extras" in out and 'pip install "asl-cli[plot]"' in out and "not installed" in out
     assert "asl show" in out and 'all extras at once: pip install "asl-cli[all]"' in out
     report = json.loads(check_env("--json", "--fake-gpu", H100).stdout)
-    assert {e["name"] for e in report["extras"]} == {"plot", "onnx", "fast"}
+    assert {e["name"] for e in report["extras"]} == {"plot", "onnx"}
+    assert "data_path" not in report  # one sample path: nothing to report (issue 17)
 
 
 def test_check_env_shows_where_the_synthetic_default_set_lives_and_its_size(tmp_path, monkeypatch):
@@ -192,7 +193,7 @@ def test_check_env_shows_where_the_synthetic_default_set_lives_and_its_size(tmp_
     # a generated set (here a stand-in of 3 MB marked complete) and its prepared cache (1 MB)
     target.mkdir(parents=True)
     (target / "train.csv").write_bytes(b"x" * 3_000_000)
-    (target / synth.COMPLETE_FILE).write_text(json.dumps(synth._params(load_config("cpu").synth)))
+    (target / synth.COMPLETE_FILE).write_text(json.dumps(synth.default_set._params(load_config("cpu").synth)))
     from asl_cli.data.cache import cache_path
 
     cache = cache_path(target)

@@ -397,6 +397,23 @@ def test_resume_says_where_it_restarts_and_the_summary_separates_this_session(ti
     assert events[-1]["resumed_from_step"] == 5 and events[-1]["session_steps"] == 1 and events[-1]["steps"] == 6
 
 
+def test_a_run_folder_of_an_older_version_resumes(tiny, env):
+    """config.json written before issue 17 holds `data.compiled` (the removed numba data path): the
+    run still resumes, and the key is dropped from the config.json it writes back."""
+    first = runner.invoke(app, tiny_args(tiny, "old-config", "--max-steps", "2", "--epochs", "3",
+                                         "--batch-size", "4"))
+    assert first.exit_code == 0, first.output
+    run = tiny / "runs" / "old-config"
+    config = json.loads((run / "config.json").read_text())
+    config["data"]["compiled"] = True
+    (run / "config.json").write_text(json.dumps(config))
+    out = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "3"])
+    assert out.exit_code == 0, out.output
+    assert out.stdout.splitlines()[0].startswith("resuming old-config from epoch 1")
+    assert "compiled" not in json.loads((run / "config.json").read_text())["data"]
+    assert json.loads((run / "status.json").read_text())["data_path"] == "numpy"
+
+
 def test_resume_line_and_session_summary_lines():
     from asl_cli.cli.cmd_train import resume_line
 

@@ -108,6 +108,30 @@ def test_round_trip_through_dict():
     assert again == cfg
 
 
+def test_a_retired_key_loads_with_no_effect(tmp_path):
+    """`data.compiled` (the numba data path, removed in issue 17): an old run's config.json, a preset
+    and --set still load, the key is dropped; a misspelling of it is still an unknown key."""
+    from pathlib import Path
+
+    from asl_cli.config import RETIRED_KEYS, without_retired
+
+    cfg = load_config("cpu")
+    old = cfg.to_dict()
+    old["data"]["compiled"] = True  # what config.json held before
+    assert RunConfig.from_dict(old, source="config.json") == cfg
+    assert "compiled" not in RunConfig.from_dict(old).to_dict()["data"]
+    assert without_retired(old) == cfg.to_dict() and old["data"]["compiled"] is True  # a copy
+    preset = tmp_path / "old.toml"
+    preset.write_text("[data]\ncompiled = false\nmax_len = 32\n")
+    assert load_config(str(preset)).data.max_len == 32
+    for override in ("data.compiled=false", "compiled=true", "data.compiled=whatever"):
+        assert load_config("cpu", [override]).to_dict() == cfg.to_dict()
+    with pytest.raises(ConfigError, match="unknown key 'data.compild'"):
+        load_config("cpu", ["data.compild=false"])
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "presets.md").read_text()
+    assert all(f"`{key}`" in docs for key in RETIRED_KEYS)  # each retired key is documented
+
+
 @pytest.mark.parametrize("override, message", [
     ("optim.lr=nan", "optim.lr: nan is not a finite number"),          # passed every range check
     ("optim.warmup_epochs=inf", "optim.warmup_epochs: inf is not a finite number"),  # no upper bound

@@ -210,14 +210,13 @@ def test_loaders_from_config(sample_cache):
     assert not train.pin_memory and train.num_workers == 0
     sampler = train.batch_sampler
     assert isinstance(sampler, LengthBucketBatchSampler)
-    # Validation: every sample once, no augmentation, features as preprocess gives them (within
-    # float32 rounding: with numba installed the compiled data path computes them, tests/test_fast.py).
+    # Validation: every sample once, no augmentation, features exactly as preprocess gives them.
     seen = []
     for batch in val:
         for row, i in enumerate(batch["index"].tolist()):
             n = int(batch["lengths"][row])
-            np.testing.assert_allclose(batch["features"][row, :n].numpy(),
-                                       preprocess(sample_cache.points(i), 32), rtol=1e-5, atol=2e-5)
+            np.testing.assert_array_equal(batch["features"][row, :n].numpy(),
+                                          preprocess(sample_cache.points(i), 32, drop_nan_frames=False))
         seen += batch["index"].tolist()
         assert batch["features"].shape[1] % 8 == 0 or batch["features"].shape[1] == 32
     assert aug.calls == 0
@@ -273,3 +272,60 @@ def test_sample_rng_is_keyed_by_seed_epoch_index_and_forgets_earlier_use():
     others = [sample_rng(8, 2, 11), sample_rng(7, 3, 11), sample_rng(7, 2, 12)]
     for gen in others:
         assert not np.array_equal(gen.standard_normal(6), first)
+
+
+# --- the sample path: augment, then preprocess, then collate (numpy, bitwise) -----------------------
+
+@pytest.mark.parametrize("profile", ["seed", "winner"])
+def test_a_sample_is_its_augmentation_then_the_preprocessing(sample_cache, profile):
+    from asl_cli.augment.pipeline import ASLAugmentations
+    from asl_cli.config import AugConfig
+    from asl_cli.data.dataset import sample_rng
+
+    aug = ASLAugmentations(AugConfig(profile=profile), max_len=64)
+    train = SignDataset(sample_cache, np.arange(8), max_len=64, augment=aug, seed=3)
+    val = SignDataset(sample_cache, np.arange(8), max_len=64, seed=3)
+    for i in range(8):
+        want = preprocess(aug(sample_cache.points(i), sample_rng(3, 2, i)), 64, drop_nan_frames=False)
+        np.testing.assert_array_equal(train[(i, 2)]["features"], want)
+        np.testing.assert_array_equal(val[i]["features"],
+                                      preprocess(sample_cache.points(i), 64, drop_nan_frames=False))
+
+
+@pytest.mark.parametrize("augmented", [True, False])
+def test_a_loader_batch_is_the_batch_of_its_samples(sample_cache, augmented):
+    """What the DataLoader hands over == `collate` of the samples one by one, bitwise; padding zero."""
+    from asl_cli.augment.pipeline import ASLAugmentations
+    from asl_cli.config import AugConfig
+
+    cfg = RunConfig()
+    cfg.data.max_len, cfg.data.bucket_step, cfg.data.val_fold = 48, 8, -1
+    cfg.train.batch_size, cfg.train.seed = 12, 5
+    aug = ASLAugmentations(AugConfig(), max_len=48) if augmented else None
+    train, _ = build_loaders(cfg, sample_cache, augment=aug, num_workers=0)
+    train.batch_sampler.set_epoch(2)
+    padded = 0
+    for items, batch in zip(list(iter(train.batch_sampler)), train):
+        eager = collate([train.dataset[i] for i in items], bucket_step=8, max_len=48)
+        for key in eager:
+            assert eager[key].dtype == batch[key].dtype and torch.equal(eager[key], batch[key]), key
+        for row, n in enumerate(batch["lengths"].tolist()):
+            padded += n < batch["features"].shape[1]
+            assert not batch["features"][row, n:].any()
+    assert padded  # some padding was checked
+
+
+def test_collate_writes_every_byte_of_its_uninitialised_block(sample_cache, monkeypatch):
+    """The block is allocated without zeroing: padding, mask and metadata must all be written."""
+    from asl_cli.augment.pipeline import ASLAugmentations
+    from asl_cli.config import AugConfig
+
+    ds = SignDataset(sample_cache, np.arange(10), max_len=40, augment=ASLAugmentations(AugConfig(), max_len=40),
+                     seed=1)
+    samples = [ds[(i, 0)] for i in range(10)]
+    clean = collate(samples, bucket_step=16, max_len=40)
+    real_empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: real_empty(*a, **k).fill_(0xFF))  # dirty memory
+    dirty = collate(samples, bucket_step=16, max_len=40)
+    for key in clean:
+        assert torch.equal(clean[key], dirty[key]), key

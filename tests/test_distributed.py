@@ -170,7 +170,10 @@ def test_two_processes_match_one_process_with_the_global_batch_and_resume(dist_d
         assert losses[step] == pytest.approx(loss, rel=1e-5), step  # measured: 1e-7
     params = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
     worst = max((params[k].float() - ref_params[k].float()).abs().max().item() for k in ref_params)
-    assert worst < 1e-5, worst  # measured: 1e-6; without train.sync_bn step 1 already differs by 2e-4
+    # measured: 1.8e-5 on the numpy data path (1e-6 with the removed numba one: the order of the sums
+    # differs, and Adam's normalised steps amplify it in weights whose gradient is near zero);
+    # without train.sync_bn step 1 already differs by 2e-4
+    assert worst < 5e-5, worst
 
 
 def test_single_process_context_is_a_no_op_and_time_budget_is_allowed_with_several():

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from asl_cli.config import load_config
-from asl_cli import parallelism
-from asl_cli.parallelism import AUTO, plan
+from asl_cli.engine import parallelism
+from asl_cli.engine.parallelism import AUTO, plan
 from asl_cli.errors import ConfigError
 from kit import folder_is_free
 
@@ -34,56 +34,35 @@ def test_auto_on_a_cpu_gives_the_data_a_core_only_when_one_is_left(cpus, threads
     assert p.reason.startswith("auto:")
 
 
-@pytest.mark.parametrize("cpus, threads, busy, want", [
-    (2, 2, 1.0, (0, 1)),   # one core taken by another job: one thread keeps full speed (bench_contention)
-    (2, 2, 0.4, (0, 2)),   # a light neighbour: rounded away
-    (2, 2, 2.0, (0, 1)),   # never below one thread
-    (8, 8, 2.0, (1, 5)),   # 6 free cores: a worker and 5 threads
-    (4, 4, 1.0, (1, 2)),   # 3 free: a worker and 2 threads
-])
-def test_auto_on_a_cpu_leaves_out_cores_other_processes_keep_busy(cpus, threads, busy, want):
-    p = plan(AUTO, device_type="cpu", cpus=cpus, torch_threads=threads, busy_elsewhere=busy)
-    assert (p.num_workers, p.torch_threads) == want
-    assert (busy >= 0.5) == ("busy with other processes" in p.reason)
-    assert plan(AUTO, device_type="cuda", cpus=cpus, torch_threads=threads, busy_elsewhere=busy).torch_threads \
-        == threads  # beside a GPU the threads do not compute
-    assert plan(0, device_type="cpu", cpus=cpus, torch_threads=threads, busy_elsewhere=busy).torch_threads \
-        == threads  # explicit workers: hands off
+def test_the_plan_reads_no_load_only_the_cores_this_process_may_use(monkeypatch):
+    """Configuration and core count decide, never what else runs at the moment: `plan_here` is
+    `plan` of `available_cpus()` and torch's thread setting, and opens no file (no /proc/stat)."""
+    import builtins
+
+    assert not hasattr(parallelism, "busy_cores_elsewhere")
+    monkeypatch.setattr(parallelism, "available_cpus", lambda: 4)
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        monkeypatch.setattr(builtins, "open", lambda *a, **k: pytest.fail(f"plan_here opened {a[0]}"))
+        for device in ("cpu", "cuda"):
+            for workers in (AUTO, 0, 2):
+                assert parallelism.plan_here(workers, device_type=device) == \
+                    plan(workers, device_type=device, cpus=4, torch_threads=4)
+        assert parallelism.plan_here(AUTO, device_type="cpu", local_processes=2) == \
+            plan(AUTO, device_type="cpu", cpus=4, torch_threads=4, local_processes=2)
+    finally:
+        torch.set_num_threads(before)
 
 
-def test_busy_cores_elsewhere_reads_the_kernel_counters_minus_this_process(tmp_path, monkeypatch):
+def test_available_cpus_without_affinity_masks_is_the_cpu_count(tmp_path, monkeypatch):
     import os
 
-    cpus = sorted(os.sched_getaffinity(0))
-    (tmp_path / "self").mkdir()
-    tick = os.sysconf("SC_CLK_TCK")
-    calls = {"n": 0}
-    real_open = open
-
-    def fake_open(path, *a, **k):  # counters move by one core's worth of others' work per second
-        path = str(path)
-        if path.startswith(str(tmp_path)):
-            n = calls["n"] = calls["n"] + 1
-            if path.endswith("self/stat"):
-                own = 0 if n <= 2 else int(0.5 * tick * 0.2)  # this process: half a core
-                return _text("1 (a b) S " + " ".join(["0"] * 10) + f" {own} 0 0 0")
-            busy = 0 if n <= 1 else int(1.5 * tick * 0.2)  # all busy time: 1.5 cores
-            lines = [f"cpu {busy} 0 0 0 0 0 0 0 0 0"] + \
-                [f"cpu{c} {busy if c == cpus[0] else 0} 0 0 0 0 0 0 0 0 0" for c in cpus]
-            return _text("\n".join(lines) + "\n")
-        return real_open(path, *a, **k)
-
-    monkeypatch.setattr("builtins.open", fake_open)
-    got = parallelism.busy_cores_elsewhere(window_s=0.2, proc=str(tmp_path))
-    assert got == pytest.approx(1.0, abs=0.15)  # 1.5 cores busy, 0.5 of them this process
-    monkeypatch.setattr("builtins.open", real_open)
-    assert parallelism.busy_cores_elsewhere(window_s=0.01, proc=str(tmp_path / "missing")) == 0.0
-
-
-def _text(content: str):
-    import io
-
-    return io.StringIO(content)
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert parallelism.available_cpus(str(tmp_path / "no-cgroup")) == 6
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown: one core
+    assert parallelism.available_cpus(str(tmp_path / "no-cgroup")) == 1
 
 
 def test_auto_on_a_cpu_splits_the_cores_between_local_processes():
@@ -138,7 +117,6 @@ def test_build_loaders_on_its_own_resolves_auto(monkeypatch):
 
     cfg = load_config("cpu")
     monkeypatch.setattr(parallelism, "available_cpus", lambda: 4)
-    monkeypatch.setattr(parallelism, "busy_cores_elsewhere", lambda *a, **k: 0.0)
 
     class Cache:  # what build_loaders needs of a prepared cache (no sample is read here)
         lengths = [5] * 10
@@ -166,7 +144,6 @@ def test_trainer_resolves_auto_records_it_and_sets_threads_for_fit_only(tiny_set
 
     small = tiny_sets(signs=3, participants=5, repetitions=3, seed=2)  # one short epoch
     monkeypatch.setattr(parallelism, "available_cpus", lambda: 3)  # 3 cores: one worker, 2 threads
-    monkeypatch.setattr(parallelism, "busy_cores_elsewhere", lambda *a, **k: 0.0)  # whatever else runs here
     before = torch.get_num_threads()
     torch.set_num_threads(4)
     try:

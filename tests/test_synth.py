@@ -138,7 +138,7 @@ def test_same_seed_same_bytes_different_seed_different(tmp_path, small_set):
 
 
 def test_worker_processes_do_not_change_the_output(tmp_path, monkeypatch):
-    monkeypatch.setattr(synth, "POOL_MIN_SEQUENCES", 1)
+    monkeypatch.setattr(synth.writer, "POOL_MIN_SEQUENCES", 1)
     kw = dict(num_signs=4, num_participants=3, repetitions=2, seed=3)
     one, two = tmp_path / "one", tmp_path / "two"
     synth.generate(one, workers=1, **kw)
@@ -343,13 +343,13 @@ def test_default_dir_honours_asl_cache(tmp_path, monkeypatch):
 def test_ensure_generates_once_then_reuses(tmp_path, monkeypatch):
     cfg = SynthConfig(num_signs=3, num_participants=3, repetitions=1, seed=2)
     calls = []
-    real_write = synth._write_set
+    real_write = synth.writer.write_set
 
     def counting(*args, **kwargs):
         calls.append(kwargs)
         return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(synth, "_write_set", counting)
+    monkeypatch.setattr(synth.writer, "write_set", counting)
     progress = []
     path = synth.ensure_default_dataset(cfg, cache_root=tmp_path, progress=lambda d, t: progress.append((d, t)))
     assert path == synth.default_dataset_dir(cfg, tmp_path) and (path / "train.csv").is_file()
@@ -379,17 +379,17 @@ def test_a_set_finished_meanwhile_by_another_process_is_kept(tmp_path, monkeypat
     """Two first runs at once: the later one must not delete the set the earlier one is using."""
     cfg = SynthConfig(num_signs=3, num_participants=3, repetitions=1, seed=2)
     target = synth.default_dataset_dir(cfg, tmp_path)
-    real_write = synth._write_set
+    real_write = synth.writer.write_set
 
     def racing(out, name, **kwargs):
         summary = real_write(out, name, **kwargs)
         target.mkdir()
         real_write(target, target, **kwargs)  # the other process completes first...
-        (target / synth.COMPLETE_FILE).write_text(json.dumps(synth._params(cfg)))
+        (target / synth.COMPLETE_FILE).write_text(json.dumps(synth.default_set._params(cfg)))
         (target / "theirs").write_text("in use")
         return summary
 
-    monkeypatch.setattr(synth, "_write_set", racing)
+    monkeypatch.setattr(synth.writer, "write_set", racing)
     assert synth.ensure_default_dataset(cfg, cache_root=tmp_path) == target
     assert (target / "theirs").is_file() and [p.name for p in tmp_path.iterdir()] == [target.name]
 
@@ -527,7 +527,7 @@ def test_cli_stopped_by_a_signal_writes_nothing_and_says_so(tmp_path, signame, c
     assert again.exit_code == 0, again.output
 
 
-# --- the hard set (synth_signers) and held-out signers ---------------------------------------------
+# --- the hard set (synth/hard.py) and held-out signers ---------------------------------------------
 
 def _check_parquet(f: Path) -> None:
     """The asl-signs schema, row layout and NaN conventions of one file."""
@@ -553,7 +553,7 @@ def _check_parquet(f: Path) -> None:
 
 @pytest.fixture(scope="module")
 def hard_split(tmp_path_factory) -> Path:
-    from asl_cli.data.synth_signers import generate_hard
+    from asl_cli.data.synth import generate_hard
 
     out = tmp_path_factory.mktemp("hard") / "set"
     generate_hard(out, num_signs=6, num_participants=5, repetitions=2, seed=3, holdout_signers=2, workers=1)
@@ -616,9 +616,9 @@ def test_a_split_holds_exactly_the_files_of_the_whole_set(tmp_path):
 
 
 def test_hard_set_is_deterministic_and_independent_of_worker_processes(tmp_path, monkeypatch, hard_split):
-    from asl_cli.data.synth_signers import generate_hard
+    from asl_cli.data.synth import generate_hard
 
-    monkeypatch.setattr(synth, "POOL_MIN_SEQUENCES", 1)
+    monkeypatch.setattr(synth.writer, "POOL_MIN_SEQUENCES", 1)
     again = tmp_path / "again"
     generate_hard(again, num_signs=6, num_participants=5, repetitions=2, seed=3, holdout_signers=2, workers=2)
     assert _tree_digest(again) == _tree_digest(hard_split)
@@ -626,7 +626,7 @@ def test_hard_set_is_deterministic_and_independent_of_worker_processes(tmp_path,
 
 def test_mirror_permutation_swaps_left_and_right():
     from asl_cli.data.landmarks import FLIP_PAIRS
-    from asl_cli.data.synth_signers import MIRROR
+    from asl_cli.data.synth import MIRROR
 
     assert sorted(MIRROR.tolist()) == list(range(ROWS_PER_FRAME)) and (MIRROR[MIRROR] == np.arange(543)).all()
     assert all(MIRROR[a] == b for a, b in FLIP_PAIRS)  # the augmentation's flip agrees
@@ -645,7 +645,7 @@ def _one(view, sign=0, rep=0, **person):
 
 def test_left_handed_signers_are_the_mirror_image_with_the_dominant_hand_left():
     from asl_cli.data.landmarks import LEYE, NOSE, REYE
-    from asl_cli.data.synth_signers import SignerView
+    from asl_cli.data.synth import SignerView
 
     right = _one(SignerView(jitter=0.0))
     left = _one(SignerView(mirrored=True, jitter=0.0))
@@ -669,7 +669,7 @@ def test_left_handed_signers_are_the_mirror_image_with_the_dominant_hand_left():
 
 
 def test_the_camera_turns_tilts_scales_and_shifts_the_signer():
-    from asl_cli.data.synth_signers import SignerView
+    from asl_cli.data.synth import SignerView
 
     def shoulders(f):
         return np.abs(f[:, 500, 0] - f[:, 501, 0]).mean()
@@ -697,7 +697,7 @@ def test_the_camera_turns_tilts_scales_and_shifts_the_signer():
 
 
 def test_hard_signers_differ_more_than_the_default_ones():
-    from asl_cli.data.synth_signers import make_hard_participants
+    from asl_cli.data.synth import make_hard_participants
 
     hard = make_hard_participants(60, 5, 0)
     default = synth.make_participants(60, 5, 0)
@@ -720,7 +720,8 @@ def test_cli_hard_holdout_and_its_errors(tmp_path):
     from asl_cli.cli import cmd_synth
     from asl_cli.cli.app import app
     from asl_cli.data.reader import read_index
-    from asl_cli.data.synth_signers import HARD_DEFAULTS
+    from asl_cli.data.synth import HARD_DEFAULTS
+    from asl_cli.errors import DataError
 
     assert cmd_synth._HARD == HARD_DEFAULTS
     out = tmp_path / "hard"
@@ -734,5 +735,5 @@ def test_cli_hard_holdout_and_its_errors(tmp_path):
     assert len(read_index(out / "train")) == 9 and len(read_index(out / "test")) == 3
     bad = runner.invoke(app, ["synth", str(tmp_path / "x"), "--participants", "3", "--holdout-signers", "3"])
     assert bad.exit_code == 2 and "--holdout-signers" in bad.stderr and not (tmp_path / "x").exists()
-    with pytest.raises(synth.DataError, match="held-out"):
+    with pytest.raises(DataError, match="held-out"):
         synth.generate(tmp_path / "y", num_signs=2, num_participants=2, repetitions=1, holdout_signers=2)

@@ -109,15 +109,15 @@ def test_preprocessing_twice_in_the_dataset_fails(workdir, monkeypatch):
     """The seed's bug 3, data side: preprocessing runs twice per sample."""
     import asl_cli.data.dataset as dataset
 
-    original = dataset.SignDataset._sample  # what __getitem__ and the loader's __getitems__ both run
+    original = dataset.SignDataset.__getitem__  # what the loader runs for every sample
 
-    def twice(self, item, deferred):
-        out = original(self, item, deferred)
+    def twice(self, item):
+        out = original(self, item)
         position = item[0] if isinstance(item, tuple) else item
         dataset.preprocess(self.cache.points(int(self.indices[position])), self.max_len)
         return out
 
-    monkeypatch.setattr(dataset.SignDataset, "_sample", twice)
+    monkeypatch.setattr(dataset.SignDataset, "__getitem__", twice)
     r = check(workdir, "preprocess-once")
     assert r.status == FAIL and "ran preprocessing" in r.reason
 
@@ -351,12 +351,11 @@ def test_cli_as_a_subprocess():
 
 
 def test_auto_workers_are_checked_against_the_rule(workdir, monkeypatch):
-    from asl_cli import parallelism
+    from asl_cli.engine import parallelism
 
     if CUDA:
         pytest.skip("the cpu preset trains on the GPU here")
     monkeypatch.setattr(parallelism, "available_cpus", lambda: 4)  # auto: one worker on a CPU
-    monkeypatch.setattr(parallelism, "busy_cores_elsewhere", lambda *a, **k: 0.0)  # whatever else runs here
     r = check(workdir, "loader-settings", preset="cpu")
     assert r.status == PASS and "num_workers 1 (auto)" in r.reason, r.reason
 

@@ -76,25 +76,6 @@ def resample_plan(length: int, new_length: int, mode: str, dtype: str = "float32
     return taps, w
 
 
-def resample_taps(length: int, new_length: int, mode: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """`resample`'s source frames and weights (K, new_length) as float32, None where it copies
-    (`new_length == length`); a single frame repeats. For kernels that apply them themselves."""
-    new_length = max(1, int(new_length))
-    if new_length == length:
-        return None
-    if length == 1:
-        return _repeat_plan(new_length)
-    return resample_plan(length, new_length, mode)
-
-
-@functools.lru_cache(maxsize=512)
-def _repeat_plan(new_length: int) -> tuple[np.ndarray, np.ndarray]:
-    taps, w = np.zeros((1, new_length), dtype=np.intp), np.ones((1, new_length), dtype=np.float32)
-    taps.setflags(write=False)  # cached and shared, as resample_plan's
-    w.setflags(write=False)
-    return taps, w
-
-
 def resample(points: np.ndarray, new_length: int, mode: str = "linear") -> np.ndarray:
     """Stretch or squeeze time to `new_length` (>= 1) frames (see `resample_plan`).
 

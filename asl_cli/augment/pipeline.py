@@ -35,7 +35,6 @@ import numpy as np
 
 from asl_cli.augment import ops
 from asl_cli.config import AugConfig
-from asl_cli.data import fast  # numpy only until the kernel is used (numba is imported lazily)
 from asl_cli.data.landmarks import POINT_LANDMARKS, flip_permutation
 from asl_cli.errors import ConfigError
 
@@ -229,34 +228,6 @@ def apply_params(points: np.ndarray, p: AugParams, rng: np.random.Generator,
     return x
 
 
-def prepare_fused(points: np.ndarray, p: AugParams, rng: np.random.Generator, permutation: np.ndarray,
-                  max_len: int) -> fast.Pending:
-    """`preprocess(apply_params(points, p, rng, permutation), max_len, drop_nan_frames=False)` as one
-    call of the compiled kernel (asl_cli/data/fast.py), prepared: `.run()` or `.write(out)` (e.g. into
-    a batch's rows). The per-landmark random values (noise, dropout) are drawn here, exactly as
-    `apply_params` draws them, so either path gives the same sample."""
-    t, n = p.length_out, points.shape[1]
-    affine = None
-    if p.affine:
-        affine = ops.complex_coefficients(*ops.affine_entries(
-            scale=p.scale, shear_x=p.shear_x, shear_y=p.shear_y, degrees=p.degrees, shift=(p.shift_x, p.shift_y)))
-    masked = None
-    if p.feature_mask:
-        masked = np.zeros(n, dtype=bool)
-        masked[p.feature_mask_points] = True
-    # the generator's draws, in apply_params' order: noise, then dropout
-    noise = ops.gaussian_noise_values((t, n, 2), p.noise_std, rng) if p.noise else None
-    dropout = rng.random((t, n), dtype=np.float32) if p.landmark_dropout else None
-    return fast.prepare(
-        points, max_len, resample=ops.resample_taps(points.shape[0], p.resample_length, p.resample_mode)
-        if p.resample else None, first=p.crop_start if p.crop else 0, length=t,
-        permutation=permutation if p.flip else None, complex_affine=affine, noise=noise,
-        frames_masked=(p.temporal_mask_start, p.temporal_mask_start + p.temporal_mask_length)
-        if p.temporal_mask else (0, 0),
-        points_masked=masked, dropout_uniforms=dropout, dropout_prob=p.landmark_dropout_prob,
-        square=(p.spatial_mask_x0, p.spatial_mask_y0, p.spatial_mask_side) if p.spatial_mask else None)
-
-
 class ASLAugmentations:
     """The training augmentations: `aug(points, rng) -> points'`.
 
@@ -308,16 +279,6 @@ class ASLAugmentations:
             return points, None
         params = self.augment_params(points, rng)
         return apply_params(points, params, rng, self.permutation), params
-
-    def prepare_features(self, points: np.ndarray, rng: np.random.Generator, max_len: int) -> fast.Pending:
-        """`preprocess(self(points, rng), max_len, drop_nan_frames=False)` as one prepared call of the
-        compiled kernel: the operations fused with the preprocessing in one pass, every random value
-        drawn now, by the same numpy calls in the same order as the numpy path (which stays the
-        reference; tests/test_fast.py). The kernel runs at `.run()` / `.write(out)` (`collate`
-        writes it straight into the batch). Requires `fast.available()`."""
-        if not self.enabled:
-            return fast.prepare(points, max_len)
-        return prepare_fused(points, self.augment_params(points, rng), rng, self.permutation, max_len)
 
     def augment_params(self, points: np.ndarray, rng: np.random.Generator) -> AugParams:
         if points.ndim != 3 or points.shape[1] != len(self.points) or points.shape[2] < 2 \

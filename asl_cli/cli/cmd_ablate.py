@@ -62,7 +62,6 @@ def ablate_cmd(
     empty_cache: _switch("--empty-cache", "torch.cuda.empty_cache() every 50 batches") = False,
     no_workers: _switch("--no-workers", "DataLoader in the main process") = False,
     no_pin: _switch("--no-pin", "pin_memory off") = False,
-    no_compiled_data: _switch("--no-compiled-data", "numpy data path instead of the compiled one (numba)") = False,
     all_variants: _switch("--all", "every variant above") = False,
     force: Annotated[bool, typer.Option(
         "--force", rich_help_panel="Variants",
@@ -89,8 +88,7 @@ def ablate_cmd(
 
     chosen = {"no-aug": no_aug, "no-amp": no_amp, "no-compile": no_compile, "no-accum": no_accum,
               "no-clip": no_clip, "no-bucketing": no_bucketing, "no-cudnn-benchmark": no_cudnn_benchmark,
-              "empty-cache": empty_cache, "no-workers": no_workers, "no-pin": no_pin,
-              "no-compiled-data": no_compiled_data}
+              "empty-cache": empty_cache, "no-workers": no_workers, "no-pin": no_pin}
     flags = dict(epochs=epochs, max_steps=max_steps, time_budget=time_budget, data=data, name=name,
                  device=device, workers=workers, seed=seed, runs_dir=runs_dir)
     with user_errors(as_json), name_the_remedy("--set data.skip_bad=true"):

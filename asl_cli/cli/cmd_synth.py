@@ -5,7 +5,7 @@ asl-signs folder (`asl prepare OUT_DIR`, `asl train --data OUT_DIR`). `asl train
 `--data` generates (and caches) the default set by itself, so this command is optional.
 The set appears in OUT_DIR only when complete: Ctrl-C (exit 130) or SIGTERM (143) leaves nothing.
 `--hard` makes the signers' recordings differ (camera, handedness, tracking loss, tempo;
-asl_cli/data/synth_signers.py); `--holdout-signers N` writes OUT_DIR/train and OUT_DIR/test.
+asl_cli/data/synth/hard.py); `--holdout-signers N` writes OUT_DIR/train and OUT_DIR/test.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from asl_cli.config import SynthConfig
 from asl_cli.units import human_bytes
 
 _DEFAULTS = SynthConfig()
-_HARD = {"num_signs": 64, "num_participants": 40, "repetitions": 2}  # = synth_signers.HARD_DEFAULTS (tested)
+_HARD = {"num_signs": 64, "num_participants": 40, "repetitions": 2}  # = synth.HARD_DEFAULTS (tested)
 
 
 class _LazyBar:
@@ -92,7 +92,7 @@ def synth_command(
         bar = _LazyBar(total, console)
         kwargs: dict = {}
         if hard:
-            from asl_cli.data.synth_signers import HARD_VERSION, make_hard_participants
+            from asl_cli.data.synth.hard import HARD_VERSION, make_hard_participants
 
             kwargs = dict(signers=make_hard_participants, about={"difficulty": "hard", "hard_version": HARD_VERSION})
         # Ctrl-C / SIGTERM: generate() removes its temporary folder on the way out; one line, exit 130 / 143

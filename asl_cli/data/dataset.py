@@ -21,7 +21,6 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from asl_cli.data import fast
 from asl_cli.data.landmarks import NUM_FEATURES
 from asl_cli.data.preprocess import preprocess
 from asl_cli.errors import ConfigError
@@ -37,15 +36,13 @@ class SignDataset:
     """
 
     def __init__(self, cache, indices: Sequence[int] | np.ndarray, *, max_len: int,
-                 augment: Augment | None = None, seed: int = 0, compiled: bool = True):
+                 augment: Augment | None = None, seed: int = 0):
         self.cache = cache
-        self.compiled = bool(compiled)  # False: the numpy path even where the kernel is available
         self.indices = np.asarray(indices, dtype=np.int64)
         self.max_len = int(max_len)
         self.augment = augment
         self.seed = int(seed)
         self.labels = np.asarray(cache.labels)[self.indices]
-        self.defer_features = False  # see __getitems__
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
@@ -56,38 +53,14 @@ class SignDataset:
         return np.asarray(self.cache.lengths)[self.indices]
 
     def __getitem__(self, item: tuple[int, int] | int) -> dict[str, Any]:
-        return self._sample(item, deferred=False)
-
-    def __getitems__(self, items: Sequence[tuple[int, int] | int]) -> list[dict[str, Any]]:
-        """A batch's samples (the DataLoader's batched fetch). With `defer_features` on (`build_loaders`
-        sets it: its `collate` takes them) and the compiled data path, each sample's features are a
-        `fast.Pending`: every random value is drawn now, in the batch's order, and `collate` runs the
-        kernel straight into the batch's rows, with no array per sample and no copy."""
-        deferred = self.defer_features and self.uses_kernel
-        return [self._sample(item, deferred) for item in items]
-
-    @property
-    def uses_kernel(self) -> bool:
-        """Whether samples go through the compiled kernel (asl_cli/data/fast.py): it is available,
-        not switched off by `compiled`, and the augmentation (if any) prepares kernel calls."""
-        return self.compiled and fast.available() and (
-            self.augment is None or hasattr(self.augment, "prepare_features"))
-
-    def _sample(self, item: tuple[int, int] | int, deferred: bool) -> dict[str, Any]:
         position, epoch = item if isinstance(item, tuple) else (item, 0)
         index = int(self.indices[position])
         points = self.cache.points(index)
-        rng = None if self.augment is None else sample_rng(self.seed, int(epoch), index)
         # All-NaN frames were dropped when the cache was built (before augmentation, as the
         # winner does); frames an augmentation masks out stay, as zero rows.
-        if deferred or self.uses_kernel:  # augment + preprocess in one compiled pass
-            pending = fast.prepare(points, self.max_len) if rng is None else \
-                self.augment.prepare_features(points, rng, self.max_len)
-            features = pending if deferred else pending.run()
-        else:
-            if rng is not None:
-                points = self.augment(points, rng)
-            features = preprocess(points, self.max_len, drop_nan_frames=False)
+        if self.augment is not None:
+            points = self.augment(points, sample_rng(self.seed, int(epoch), index))
+        features = preprocess(points, self.max_len, drop_nan_frames=False)
         return {"features": features, "label": int(self.labels[position]), "index": index}
 
 
@@ -123,8 +96,7 @@ def padded_length(longest: int, *, bucket_step: int, max_len: int | None = None)
 
 def collate(samples: list[dict[str, Any]], *, bucket_step: int = 1, pad_to: int | None = None,
             max_len: int | None = None) -> dict[str, Any]:
-    """Stack samples into zero-padded tensors. A sample's features are an array or a `fast.Pending`
-    (`SignDataset.__getitems__`), which is computed straight into its rows of the batch.
+    """Stack samples (`SignDataset` items) into zero-padded tensors.
 
     Returns features (B, L, 708) float32, mask (B, L) bool (True = valid frame), lengths (B,),
     labels (B,), index (B,) (int64). L is the longest sample rounded up to `bucket_step` and capped
@@ -153,11 +125,8 @@ def collate(samples: list[dict[str, Any]], *, bucket_step: int = 1, pad_to: int 
     meta_np[1] = [s["label"] for s in samples]
     meta_np[2] = [s["index"] for s in samples]
     for i, s in enumerate(samples):
-        n, f = lengths[i], s["features"]
-        if isinstance(f, np.ndarray):
-            features_np[i, :n] = f
-        else:
-            f.write(features_np[i, :n])
+        n = lengths[i]
+        features_np[i, :n] = s["features"]
         features_np[i, n:] = 0
     mask.numpy()[:] = np.arange(L) < lengths[:, None]
     return {"features": features, "mask": mask, "lengths": meta[0], "labels": meta[1], "index": meta[2]}
@@ -333,7 +302,7 @@ def build_loaders(cfg, cache, *, augment: Augment | None = None, device_type: st
 
     `train_loader.batch_sampler` is the sampler to `set_epoch` and checkpoint. `num_workers`
     overrides `cfg.loader.num_workers`, whose -1 (auto) is otherwise worked out here
-    (`asl_cli.parallelism`; the trainer passes the count it planned with its threads).
+    (`asl_cli.engine.parallelism`; the trainer passes the count it planned with its threads).
     """
     from torch.utils.data import DataLoader
 
@@ -352,7 +321,7 @@ def build_loaders(cfg, cache, *, augment: Augment | None = None, device_type: st
     collate_fn = partial(collate, bucket_step=d.bucket_step, max_len=d.max_len,
                          pad_to=None if d.length_bucketing else d.max_len)
     if num_workers is None:
-        from asl_cli.parallelism import plan_here
+        from asl_cli.engine.parallelism import plan_here
         num_workers = plan_here(ld.num_workers, device_type=device_type).num_workers
     workers = int(num_workers)
     kwargs: dict[str, Any] = dict(num_workers=workers, collate_fn=collate_fn,
@@ -360,14 +329,10 @@ def build_loaders(cfg, cache, *, augment: Augment | None = None, device_type: st
     if workers > 0:
         kwargs.update(persistent_workers=bool(ld.persistent_workers), prefetch_factor=ld.prefetch_factor)
 
-    if d.compiled:
-        fast.available()  # compiles or loads the data kernel once, here, before any worker starts
-    train_ds = SignDataset(cache, train_idx, max_len=d.max_len, augment=augment, seed=seed, compiled=d.compiled)
-    train_ds.defer_features = True  # collate_fn computes the features into the batch
+    train_ds = SignDataset(cache, train_idx, max_len=d.max_len, augment=augment, seed=seed)
     train_loader = DataLoader(train_ds, batch_sampler=sampler(train_idx, True), **kwargs)
     val_loader = None
     if len(val_idx):
-        val_ds = SignDataset(cache, val_idx, max_len=d.max_len, augment=None, seed=seed, compiled=d.compiled)
-        val_ds.defer_features = True
+        val_ds = SignDataset(cache, val_idx, max_len=d.max_len, augment=None, seed=seed)
         val_loader = DataLoader(val_ds, batch_sampler=sampler(val_idx, False), **kwargs)
     return train_loader, val_loader

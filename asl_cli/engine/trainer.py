@@ -129,7 +129,7 @@ class ASLTrainer:
         t = cfg.train
         # Workers and compute threads share the cores (loader.num_workers -1 = auto). The config
         # keeps -1, so a resume works it out again for its machine; status.json has the numbers.
-        from asl_cli import parallelism
+        from asl_cli.engine import parallelism
         self.parallel = parallelism.plan_here(cfg.loader.num_workers, device_type=self.device.type,
                                               local_processes=self.dist.local_world_size)
         log.info("loader: %s", self.parallel.reason)
@@ -148,9 +148,7 @@ class ASLTrainer:
             if loader is not None:
                 loader.generator = torch.Generator().manual_seed(t.seed)
         self.sampler = self.train_loader.batch_sampler
-        from asl_cli.data import fast
-        self.data_path = fast.status(cfg.data.compiled)  # which per-sample code builds the batches
-        log.info("data: %s", self.data_path)
+        self.data_path = "numpy"  # status.json's data_path: the one sample path (kept for scripts reading it)
         self.num_classes = self.cache.num_classes
         self.accum = t.gradient_accumulation_steps
         self.batches_per_epoch = len(self.train_loader)

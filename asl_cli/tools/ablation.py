@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from asl_cli.config import RunConfig, set_value, validate
+from asl_cli.config import RunConfig, set_value, validate, without_retired
 from asl_cli.errors import ConfigError, RunIOError
-from asl_cli.parallelism import AUTO
+from asl_cli.engine.parallelism import AUTO
 from asl_cli.tempfiles import atomic_write_text
 
 RESULTS_JSON = "results.json"
@@ -54,9 +54,10 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             {"train.empty_cache_every": 50}, cuda_only=True),
     Variant("no-workers", "DataLoader in the main process (num_workers=0)", {"loader.num_workers": 0}),
     Variant("no-pin", "pin_memory off", {"loader.pin_memory": False}, cuda_only=True),
-    Variant("no-compiled-data", "numpy data path instead of the compiled one (numba, extra fast)",
-            {"data.compiled": False}),
 )}
+
+# Variants earlier versions had: an ablation folder that lists one still resumes, without it.
+RETIRED_VARIANTS = frozenset({"no-compiled-data"})  # the numba data path is gone (issue 17)
 
 # What the comparison shows, in order: (result key, column title, higher is better).
 METRICS: tuple[tuple[str, str, bool], ...] = (
@@ -125,11 +126,6 @@ def variant_note(base: RunConfig, variant: Variant, device_type: str) -> str:
         return "same as baseline (compile is off)"
     if variant.name == "no-workers" and base.loader.num_workers == AUTO:
         return _auto_workers_note(device_type)
-    if variant.name == "no-compiled-data":
-        from asl_cli.data import fast
-
-        if not fast.available():
-            return f"same as baseline here (the baseline already uses the {fast.status()})"
     return ""
 
 
@@ -137,7 +133,7 @@ def _auto_workers_note(device_type: str) -> str:
     """`no-workers` against a baseline with auto workers: what auto chose on this machine."""
     import torch
 
-    from asl_cli.parallelism import plan_here
+    from asl_cli.engine.parallelism import plan_here
 
     threads = torch.get_num_threads()
     auto = plan_here(AUTO, device_type=device_type)  # what the baseline's trainer will plan
@@ -152,6 +148,8 @@ def _auto_workers_note(device_type: str) -> str:
 def resolve_variants(names: Iterable[str]) -> list[Variant]:
     out = []
     for name in names:
+        if name in RETIRED_VARIANTS:
+            continue
         if name not in VARIANTS:
             raise ConfigError(f"unknown ablation variant {name!r} (known: {', '.join(VARIANTS)})")
         if VARIANTS[name] not in out:
@@ -221,7 +219,7 @@ def _named(cfg: RunConfig, out: Path, variant: str) -> RunConfig:
 
 def _comparable(cfg_dict: dict) -> dict:
     """A config dict without what may differ between two invocations of the same ablation."""
-    d = copy.deepcopy(cfg_dict)
+    d = without_retired(copy.deepcopy(cfg_dict))  # an older version's results.json has them
     for key in ("name", "runs_dir"):
         d.pop(key, None)
     return d
@@ -252,7 +250,7 @@ def check_resumable(plan: Plan, previous: dict | None) -> dict[str, dict]:
 # refuses them instead. Display options stay allowed.
 RESUME_FIXED = ("preset", "sets", "epochs", "max_steps", "time_budget", "data", "name", "device", "workers", "seed",
                 "runs_dir", "no_aug", "no_amp", "no_compile", "no_accum", "no_clip", "no_bucketing",
-                "no_cudnn_benchmark", "empty_cache", "no_workers", "no_pin", "no_compiled_data", "all_variants",
+                "no_cudnn_benchmark", "empty_cache", "no_workers", "no_pin", "all_variants",
                 "force")
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from asl_cli.units import MIB
 
-PACKAGES = ("torch", "typer", "rich", "numpy", "pandas", "pyarrow", "nvidia-ml-py", "numba")
+PACKAGES = ("torch", "typer", "rich", "numpy", "pandas", "pyarrow", "nvidia-ml-py")
 
 
 def python_facts() -> dict[str, Any]:
@@ -51,7 +51,6 @@ def package_versions(names: tuple[str, ...] = PACKAGES,
 EXTRAS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("plot", ("matplotlib",), "asl show, evaluate's confusion matrix, ablate's chart"),
     ("onnx", ("onnx", "onnxruntime", "onnxscript"), "asl export (ONNX, verified with onnxruntime)"),
-    ("fast", ("numba",), "compiled data path: about half the CPU data work"),
 )
 
 
@@ -287,14 +286,6 @@ def default_data_facts() -> dict[str, Any]:
     return facts | {"summary": describe_default_dataset(facts)}
 
 
-def data_path_facts() -> dict[str, Any]:
-    """Whether training samples go through the compiled kernel (numba) or the numpy code. Loading
-    the kernel is part of the check: a numba that cannot compile it shows here, not mid-run."""
-    from asl_cli.data import fast
-
-    return {"compiled": fast.available(), "status": fast.status()}
-
-
 def collect_report(*, data_dir: str | Path | None = None, fake_gpu: str | Path | None = None, torch: Any = None,
                    version: Callable[[str], str] = importlib.metadata.version,
                    progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -311,7 +302,6 @@ def collect_report(*, data_dir: str | Path | None = None, fake_gpu: str | Path |
     report["fake_gpus"] = fake
     report["compile"] = compile_facts(report["torch"], gpus)
     report["packages"] = package_versions(version=version)
-    report["data_path"] = data_path_facts()
     report.update(extras_facts(version))
     report["default_data"] = default_data_facts()
     warnings: list[str] = []

@@ -222,11 +222,9 @@ def check_features_key(ws: Workspace) -> tuple[str, str]:
 
 
 def _preprocess_functions() -> dict[str, Callable]:
-    from asl_cli.data import fast
     from asl_cli.data import preprocess as pp
 
-    # fast.prepare: one compiled preprocessing (with numba installed), run now or into the batch
-    funcs = {"preprocess": pp.preprocess, "fast.prepare": fast.prepare}
+    funcs = {"preprocess": pp.preprocess}
     with contextlib.suppress(ImportError):
         from asl_cli.data import preprocess_torch as ppt
 
@@ -520,7 +518,7 @@ def check_cudnn_flags(ws: Workspace) -> tuple[str, str]:
 def check_loader_settings(ws: Workspace) -> tuple[str, str]:
     """The trainer's DataLoaders use the preset's workers, pin_memory (only with CUDA),
     persistent_workers and prefetch_factor."""
-    from asl_cli import parallelism
+    from asl_cli.engine import parallelism
 
     ld = ws.base.loader
     cfg = ws.cfg({"loader.num_workers": ld.num_workers, "loader.pin_memory": ld.pin_memory,

@@ -47,9 +47,6 @@ def env_report_view(report: Mapping[str, Any]) -> RenderableType:
         t = _yes_no(c.get("ok"))
         t.append(f"  {c.get('why', '')}", style="dim")
         facts.add_row(f"torch.compile {dev}", t)
-    dp = report.get("data_path")
-    if dp:
-        facts.add_row("data path", Text(str(dp.get("status", NA)), style="" if dp.get("compiled") else "yellow"))
     parts.append(Panel(facts, title=Text("environment", style="bold"), title_align="left", box=box.ROUNDED))
 
     gpus = report.get("gpus") or []

@@ -183,18 +183,18 @@ def test_nonfinite_weights_never_reach_a_checkpoint(mode, tiny_data, tmp_path, c
 def test_dead_data_loader_worker_names_the_sample(tiny_data, tmp_path, cache_env, monkeypatch, ledger):
     from asl_cli.data.dataset import SignDataset
 
-    real = SignDataset._sample  # behind __getitem__ and the loader's __getitems__
+    real = SignDataset.__getitem__  # what the loader runs for every sample
     victim = {}
 
-    def sample_of(self, item, deferred):
-        sample = real(self, item, deferred)
+    def sample_of(self, item):
+        sample = real(self, item)
         if self.augment is not None and sample["index"] == victim.setdefault("index", sample["index"]) \
                 and os.environ.get("ASL_TEST_IN_WORKER") != "main":
             os._exit(3)  # a hard crash: no exception, no traceback from the worker
         return sample
 
     with ledger.case("fault", "data-loader worker killed by a sample (os._exit)"):
-        monkeypatch.setattr(SignDataset, "_sample", sample_of)
+        monkeypatch.setattr(SignDataset, "__getitem__", sample_of)
         # a run that hangs on the dead worker fails through the autouse `no_hang` alarm (90 s)
         out = train(tiny_data, tmp_path, "--workers", "1", "--set", "loader.persistent_workers=false")
         assert out.exit_code == EXIT_DATA, out.stderr

@@ -1,48 +1,61 @@
-"""Signers whose recordings differ: the opt-in hard synthetic set (`asl synth --hard`).
+"""The synthetic set's signers: who signs (`Participant`) and how their recordings look (`SignerView`).
 
-The default set (asl_cli/data/synth.py) varies its participants mildly: position and size in the
-image, hand size, tempo, noise, a little tracking loss. Real asl-signs signers differ much more,
-and a model that is tested on signers it never saw has to cope with it. A hard participant adds:
-
-- a camera of its own (`SignerView`): turned (yaw, about the vertical axis through the signer's
-  neck, up to +-30 degrees), tilted (pitch, up to +-17 degrees), nearer or further (the whole image
-  scaled about its centre, 0.75-1.3x) and shifted; the 3D landmarks are rotated, so a turned camera
-  narrows the shoulders and foreshortens the hands as a real one does. Every sequence jitters the
-  camera a little (the signer sits down again);
-- handedness: a fifth of the signers are left-handed. Their recordings are the mirror image of a
-  right-handed signer's, as MediaPipe would see them: x mirrored about the signer's neck and every
-  left/right landmark pair swapped (face mesh, pose, and the two hands), so the dominant hand is
-  MediaPipe's `left_hand`, on the image right;
-- tracking loss: the dominant hand is lost in 5-45 % of the frames (default set 2-15 %), in runs of
-  1.5-6 frames; a hand whose wrist leaves the image on any side is NaN;
-- tempo: median 8-40 frames per sign (default 12-26), log-uniform;
-- larger personal offsets of the keyposes (the signer's own way of placing the hand).
-
-`make_hard_participants` is the `signers` function `synth.generate` takes; `generate_hard` writes
-a hard set, optionally split by signer (`holdout_signers`). Everything is seeded as in synth.py:
-the same seed gives the same files. This module imports synth.py, never the other way round.
+The default set's participants (`make_participants`) vary mildly: position and size in the image,
+hand size, tempo, noise, a little tracking loss. A `SignerView` goes further, for the hard set
+(hard.py): a camera of its own (turned, tilted, nearer or further, shifted; the 3D landmarks are
+rotated, so a turned camera narrows the shoulders and foreshortens the hands) and handedness (a
+left-handed signer's recording is the mirror image, as MediaPipe would label it: x mirrored about
+the neck and every left/right landmark pair swapped, so the dominant hand is MediaPipe's
+`left_hand`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from asl_cli.data import synth
 from asl_cli.data.landmarks import ROWS_PER_FRAME, TYPE_OFFSETS
+from asl_cli.data.synth.templates import FACE_TEMPLATE
 
-HARD_VERSION = 1  # bump when the hard set's output for a given seed changes
-# `asl synth --hard` without --signs/--participants/--repetitions: a benchmark-sized set.
-HARD_DEFAULTS = {"num_signs": 64, "num_participants": 40, "repetitions": 2}
-LEFT_HANDED_SHARE = 0.2
-YAW_MAX, PITCH_MAX = 0.52, 0.3  # radians (30 and 17 degrees)
-SCALE_RANGE = (0.75, 1.3)
-OFFSET_MAX = (0.1, 0.06)  # image units, x and y
 JITTER = 0.04  # per-sequence camera jitter: radians for yaw/pitch, relative for the scale
+
+
+# --- participants -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Participant:
+    pid: int
+    neck: tuple[float, float]  # image position of the point between the shoulders
+    body: float  # shoulder width in image units
+    hand: float  # hand length in shoulder widths
+    face: float  # face width in shoulder widths
+    speed: float  # median frames per sign (slower signers: longer sequences)
+    noise: float  # landmark noise, image units
+    miss: float  # fraction of frames in which the tracker loses the dominant hand
+    style: np.ndarray  # (K, 2) personal offsets of the keypose positions, body units
+    miss_run: float = 2.0  # mean length (frames) of a run in which the dominant hand is lost
+    # How this signer's recordings look (camera, handedness): None, or an object with
+    # `apply(frames, rng) -> frames` and `mirrored` (a `SignerView` below; the hard set's, hard.py).
+    view: Any = None
+
+
+def make_participants(num: int, k: int, seed: int) -> list[Participant]:
+    rng = np.random.default_rng([seed, 2])
+    ids = np.sort(rng.choice(np.arange(1000, 65000), size=num, replace=False))
+    out = []
+    for pid in ids:
+        out.append(Participant(
+            pid=int(pid), neck=(rng.uniform(0.42, 0.56), rng.uniform(0.6, 0.72)), body=rng.uniform(0.45, 0.65),
+            hand=rng.uniform(0.42, 0.5), face=rng.uniform(0.46, 0.54), speed=rng.uniform(12.0, 26.0),
+            noise=rng.uniform(0.001, 0.004), miss=rng.uniform(0.02, 0.15),
+            style=rng.normal(0.0, 0.04, (k, 2))))
+    return out
+
+
+# --- how a signer's recordings look ------------------------------------------------------------
 
 _POSE = TYPE_OFFSETS["pose"]
 _LEFT, _RIGHT = TYPE_OFFSETS["left_hand"], TYPE_OFFSETS["right_hand"]
@@ -57,7 +70,7 @@ def _face_partners() -> np.ndarray:
     The template's oval, eyes, brows, lips, nostrils and nose bridge are symmetric at their
     MediaPipe indices; the filler points inside the oval have no partner and stay where they are.
     """
-    xy = synth.FACE_TEMPLATE[:, :2]
+    xy = FACE_TEMPLATE[:, :2]
     mirrored = xy * np.array([-1.0, 1.0])
     dist = np.linalg.norm(xy[None, :, :] - mirrored[:, None, :], axis=2)  # [i, j]: |xy_j - mirror(xy_i)|
     best = dist.argmin(axis=1)
@@ -150,37 +163,3 @@ class SignerView:
         return {"left_handed": self.mirrored, "camera_yaw_deg": round(math.degrees(self.yaw), 1),
                 "camera_pitch_deg": round(math.degrees(self.pitch), 1), "camera_scale": round(self.scale, 3),
                 "camera_offset": [round(v, 3) for v in self.offset]}
-
-
-def make_hard_participants(num: int, k: int, seed: int) -> list[synth.Participant]:
-    """`num` participants of the hard set (keypose pool size `k`), deterministic for a seed.
-
-    The ids and body placement are those of `synth.make_participants` (same seed, same ids); the
-    rest is drawn from a stream of its own.
-    """
-    base = synth.make_participants(num, k, seed)
-    rng = np.random.default_rng([seed, 2, HARD_VERSION])
-    out = []
-    for person in base:
-        view = SignerView(yaw=float(rng.uniform(-YAW_MAX, YAW_MAX)), pitch=float(rng.uniform(-PITCH_MAX, PITCH_MAX)),
-                          scale=float(math.exp(rng.uniform(*np.log(SCALE_RANGE)))),
-                          offset=(float(rng.uniform(-OFFSET_MAX[0], OFFSET_MAX[0])),
-                                  float(rng.uniform(-OFFSET_MAX[1], OFFSET_MAX[1]))),
-                          mirrored=bool(rng.random() < LEFT_HANDED_SHARE))
-        out.append(dataclasses.replace(
-            person, speed=float(math.exp(rng.uniform(math.log(8.0), math.log(40.0)))),
-            miss=float(rng.uniform(0.05, 0.45)), miss_run=float(rng.uniform(1.5, 6.0)),
-            style=rng.normal(0.0, 0.07, (k, 2)), view=view))
-    return out
-
-
-def generate_hard(out_dir: str | Path, *, num_signs: int = HARD_DEFAULTS["num_signs"],
-                  num_participants: int = HARD_DEFAULTS["num_participants"],
-                  repetitions: int = HARD_DEFAULTS["repetitions"], seed: int = 0, holdout_signers: int = 0,
-                  workers: int | None = None, progress: synth.ProgressFn | None = None) -> synth.SynthSummary:
-    """The hard set (see the module docstring) in the asl-signs format; `holdout_signers` N > 0
-    writes `out_dir/train` and `out_dir/test` (N signers never seen in train). As `synth.generate`."""
-    return synth.generate(out_dir, num_signs=num_signs, num_participants=num_participants,
-                          repetitions=repetitions, seed=seed, workers=workers, progress=progress,
-                          signers=make_hard_participants, holdout_signers=holdout_signers,
-                          about={"difficulty": "hard", "hard_version": HARD_VERSION})

@@ -14,19 +14,20 @@ configuration keeps -1, so a resume works it out again on the machine it runs on
 - On a GPU the compute runs on the device; the host needs one core for the training loop, and the
   rest can feed it: up to 8 workers.
 
-"Cores" are the affinity mask lowered to the cgroup's CPU quota. On a CPU, auto also leaves out
-the cores other processes keep busy when the run starts (`busy_cores_elsewhere`, 0.1 s of the
-kernel's counters): beside a busy neighbour torch's threads collapse to a quarter of their speed,
-while fewer threads on the free cores keep theirs. Torchrun processes on one
-machine share its cores: each plans with its share. An explicit `num_workers >= 0` is used as
-given and leaves the threads alone. No torch import at module level (the data layer uses it).
+"Cores" are the affinity mask (`os.sched_getaffinity`, else `os.cpu_count()`) lowered to the
+cgroup's CPU quota: what the process is allowed, never how busy the machine happens to be. The
+plan is a pure function of the configuration, those cores and torch's thread setting, so the same
+run on the same machine always plans the same, whatever else runs at its start. On a machine
+shared with other jobs, say so yourself: `OMP_NUM_THREADS=N` (torch's threads) or `--workers N`
+(docs/presets.md). Torchrun processes on one machine share its
+cores: each plans with its share. An explicit `num_workers >= 0` is used as given and leaves the
+threads alone. No torch import at module level (the data layer uses it).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,67 +72,20 @@ def cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
         return None
 
 
-def busy_cores_elsewhere(window_s: float = 0.1, proc: str = "/proc") -> float:
-    """How many of this process's cores other processes keep busy right now, measured over
-    `window_s` from the kernel's per-CPU counters (Linux; 0.0 where they cannot be read).
-
-    Busy time of the CPUs in the affinity mask, minus this process's own CPU time (all its
-    threads), in cores. A second job on a shared machine is what this is for: torch's threads
-    collapse beside it (docs/benchmarks.md, "CPU training beside another busy process").
-    """
-    try:
-        mine = {f"cpu{c}" for c in os.sched_getaffinity(0)}
-        tick = os.sysconf("SC_CLK_TCK")
-    except (AttributeError, OSError, ValueError):
-        return 0.0
-
-    def sample() -> tuple[int, int, float]:
-        busy = 0
-        with open(f"{proc}/stat") as fh:
-            for line in fh:
-                name, *fields = line.split()
-                if name in mine:
-                    v = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
-                    busy += v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
-        with open(f"{proc}/self/stat") as fh:
-            own = fh.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-        return busy, int(own[11]) + int(own[12]), time.monotonic()  # utime + stime
-
-    try:
-        busy0, own0, t0 = sample()
-        time.sleep(window_s)
-        busy1, own1, t1 = sample()
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return max(0.0, ((busy1 - busy0) - (own1 - own0)) / tick / max(t1 - t0, 1e-3))
-
-
 def plan_here(requested_workers: int, *, device_type: str, local_processes: int = 1) -> Plan:
-    """`plan` with this machine's inputs: its cores, torch's threads now and, for auto on a CPU,
-    the cores other processes keep busy (the only case that needs the 0.1 s measurement)."""
+    """`plan` with this process's inputs: the cores it may use (`available_cpus`) and torch's
+    thread setting now. Reads no load: the same configuration on the same machine plans the same."""
     import torch
 
-    measure = requested_workers == AUTO and device_type != "cuda"
     return plan(requested_workers, device_type=device_type, cpus=available_cpus(),
-                torch_threads=torch.get_num_threads(), local_processes=local_processes,
-                busy_elsewhere=busy_cores_elsewhere() if measure else 0.0)
+                torch_threads=torch.get_num_threads(), local_processes=local_processes)
 
 
 def plan(requested_workers: int, *, device_type: str, cpus: int, torch_threads: int,
-         local_processes: int = 1, busy_elsewhere: float = 0.0) -> Plan:
-    """Workers and compute threads for one training process (pure; see the module docstring).
-
-    `busy_elsewhere`: cores other processes keep busy (`busy_cores_elsewhere`); on a CPU they are
-    left out, rounded, so that no compute thread has to share a core."""
+         local_processes: int = 1) -> Plan:
+    """Workers and compute threads for one training process (pure; see the module docstring)."""
     if requested_workers != AUTO:
         return Plan(int(requested_workers), torch_threads, f"{requested_workers} worker(s) as configured")
-    if device_type != "cuda" and busy_elsewhere >= 0.5:
-        free = max(1, cpus - round(busy_elsewhere))
-        if free < cpus:
-            inner = plan(AUTO, device_type=device_type, cpus=free, torch_threads=torch_threads,
-                         local_processes=local_processes)
-            return Plan(inner.num_workers, min(inner.torch_threads, max(1, free // max(1, local_processes))),
-                        f"{inner.reason}; {busy_elsewhere:.1f} of {cpus} cores busy with other processes")
     share = max(1, cpus // max(1, local_processes))
     if device_type == "cuda":
         workers = min(MAX_AUTO_WORKERS_GPU, share - 1)
