@@ -7,7 +7,8 @@ Retired keys (`RETIRED_KEYS`) are accepted and dropped, so that old config.json 
 This module imports no torch: `asl --help` and `asl presets` stay fast.
 
 Foundation layer (with errors, units and tempfiles): every other package imports it, it imports only
-`asl_cli.errors`.
+`asl_cli.errors`. Over 500 lines on purpose: every setting with its default, range and help text is
+declared here once, beside the rules that read them.
 """
 
 from __future__ import annotations

@@ -179,10 +179,8 @@ def test_resuming_with_another_configuration_is_refused(tmp_path):
                         ablation.load_results(tmp_path))
 
 
-def test_an_ablation_stopped_in_its_first_variant_can_be_resumed(tmp_path, monkeypatch):
-    """Ctrl-C during the baseline: the stop line says `asl ablate --resume DIR`, so DIR must already
-    be an ablation folder (results.json with its configuration), and a rerun with another
-    configuration must be refused rather than resume the old baseline's checkpoint."""
+def _an_ablation_stopped_before_its_first_variant(tmp_path, monkeypatch):
+    """A `no-aug` ablation in tmp_path whose trainer stops at once: (its plan, its results.json)."""
     import asl_cli.engine.trainer as trainer_mod
     from asl_cli.errors import TrainingInterrupted
 
@@ -197,7 +195,14 @@ def test_an_ablation_stopped_in_its_first_variant_can_be_resumed(tmp_path, monke
     plan = plan_ablation(load_config("cpu"), ["no-aug"], device_type="cpu", out_dir=tmp_path)
     with pytest.raises(TrainingInterrupted):
         ablation.run_ablation(plan, warmup_steps=0)
-    doc = ablation.load_results(tmp_path)
+    return plan, ablation.load_results(tmp_path)
+
+
+def test_an_ablation_stopped_in_its_first_variant_can_be_resumed(tmp_path, monkeypatch):
+    """Ctrl-C during the baseline: the stop line says `asl ablate --resume DIR`, so DIR must already
+    be an ablation folder (results.json with its configuration), and a rerun with another
+    configuration must be refused rather than resume the old baseline's checkpoint."""
+    plan, doc = _an_ablation_stopped_before_its_first_variant(tmp_path, monkeypatch)
     assert doc is not None and doc["results"] == {} and doc["variants"] == [BASELINE, "no-aug"]
     ok = runner.invoke(app, ["ablate", "--resume", str(tmp_path), "--print-config", "--plain"])
     assert ok.exit_code == 0, ok.output
@@ -210,21 +215,7 @@ def test_an_ablation_stopped_in_its_first_variant_can_be_resumed(tmp_path, monke
 def test_an_ablation_folder_of_an_older_version_still_resumes(tmp_path, monkeypatch):
     """results.json written before issue 17: `data.compiled` in its configuration and the retired
     `no-compiled-data` variant in its list. Both are dropped; the same ablation continues."""
-    import asl_cli.engine.trainer as trainer_mod
-    from asl_cli.errors import TrainingInterrupted
-
-    class StoppedTrainer:
-        def __init__(self, cfg, **kwargs):
-            self.device = "cpu"
-
-        def fit(self):
-            raise TrainingInterrupted("stopped")
-
-    monkeypatch.setattr(trainer_mod, "ASLTrainer", StoppedTrainer)
-    plan = plan_ablation(load_config("cpu"), ["no-aug"], device_type="cpu", out_dir=tmp_path)
-    with pytest.raises(TrainingInterrupted):
-        ablation.run_ablation(plan, warmup_steps=0)
-    doc = ablation.load_results(tmp_path)
+    plan, doc = _an_ablation_stopped_before_its_first_variant(tmp_path, monkeypatch)
     doc["base_config"]["data"]["compiled"] = True
     doc["variants"].append("no-compiled-data")
     (tmp_path / ablation.RESULTS_JSON).write_text(json.dumps(doc))

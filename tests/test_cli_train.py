@@ -403,7 +403,7 @@ def test_a_run_folder_of_an_older_version_resumes(tiny, env):
     first = runner.invoke(app, tiny_args(tiny, "old-config", "--max-steps", "2", "--epochs", "3",
                                          "--batch-size", "4"))
     assert first.exit_code == 0, first.output
-    run = tiny / "runs" / "old-config"
+    run = tiny.runs / "old-config"
     config = json.loads((run / "config.json").read_text())
     config["data"]["compiled"] = True
     (run / "config.json").write_text(json.dumps(config))

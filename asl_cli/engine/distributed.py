@@ -16,6 +16,9 @@ the same hooks either way. The trainer's hooks:
 - files: only rank 0 creates the run folder and writes config, status, metrics and checkpoints
   (`ctx.run_view`, `ctx.is_main`); every rank reads the checkpoint on resume.
 See docs/distributed.md.
+
+Over 500 lines on purpose: everything that knows there are several processes lives here (and
+only here), so the trainer and the train step stay process-free.
 """
 
 from __future__ import annotations

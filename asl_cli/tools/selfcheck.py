@@ -10,6 +10,9 @@ purpose and sees FAIL. An exception inside a check is a FAIL naming the exceptio
 
 The torch.compile check runs in a subprocess started first (it compiles while the other checks
 run) and is cut off after `compile_timeout` seconds (SKIP with the reason, never a hang).
+
+Over 500 lines on purpose: one short, self-contained check per fix of the seed (twelve), read
+side by side with docs/test-fix.md's table; splitting them would scatter that list.
 """
 
 from __future__ import annotations
