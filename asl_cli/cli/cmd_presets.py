@@ -56,7 +56,7 @@ def run_length(epochs: int, time_budget: float) -> str:
     """What sizes a preset's run: its epochs, its time budget (the schedule planned in it), or both."""
     budget = f"{time_budget / 60:g} min" if time_budget and time_budget % 60 == 0 else f"{time_budget:g} s"
     if time_budget and epochs:
-        return f"≤{epochs} ep, {budget}"
+        return f"{budget}*"  # the epoch cap is said under the table (the column stays narrow at 80)
     return budget if time_budget else f"{epochs} ep"
 
 
@@ -123,6 +123,10 @@ def presets_cmd(
         console.print(presets_table(rows))
         console.print(descriptions(rows))
         console.print(compile_line(rows))
+        capped = [f"{r['preset']} at most {r['epochs']} epochs" for r in rows if r["time_budget"] and r["epochs"]]
+        if capped:
+            console.print("* a time budget that plans the schedule, ending sooner where it reaches its epoch cap: "
+                          + ", ".join(capped) + ".")
         console.print("eff. = batch × accum; prec. auto = bf16 where the GPU supports it, else fp16. Full settings: "
                       "[bold]asl presets NAME[/bold]. Use one: [bold]asl train --preset NAME[/bold] "
                       "(override with --set section.key=value).")

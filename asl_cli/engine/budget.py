@@ -38,6 +38,7 @@ EMA = 0.2  # weight of the newest update interval in the seconds-per-update esti
 MAX_BUDGET_S = 30 * 24 * 3600.0  # above a month is a typo (ms for s, an extra 0...)
 MIN_UPDATES = 5  # a budget that cannot fit this many updates plus the final evaluation is refused
 EVAL_SHARE = 0.5  # an evaluation batch costs about this share of a training micro-batch (forward + data)
+EVAL_GAP = 0.2  # evaluations at most every fifth of the budget: validation must not eat the training time
 
 
 def check_budget(seconds: float, *, source: str = "--time-budget") -> float:
@@ -195,10 +196,10 @@ class TimePlan:
             self.finished = True
 
     def eval_due(self, last_eval_clock: float) -> bool:
-        """Evaluate at this epoch end? At most every tenth of the budget (short epochs must not spend
+        """Evaluate at this epoch end? At most every fifth of the budget (short epochs must not spend
         it on validation), and not when the final evaluation is near anyway (it could push the end
         past the plan)."""
-        if self.clock - last_eval_clock < self.budget_s / 10:
+        if self.clock - last_eval_clock < EVAL_GAP * self.budget_s:
             return False
         return self.train_end() - self.clock > 2.0 * self.end_s
 
