@@ -183,6 +183,9 @@ class TrainConfig:
     eval_every: int = _f(1, 1, None, help="validate every N epochs")
     checkpoint_every: int = _f(1, 1, None, help="save `last` every N epochs")
     sync_bn: bool = _f(False, help="torchrun: batch-norm statistics over all processes' batches")
+    tensorboard: str = _f("auto", choices=("auto", "on", "off"),
+                          help="TensorBoard event files in RUN/tensorboard (extra `tensorboard`): auto = when "
+                               "the package is installed, on = required, off = never")
 
 
 @dataclass

@@ -78,8 +78,9 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
         def frame(fit: bool = False):
             status = status_reader.read() if status_reader is not None else None
             snaps, history = sampler.latest(), sampler.history()
+            tips = _advice(status, snaps)
             for detail in (2, 1, 0) if (fit and status is not None) else (2,):
-                view = watch_frame(snaps, history, status=status, run_detail=detail,
+                view = watch_frame(snaps, history, status=status, run_detail=detail, advice=tips,
                                    status_path=None if status_reader is None else str(status_reader.path),
                                    host=host, interval=None if once else interval, source=source)
                 # a full screen crops what does not fit: drop the static panels before the live ones
@@ -96,6 +97,7 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
                 if status_reader is not None:
                     obj["run"] = str(status_reader.run_dir)
                     obj["status"] = status_summary(status)
+                    obj["advice"] = [a.to_dict() for a in _advice(status, snaps)]
                 print(ndjson_line(obj), flush=True)
                 return
             stamp = datetime.now().strftime("%H:%M:%S")
@@ -103,6 +105,7 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
             if status_reader is not None:
                 lines.append(f"[{stamp}] {status_reader.run_dir.name}: " + (
                     plain_line(status, pick_gpu(status, snaps)) if status else "no status.json yet"))
+                lines += [f"[{stamp}] advice {a.rule}: {a.message}" for a in _advice(status, snaps)]
             print("\n".join(lines), flush=True)
 
         try:
@@ -131,6 +134,17 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
             return
     finally:
         backend.shutdown()
+
+
+def _advice(status: dict | None, snaps) -> list:
+    """The advice for a watched run: its own measurements plus the GPU it runs on (throttling,
+    utilisation, memory), only while the run is running."""
+    from asl_cli.engine.advice import advise
+    from asl_cli.monitor.status import pick_gpu
+
+    if not status or status.get("state") != "running":
+        return []
+    return advise(status, pick_gpu(status, snaps))
 
 
 def _loop(sampler, count: int | None, interval: float, show) -> None:

@@ -77,3 +77,13 @@ def configure_backends(train_cfg, device: torch.device) -> None:
         tf32 = bool(getattr(train_cfg, "tf32", True))
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
+
+
+def gpu_memory_mb(device: torch.device) -> float | None:
+    """The CUDA device's total memory in MiB; None on a CPU or when torch cannot tell."""
+    if device.type != "cuda":
+        return None
+    try:
+        return torch.cuda.get_device_properties(device).total_memory / (1024 * 1024)
+    except Exception:  # noqa: BLE001 - a driver hiccup: the advice simply lacks this rule
+        return None

@@ -40,6 +40,7 @@ class Plan:
     num_workers: int
     torch_threads: int  # intra-op threads for the training process
     reason: str  # one line for logs: why these numbers
+    cpus: int = 0  # the cores this process may use (0: not known)
 
 
 def available_cpus(cgroup_root: str = "/sys/fs/cgroup") -> int:
@@ -85,15 +86,15 @@ def plan(requested_workers: int, *, device_type: str, cpus: int, torch_threads: 
          local_processes: int = 1) -> Plan:
     """Workers and compute threads for one training process (pure; see the module docstring)."""
     if requested_workers != AUTO:
-        return Plan(int(requested_workers), torch_threads, f"{requested_workers} worker(s) as configured")
+        return Plan(int(requested_workers), torch_threads, f"{requested_workers} worker(s) as configured", cpus)
     share = max(1, cpus // max(1, local_processes))
     if device_type == "cuda":
         workers = min(MAX_AUTO_WORKERS_GPU, share - 1)
         return Plan(workers, torch_threads, f"auto: {workers} worker(s) beside the training loop "
-                                            f"({share} core(s) for this process)")
+                                            f"({share} core(s) for this process)", cpus)
     if share < 3:
         return Plan(0, torch_threads, f"auto: no worker, {share} core(s) for this process are all "
-                                      f"needed by the compute")
+                                      f"needed by the compute", cpus)
     threads = min(torch_threads, share - 1)
     return Plan(1, threads, f"auto: 1 worker on a core of its own, {threads} compute thread(s) "
-                            f"({share} cores for this process)")
+                            f"({share} cores for this process)", cpus)

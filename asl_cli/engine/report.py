@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from asl_cli.engine.advice import advise
 from asl_cli.engine.compiled import CompiledForward
 from asl_cli.engine.metrics import peak_memory_mb
 
@@ -31,7 +32,7 @@ def run_status(tr: Any, state: str) -> dict[str, Any]:
         eta = rate_s * max(0, tr.total_steps - tr.step)
     epochs = tr.cfg.train.epochs
     epoch = tr.epoch + (tr.batch_in_epoch > 0 or tr.epoch == 0)
-    return {
+    status = {
         "run": tr.run.name, "state": state,
         # 1-based epoch in progress; at an epoch boundary the one just finished (eval, checkpoint)
         "epoch": min(epoch, epochs) if epochs else epoch, "epochs": epochs or None,
@@ -46,7 +47,11 @@ def run_status(tr: Any, state: str) -> dict[str, Any]:
         "data_path": tr.data_path, "nonfinite_skipped": tr.nonfinite_skipped,
         "skipped": tr.cache.skipped, "skipped_files": tr.cache.skipped_files[:5],
         "overflow_skipped": tr.overflow_skipped, "warnings": list(tr.warnings),
+        "gpu_mem_total_mb": tr.gpu_mem_total_mb, "cpus": tr.parallel.cpus or None,
     }
+    # What to fix, from the run's own measurements (the GPU-side rules need NVML: the dashboard's)
+    status["advice"] = [a.to_dict() for a in advise(status, None, cores=tr.parallel.cpus or None)]
+    return status
 
 
 def compile_status(tr: Any) -> dict[str, Any]:

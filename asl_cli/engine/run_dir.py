@@ -145,6 +145,7 @@ class RunDir:
     CHECKPOINTS = "checkpoints"
     LAST = "last.pt"
     BEST = "best.pt"
+    TENSORBOARD = "tensorboard"
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -222,6 +223,11 @@ class RunDir:
     @property
     def best_checkpoint(self) -> Path:
         return self.checkpoints / self.BEST
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        """TensorBoard event files (`train.tensorboard`): `tensorboard --logdir runs` finds them."""
+        return self.path / self.TENSORBOARD
 
     @property
     def skipped_path(self) -> Path:

@@ -31,12 +31,12 @@ import torch.nn.functional as F
 
 from asl_cli.config import RunConfig, validate
 from asl_cli.data.cache import skipped_summary
-from asl_cli.engine import distributed
+from asl_cli.engine import distributed, tensorboard_log
 from asl_cli.engine.budget import BudgetLR, TimePlan
 from asl_cli.engine.checkpoint import (all_finite, load_checkpoint, model_fingerprint, rng_state,
                                        save_checkpoint, set_rng_state, unwrap_model)
 from asl_cli.engine.compiled import CompiledForward, bucket_lengths
-from asl_cli.engine.device import configure_backends, cuda_device_uuid, seed_everything
+from asl_cli.engine.device import configure_backends, cuda_device_uuid, gpu_memory_mb, seed_everything
 from asl_cli.engine.faults import out_of_memory_error, worker_crash_error
 from asl_cli.engine.metrics import SmoothedValue, Throughput, time_forward, topk_correct
 from asl_cli.engine.precision import Precision, choose_precision
@@ -78,10 +78,12 @@ class ASLTrainer:
         self._stop_signum: int | None = None
         t = cfg.train
 
+        tensorboard_log.check_available(t.tensorboard)  # before any folder is made
         self.dist = distributed.setup(t.device)  # torchrun: process group, cuda:LOCAL_RANK; else one process
         self.dist.check_config(cfg)
         self.device = self.dist.device
         self.gpu_uuid = cuda_device_uuid(self.device)
+        self.gpu_mem_total_mb = gpu_memory_mb(self.device)  # the card's memory (advice: VRAM headroom)
         configure_backends(t, self.device)
         seed_everything(t.seed)
         # A folder named by the caller (a resume, `run_dir`) is held from here, so a second trainer on
@@ -110,6 +112,10 @@ class ASLTrainer:
                                            listing=self.run.write_skipped(self.cache.skipped_files)))
             if self.nothing_left() is None:  # a finished run resumed without more epochs keeps its files
                 self.run.write_config(cfg.to_dict())
+                board = (tensorboard_log.tensorboard_for(t.tensorboard, self.run.tensorboard_dir)
+                         if self.dist.is_main else None)
+                if board is not None:  # event files beside the run's own (its writer thread does the I/O)
+                    self.callbacks.append(board)
                 if ckpt_path is not None:  # updates logged after this checkpoint are about to be redone
                     self.run.drop_metrics_after(self.step)
             self.status: dict[str, Any] = {"state": "running"}
@@ -582,7 +588,7 @@ class ASLTrainer:
         record = {"event": event, **self.status}
         if event in ("step", "eval"):
             self.run.append_metrics({k: v for k, v in record.items()
-                                     if k not in ("aug", "warnings", "skipped_files")} | {"time": time.time()})
+                                     if k not in ("aug", "warnings", "skipped_files", "advice")} | {"time": time.time()})
         self.run.write_status(self.status)
         for callback in self.callbacks:
             callback({**record, **extra})

@@ -67,6 +67,7 @@ class GPUSnapshot:
     clock_sm: int | None = None  # MHz
     clock_mem: int | None = None  # MHz
     pcie_gen: int | None = None
+    throttle_reasons: int | None = None  # NVML's clocks event (throttle) reasons bit mask; 0: none
     compute_capability: tuple[int, int] | None = None
     processes: tuple[ProcessInfo, ...] | None = None  # None: the list itself is N/A
     lost: bool = False

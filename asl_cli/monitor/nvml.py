@@ -352,6 +352,9 @@ class NVMLBackend:
             sm = self._call(index, "clock_sm", nv.nvmlDeviceGetClockInfo, h, getattr(nv, "NVML_CLOCK_SM", 1))
             memclk = self._call(index, "clock_mem", nv.nvmlDeviceGetClockInfo, h, getattr(nv, "NVML_CLOCK_MEM", 2))
             pcie = self._call(index, "pcie_gen", nv.nvmlDeviceGetCurrPcieLinkGeneration, h)
+            reasons_of = (getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None)  # the newer name
+                          or getattr(nv, "nvmlDeviceGetCurrentClocksThrottleReasons", None))
+            reasons = None if reasons_of is None else self._call(index, "throttle_reasons", reasons_of, h)
             return GPUSnapshot(
                 index=index,
                 uuid=static["uuid"],
@@ -368,6 +371,7 @@ class NVMLBackend:
                 clock_sm=None if sm is None else int(sm),
                 clock_mem=None if memclk is None else int(memclk),
                 pcie_gen=None if pcie is None else int(pcie),
+                throttle_reasons=None if reasons is None else int(reasons),
                 compute_capability=static["compute_capability"],
                 processes=self._processes(index, h),
                 mig=self._mig_devices(index, h),

@@ -30,7 +30,8 @@ error; "UNKNOWN" is a transient failure). A missing field is NOT_SUPPORTED. `mem
 binding's process-list calls raise NVMLLibraryMismatchError; `_v2` answers). `mig: [slice, null,
 ...]` puts a GPU in MIG mode with those slices (null: an empty slot), each with `uuid`, `name`,
 `memory_total_mib`, `memory_used_mib`, `gpu_instance`, `compute_instance`, `processes`; without
-`mig` the GPU answers NOT_SUPPORTED to the MIG calls, as a consumer card does. `lost: true` makes every query raise
+`mig` the GPU answers NOT_SUPPORTED to the MIG calls, as a consumer card does. `throttle_reasons`
+is NVML's clocks-event bit mask (0x20/0x40 thermal, 0x4/0x8/0x80 power; 0 none). `lost: true` makes every query raise
 GPU_IS_LOST; `lost_after: N` does so from the (N+1)-th call of each query. Anything else where a
 number is read (a string, true/false, an empty list) is refused by `load_spec`, naming the field.
 """
@@ -198,6 +199,9 @@ class FakeNVML:
         key = "clock_sm" if clock_type == self.NVML_CLOCK_SM else "clock_mem"
         return int(self._value(h, f"nvmlDeviceGetClockInfo:{key}", key))
 
+    def nvmlDeviceGetCurrentClocksEventReasons(self, h: int) -> int:
+        return int(self._value(h, "nvmlDeviceGetCurrentClocksEventReasons", "throttle_reasons"))
+
     def nvmlDeviceGetCurrPcieLinkGeneration(self, h: int) -> int:
         return int(self._value(h, "nvmlDeviceGetCurrPcieLinkGeneration", "pcie_gen"))
 
@@ -310,7 +314,7 @@ def load_spec(path: str | Path) -> dict:
 # Fields read as numbers. Checked when the file is loaded: the backend shows a failed read as N/A,
 # so a typo ("hot", "12GB") would otherwise pass for a GPU that does not report the value.
 SCRIPTED_NUMBERS = ("memory_total_mib", "memory_used_mib", "util_gpu", "util_mem", "temperature", "power_w",
-                    "power_limit_w", "fan", "clock_sm", "clock_mem", "pcie_gen")
+                    "power_limit_w", "fan", "clock_sm", "clock_mem", "pcie_gen", "throttle_reasons")
 SCRIPTED = "a number, a list of numbers or one of NOT_SUPPORTED, NO_PERMISSION, UNKNOWN"
 
 

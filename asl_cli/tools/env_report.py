@@ -51,6 +51,7 @@ def package_versions(names: tuple[str, ...] = PACKAGES,
 EXTRAS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("plot", ("matplotlib",), "asl show, evaluate's confusion matrix, ablate's chart"),
     ("onnx", ("onnx", "onnxruntime", "onnxscript"), "asl export (ONNX, verified with onnxruntime)"),
+    ("tensorboard", ("tensorboard",), "TensorBoard event files of every run (tensorboard --logdir runs)"),
 )
 
 

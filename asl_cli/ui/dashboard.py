@@ -63,6 +63,7 @@ class TrainDashboard:
         self._last_gpu = float("-inf")
         self._last_text = ""
         self._live = None
+        self._advised: tuple[str, ...] = ()  # the rules of the advice last written (plain / JSON)
         self._lock = threading.Lock()
         self._posted: collections.deque[str] = collections.deque()  # notes from signal handlers
 
@@ -112,6 +113,8 @@ class TrainDashboard:
             self._emit_json(event)
         elif self.mode == PLAIN:
             self._emit_plain(kind, event)
+        if self.mode in (JSON, PLAIN) and kind in ("step", "eval"):
+            self._emit_advice()
         elif self._live is not None:
             if kind == "start" and self.static and self.console is not None:
                 self.console.print(self.static_panels())  # above the live region, once
@@ -189,6 +192,31 @@ class TrainDashboard:
                 self._write(line)
                 self._last_text = line
             self._last_line = now
+
+    def advice(self) -> list:
+        """The advice that holds now: the run's measurements and the GPU it runs on (engine/advice.py)."""
+        from asl_cli.engine.advice import advise
+
+        with self._lock:
+            status = dict(self.status)
+        snaps = self._run_gpus() if str(status.get("device") or "").startswith("cuda") else []
+        return advise(status, snaps[0] if snaps else None)
+
+    def _emit_advice(self) -> None:
+        """Plain: a line for each rule that starts to hold; JSON: an `advice` event when the set changes."""
+        advice = self.advice()
+        rules = tuple(a.rule for a in advice)
+        if rules == self._advised:
+            return
+        if self.mode == JSON:
+            from asl_cli.ui.ndjson import ndjson_line
+
+            self._write(ndjson_line({"event": "advice", "advice": [a.to_dict() for a in advice]}))
+        else:
+            for a in advice:
+                if a.rule not in self._advised:
+                    self._write(f"advice {a.rule}: {a.message}")
+        self._advised = rules
 
     def _start_line(self, event: dict[str, Any]) -> str:
         t = (self.config or {}).get("train", {})
@@ -268,7 +296,7 @@ class TrainDashboard:
         from rich.text import Text
 
         from asl_cli.ui.gpu import gpu_panel
-        from asl_cli.ui.training import train_panel
+        from asl_cli.ui.training import advice_text, train_panel
 
         with self._lock:
             status = dict(self.status)
@@ -282,6 +310,9 @@ class TrainDashboard:
             parts.append(gpu_panel(snaps, history, spark_width=24))
         else:
             parts.append(Text.assemble(("GPU ", "bold"), ("no NVIDIA GPU (CPU run)", "dim")))
+        tips = advice_text(self.advice())
+        if tips is not None:
+            parts.append(tips)
         if self.note:
             parts.append(Text(self.note, style="bold yellow"))
         return Group(*parts)

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from asl_cli.monitor.base import GPUSnapshot
-from asl_cli.ui.training import training_view
+from asl_cli.ui.training import advice_text, training_view
 from asl_cli.ui.widgets import NA, bar, level_style, sparkline
 from asl_cli.units import MIB, fmt_mib
 
@@ -225,8 +225,9 @@ def watch_header(snapshots: Sequence[GPUSnapshot], *, host: str = "", interval: 
 def watch_frame(snapshots: Sequence[GPUSnapshot], history: Mapping[int, Sequence[GPUSnapshot]] | None = None, *,
                 status: Mapping[str, Any] | None = None, status_path: str | None = None, host: str = "",
                 interval: float | None = None, now: datetime | None = None, source: str = "",
-                run_detail: int = 2) -> RenderableType:
-    """One `asl gpu-watch` frame: header, GPU cards and (with a run) its training panels.
+                run_detail: int = 2, advice: Sequence[Any] = ()) -> RenderableType:
+    """One `asl gpu-watch` frame: header, GPU cards and (with a run) its training panels and the
+    advice that holds for it (`asl_cli.engine.advice`).
 
     `status_path` set but `status` None means the run has not written its status yet.
     `run_detail`: 2 shows training, augmentations and configuration; 1 drops the configuration;
@@ -236,6 +237,9 @@ def watch_frame(snapshots: Sequence[GPUSnapshot], history: Mapping[int, Sequence
                                    gpu_panel(snapshots, history)]
     if status is not None:
         parts.append(training_view(status, with_config=run_detail >= 2, with_aug=run_detail >= 1))
+        tips = advice_text(advice)
+        if tips is not None:
+            parts.append(tips)
     elif status_path is not None:
         parts.append(Text(f"waiting for {status_path} …", style="dim"))
     return Group(*parts)

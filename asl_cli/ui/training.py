@@ -253,3 +253,15 @@ def plain_line(status: Mapping[str, Any], gpu: GPUSnapshot | None = None) -> str
             f"  samples/s {fmt_value(st.get('samples_per_s'), '.1f')}  data {fmt_pct(st.get('data_wait'), digits=0)}"
             f"  val top1 {fmt_pct(st.get('val_top1'))}  max_mem {fmt_value(st.get('peak_mem_mb'), '.0f', 'MiB')}"
             f"  gpu mem {gpu_mem}  util {util}{extra}")
+
+
+def advice_text(advice) -> Text | None:
+    """The advice that holds now (`asl_cli.engine.advice.Advice` items), one line each; None for none."""
+    if not advice:
+        return None
+    text = Text()
+    for i, a in enumerate(advice):
+        text.append(("\n" if i else "") + "advice ", style="bold yellow")
+        text.append(f"{a.rule}: ", style="yellow")
+        text.append(a.message)
+    return text
