@@ -128,10 +128,16 @@ def test_gpu_watch_shows_a_throttling_gpu_to_its_run(tmp_path):
     r = run_asl("gpu-watch", "--fake-gpu", path, "--once", "--json", "--run", run)
     assert r.returncode == 0, r.stderr
     obj = json.loads(r.stdout.splitlines()[-1])
-    assert [a["rule"] for a in obj["advice"]] == ["throttling"]
+    hot_rules = [a["rule"] for a in obj["advice"]]
+    assert "throttling" in hot_rules and "hardware thermal slowdown" in obj["advice"][hot_rules.index("throttling")]["message"]
     assert obj["gpus"][0]["throttle_reasons"] == 0x40
     cool = run_asl("gpu-watch", "--fake-gpu", FIXTURES / "fake_gpus.json", "--once", "--json", "--run", run)
-    assert json.loads(cool.stdout.splitlines()[-1])["advice"] == []
+    cool_rules = [a["rule"] for a in json.loads(cool.stdout.splitlines()[-1])["advice"]]
+    assert "throttling" not in cool_rules and cool_rules == [r for r in hot_rules if r != "throttling"]
+    finished = run / "status.json"
+    finished.write_text(json.dumps({**RUNNING, "state": "finished", "run": "hot"}))
+    done = run_asl("gpu-watch", "--fake-gpu", path, "--once", "--json", "--run", run)
+    assert json.loads(done.stdout.splitlines()[-1])["advice"] == []  # a finished run: nothing to fix now
 
 
 # --- TensorBoard event files (train.tensorboard, extra `tensorboard`) ---------------------------

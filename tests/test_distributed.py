@@ -161,7 +161,11 @@ def test_two_processes_match_one_process_with_the_global_batch_and_resume(dist_d
     proc = run_cli("train", "--nproc", "2", "--resume", run, "--set", "train.max_steps=0", "--plain",
                    tmp_path=tmp_path)
     assert proc.stdout.count("done:") == 1  # only rank 0 reports
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json", "metrics.jsonl", "status.json"]
+    from asl_cli.engine import tensorboard_log
+
+    board = ["tensorboard"] if tensorboard_log.available() else []  # train.tensorboard = auto: rank 0's
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json", "metrics.jsonl", "status.json",
+                                                     *board]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
 
     losses = step_losses(run)

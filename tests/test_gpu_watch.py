@@ -140,7 +140,9 @@ def test_run_status_in_frame_plain_line_and_json(tmp_path):
     assert "demo" in frame and "340 / 1,700" in frame and "3.1234" in frame and "rotate ±30°" in frame
     assert "12 × 4 accum = 48" in frame
     plain = invoke("--fake-gpu", FAKE, "--count", "1", "--run", str(run)).stdout.splitlines()
-    assert re.match(r"\[\d\d:\d\d:\d\d\] demo: eta .* step 340/1700 .* gpu mem 1034/12282MiB  util 4%$", plain[-1])
+    run_line = next(line for line in plain if "] demo: " in line)
+    assert re.match(r"\[\d\d:\d\d:\d\d\] demo: eta .* step 340/1700 .* gpu mem 1034/12282MiB  util 4%$", run_line)
+    assert plain[-1].endswith("a larger batch (--batch-size)")  # the fake GPU at 4 %: advice gpu-underused
     obj = json.loads(invoke("--fake-gpu", FAKE, "--once", "--json", "--run", str(run)).stdout)
     assert obj["status"]["step"] == 340 and "config" not in obj["status"] and obj["run"] == str(run)
 

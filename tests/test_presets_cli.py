@@ -31,7 +31,7 @@ def test_presets_table_lists_every_preset_with_its_key_values():
     # batch 12 x accumulation 4 = effective 48, dim 192 x 2 blocks, 100 epochs, 4 workers
     assert rtx.split()[:9] == ["rtx4070", "12", "4", "48", "auto", "192×2", "100", "ep", "4"]
     cpu = next(line for line in out.stdout.splitlines() if line.strip().startswith("cpu "))
-    assert cpu.split()[6:9] == ["2", "min", "auto"]  # a 120 s time budget; loader.num_workers = -1
+    assert cpu.split()[6:9] == ["2", "min*", "auto"]  # a 120 s time budget with an epoch cap; num_workers = -1
 
 
 def test_gpu_presets_compile_with_tf32_and_the_table_says_so():

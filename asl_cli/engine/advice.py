@@ -164,8 +164,9 @@ def cpu_oversubscribed(status: Mapping[str, Any], cores: int | None) -> Advice |
     threads, workers = status.get("torch_threads"), status.get("num_workers")
     if not isinstance(threads, int) or not isinstance(workers, int) or threads + workers <= cores:
         return None
-    return Advice("cpu-oversubscribed", f"{threads} compute threads + {workers} loader workers on {cores} cores: "
-                                        f"they slow each other; --workers -1 (auto) shares the cores")
+    return Advice("cpu-oversubscribed", f"{threads} compute thread{'s' * (threads != 1)} + {workers} loader "
+                                        f"worker{'s' * (workers != 1)} on {cores} cores: they slow each other; "
+                                        f"--workers -1 (auto) shares the cores")
 
 
 def advise(status: Mapping[str, Any], gpu: Any = None, *, cores: int | None = None) -> list[Advice]:
