@@ -212,7 +212,13 @@ def train_cmd(
             from asl_cli.engine.distributed import cleanup, env_rank
             from asl_cli.engine.trainer import run_worker
             if env_rank() != 0:  # only rank 0 renders and writes
-                raise typer.Exit(run_worker(cfg, resume=resume))
+                code = run_worker(cfg, resume=resume)
+                # gloo's threads can abort in a C++ destructor during the interpreter's teardown once the
+                # job is done (SIGABRT, exit -6, seen under load), which torchrun reports as a failed job.
+                # A rank > 0 wrote no file and has left the process group: it leaves at once.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
             try:
                 _train(cfg, resume=resume, as_json=as_json, plain=plain, log_interval=log_interval,
                        fake_gpu=fake_gpu or os.environ.get("ASL_FAKE_GPU") or None)
