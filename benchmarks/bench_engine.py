@@ -82,9 +82,9 @@ def efficiency(sets: list[str], epochs: int = 4, warmup_segments: int = 3, loop_
     trainer = _trainer("cpu", [f"train.epochs={epochs}", "data.val_fold=-1", *sets], callbacks=[at_log_point])
     micro_step = trainer.step_fn.micro_step
 
-    def record(features, mask, labels):
+    def record(features, mask, labels, **kwargs):
         shapes.append(tuple(features.shape[:2]))
-        micro_step(features, mask, labels)
+        micro_step(features, mask, labels, **kwargs)
 
     trainer.step_fn.micro_step = record
 

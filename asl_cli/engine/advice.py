@@ -28,13 +28,14 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from asl_cli.units import MIB
+
 DATA_WAIT = 0.25
 GPU_UTIL_LOW = 60
 VRAM_PRESSURE = 0.92
 VRAM_HEADROOM = 0.45
 HEADROOM_AFTER_STEPS = 50
 OVERFLOW_SHARE = 0.05
-MIB = 1024 * 1024
 THERMAL = {0x20: "software thermal slowdown", 0x40: "hardware thermal slowdown"}
 POWER = {0x4: "software power cap", 0x8: "hardware slowdown", 0x80: "hardware power brake"}
 

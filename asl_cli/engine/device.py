@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from asl_cli.errors import ConfigError, NoGPUError
+from asl_cli.units import MIB
 
 TRAIN_DEVICE = "train.device"
 
@@ -84,6 +85,6 @@ def gpu_memory_mb(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
     try:
-        return torch.cuda.get_device_properties(device).total_memory / (1024 * 1024)
+        return torch.cuda.get_device_properties(device).total_memory / MIB
     except Exception:  # noqa: BLE001 - a driver hiccup: the advice simply lacks this rule
         return None

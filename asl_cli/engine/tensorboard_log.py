@@ -62,8 +62,8 @@ def check_available(setting: str) -> None:
 
 
 def tensorboard_for(setting: str, folder: Path) -> TensorBoardLog | None:
-    """The callback `train.tensorboard` asks for (writing to `folder`), or None."""
-    check_available(setting)
+    """The callback `train.tensorboard` asks for (writing to `folder`), or None (the trainer has run
+    `check_available` before making any folder)."""
     if setting == "off" or not available():
         return None
     return TensorBoardLog(folder)
