@@ -123,10 +123,11 @@ def test_full_snapshot_converts_units_and_prefers_v2_calls(driver):
     assert (s.util_gpu, s.util_mem, s.fan, s.clock_sm, s.clock_mem, s.pcie_gen) == (77, 33, 40, 1800, 7000, 4)
     assert s.bf16 is True and not s.lost and not s.fake
     # NVML could not name our pid, /proc could; an unknown pid stays nameless; compute and graphics
-    # entries of one pid merge into "C+G"; N/A memory stays None
+    # entries of one pid merge into "C+G"; N/A memory stays None; pids /proc does not have are marked
     own = Path(f"/proc/{os.getpid()}/comm").read_text().strip()
-    assert s.processes == (ProcessInfo(os.getpid(), own, 512 * MIB, "C"), ProcessInfo(999_999_999, None, 64 * MIB, "C+G"),
-                           ProcessInfo(999_999_998, None, None, "G"))
+    assert s.processes == (ProcessInfo(os.getpid(), own, 512 * MIB, "C", True),
+                           ProcessInfo(999_999_999, None, 64 * MIB, "C+G", False),
+                           ProcessInfo(999_999_998, None, None, "G", False))
     assert driver.calls[("nvmlDeviceGetTemperature", 0)] == 0
 
 
@@ -576,7 +577,8 @@ def test_ndjson_line_is_one_strict_json_object(sampled):
     obj = json.loads(line)
     assert obj["loss"] is None and obj["inf"] is None and obj["path"] == "/x"
     assert obj["gpus"][0]["compute_capability"] == [8, 9] and obj["gpus"][2]["lost"] is True
-    assert obj["gpus"][0]["processes"][0] == {"pid": 31337, "name": "asl", "used_memory": 9966 * MIB, "kind": "C"}
+    assert obj["gpus"][0]["processes"][0] == {"pid": 31337, "name": "asl", "used_memory": 9966 * MIB, "kind": "C",
+                                              "in_namespace": True}
 
 
 def test_gpu_line_marks_na_and_lost(sampled):

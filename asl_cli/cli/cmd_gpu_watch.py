@@ -33,16 +33,20 @@ def gpu_watch(
         "--latest-run", help="Like --run, for the most recently updated run under --runs-dir.")] = False,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where --latest-run looks.")] = Path("runs"),
     count: Annotated[Optional[int], typer.Option("--count", min=1, help="Stop after N samples.")] = None,
+    idle_after: Annotated[float, typer.Option(
+        "--idle-after", min=1, max=86400, metavar="SECONDS",
+        help="Mark a GPU IDLE once a job has held its memory at <= 5% utilisation for this long.")] = 60.0,
     fake_gpu: FakeGpuOpt = None,
 ) -> None:
     """Live GPU memory, utilisation, temperature, power, clocks and processes (+ a run's progress)."""
     with user_errors(json_out):
         _watch(interval=interval, once=once, json_out=json_out, run=run, latest_run=latest_run,
-               runs_dir=runs_dir, count=1 if once else count, fake_gpu=fake_gpu)
+               runs_dir=runs_dir, count=1 if once else count, fake_gpu=fake_gpu, idle_after=idle_after)
 
 
 def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, latest_run: bool,
-           runs_dir: Path, count: int | None, fake_gpu: Path | None) -> None:
+           runs_dir: Path, count: int | None, fake_gpu: Path | None, idle_after: float) -> None:
+    import math
     import os
     import socket
     import sys
@@ -50,6 +54,7 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
 
     from asl_cli.errors import ConfigError, NoGPUError
     from asl_cli.monitor import GPUSampler, open_backend
+    from asl_cli.monitor.idle import idle_marks, idle_seconds
     from asl_cli.monitor.nvml import deprecated_pynvml_warning
     from asl_cli.monitor.status import StatusReader, check_run_dir, find_latest_run, pick_gpu, status_summary
     from asl_cli.ui.gpu import gpu_line, mig_lines, watch_frame
@@ -73,14 +78,16 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
         console = make_console()
         host = socket.gethostname()
         source = "fake GPUs" if backend.fake else ""
-        sampler = GPUSampler(backend, interval=interval)
+        # the history covers the idle window (and the last minute of sparklines)
+        sampler = GPUSampler(backend, interval=interval, history_len=max(60, math.ceil(idle_after / interval) + 2))
 
         def frame(fit: bool = False):
             status = status_reader.read() if status_reader is not None else None
             snaps, history = sampler.latest(), sampler.history()
             tips = _advice(status, snaps)
+            idle = idle_marks(history, idle_after)
             for detail in (2, 1, 0) if (fit and status is not None) else (2,):
-                view = watch_frame(snaps, history, status=status, run_detail=detail, advice=tips,
+                view = watch_frame(snaps, history, status=status, run_detail=detail, advice=tips, idle=idle,
                                    status_path=None if status_reader is None else str(status_reader.path),
                                    host=host, interval=None if once else interval, source=source)
                 # a full screen crops what does not fit: drop the static panels before the live ones
@@ -89,11 +96,15 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
             return view
 
         def emit_line() -> None:
-            snaps = sampler.latest()
+            snaps, history = sampler.latest(), sampler.history()
+            idle = idle_marks(history, idle_after)
             status = status_reader.read() if status_reader is not None else None
             if json_out:
+                # idle_s: how long a job has held the GPU unused (0 when it is used or free); idle: past --idle-after
+                gpus = [s.to_dict() | {"idle_s": round(idle_seconds(history.get(s.index, [])), 1),
+                                       "idle": s.index in idle} for s in snaps]
                 obj = {"time": datetime.now().astimezone().isoformat(timespec="milliseconds"),
-                       "gpus": snaps}
+                       "gpus": gpus}
                 if status_reader is not None:
                     obj["run"] = str(status_reader.run_dir)
                     obj["status"] = status_summary(status)
@@ -101,7 +112,7 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
                 print(ndjson_line(obj), flush=True)
                 return
             stamp = datetime.now().strftime("%H:%M:%S")
-            lines = [f"[{stamp}] {line}" for s in snaps for line in [gpu_line(s), *mig_lines(s)]]
+            lines = [f"[{stamp}] {line}" for s in snaps for line in [gpu_line(s, idle.get(s.index)), *mig_lines(s)]]
             if status_reader is not None:
                 lines.append(f"[{stamp}] {status_reader.run_dir.name}: " + (
                     plain_line(status, pick_gpu(status, snaps)) if status else "no status.json yet"))

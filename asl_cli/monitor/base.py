@@ -17,12 +17,16 @@ class ProcessInfo:
     """A process holding memory on a GPU; `used_memory` (bytes) is None where NVML hides it.
 
     `kind` is "C" (compute, e.g. CUDA) or "G" (graphics), "C+G" for both, as in nvidia-smi.
+    `in_namespace` says whether `pid` is a process this machine sees (/proc/PID exists): False
+    inside a container, where NVML reports the host's PIDs (no name can be found for them then),
+    or for a process that has just ended; None where it was not checked.
     """
 
     pid: int
     name: str | None = None
     used_memory: int | None = None
     kind: str | None = None
+    in_namespace: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ Field rules (as nvitop and gpustat learnt them):
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import os
 import threading
@@ -97,8 +98,10 @@ class _Lost(Exception):
 class NVMLBackend:
     """GPU snapshots from NVML (or an object that mimics the `pynvml` module)."""
 
-    def __init__(self, nvml: Any = None, *, fake: bool = False, source: str = "NVML"):
+    def __init__(self, nvml: Any = None, *, fake: bool = False, source: str = "NVML",
+                 pid_visible: Callable[[int], bool] | None = None):
         self._nvml = nvml
+        self._pid_visible = pid_visible or pid_in_namespace
         self.fake = fake
         self.source = source
         self._lock = threading.Lock()  # NVML is thread-safe, but our caches are not
@@ -258,10 +261,12 @@ class NVMLBackend:
                 used = None if used is None or used >= (1 << 63) else int(used)
                 if pid in found:  # one process using the GPU both ways: nvidia-smi's "C+G"
                     prev = found[pid]
-                    found[pid] = ProcessInfo(pid, prev.name, prev.used_memory if prev.used_memory is not None
-                                             else used, "C+G")
+                    found[pid] = dataclasses.replace(prev, kind="C+G", used_memory=prev.used_memory
+                                                     if prev.used_memory is not None else used)
                 else:
-                    found[pid] = ProcessInfo(pid=pid, name=self._process_name(pid), used_memory=used, kind=kind)
+                    visible = self._pid_visible(pid)
+                    found[pid] = ProcessInfo(pid=pid, name=self._process_name(pid, visible), used_memory=used,
+                                             kind=kind, in_namespace=visible)
         return tuple(sorted(found.values(), key=lambda p: -(p.used_memory or 0)))
 
     def _process_list(self, index: int, h: Any, field: str, name: str) -> list | None:
@@ -309,14 +314,16 @@ class NVMLBackend:
                 processes=self._processes(index, mh, prefix="mig:")))
         return tuple(slices)
 
-    def _process_name(self, pid: int) -> str | None:
+    def _process_name(self, pid: int, visible: bool) -> str | None:
         try:
             name = _text(self._nvml.nvmlSystemGetProcessName(pid))
         except Exception:
             name = None
         if name:
             return os.path.basename(name)
-        try:  # NVML cannot see it (containers): try /proc, which only knows our own pid namespace
+        if not visible:  # a host PID seen from a container: /proc/PID is nobody, or somebody else
+            return None
+        try:  # NVML cannot name it: try /proc, which only knows our own pid namespace
             with open(f"/proc/{pid}/comm", encoding="utf-8") as fh:
                 return fh.read().strip() or None
         except OSError:
@@ -388,6 +395,12 @@ class NVMLBackend:
 
     def snapshots(self) -> list[GPUSnapshot]:
         return [self.snapshot(i) for i in range(self.device_count())]
+
+
+def pid_in_namespace(pid: int) -> bool:
+    """Whether `pid` is a process of this PID namespace. Inside a container NVML lists processes by
+    their host PIDs, which /proc here does not have (or has as another process)."""
+    return pid > 0 and os.path.exists(f"/proc/{pid}")
 
 
 def _text(value: Any) -> str | None:

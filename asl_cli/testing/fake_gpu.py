@@ -30,7 +30,9 @@ error; "UNKNOWN" is a transient failure). A missing field is NOT_SUPPORTED. `mem
 binding's process-list calls raise NVMLLibraryMismatchError; `_v2` answers). `mig: [slice, null,
 ...]` puts a GPU in MIG mode with those slices (null: an empty slot), each with `uuid`, `name`,
 `memory_total_mib`, `memory_used_mib`, `gpu_instance`, `compute_instance`, `processes`; without
-`mig` the GPU answers NOT_SUPPORTED to the MIG calls, as a consumer card does. `throttle_reasons`
+`mig` the GPU answers NOT_SUPPORTED to the MIG calls, as a consumer card does. A process with
+`"host_pid": true` is one a container sees only by its host PID (NVML lists it, cannot name it,
+/proc has no such PID). `throttle_reasons`
 is NVML's clocks-event bit mask (0x20/0x40 thermal, 0x4/0x8/0x80 power; 0 none). `lost: true` makes every query raise
 GPU_IS_LOST; `lost_after: N` does so from the (N+1)-th call of each query. Anything else where a
 number is read (a string, true/false, an empty list) is refused by `load_spec`, naming the field.
@@ -263,14 +265,23 @@ class FakeNVML:
     def nvmlDeviceGetComputeInstanceId(self, h: MigHandle) -> int:
         return int(self._value(h, "nvmlDeviceGetComputeInstanceId", "compute_instance"))
 
+    def _scripted_processes(self) -> list[dict]:
+        """Every process entry of the file (GPUs and MIG slices)."""
+        owners = [g for g in self.gpus] + [m for g in self.gpus for m in (g.get("mig") or []) if m]
+        return [p for gpu in owners for key in ("processes", "graphics_processes")
+                if isinstance(gpu.get(key), list) for p in gpu[key]]
+
     def nvmlSystemGetProcessName(self, pid: int) -> str:
-        for gpu in [g for g in self.gpus] + [m for g in self.gpus for m in (g.get("mig") or []) if m]:
-            procs = [p for key in ("processes", "graphics_processes") if isinstance(gpu.get(key), list)
-                     for p in gpu[key]]
-            for p in procs:
-                if int(p["pid"]) == pid and p.get("name"):
-                    return str(p["name"])
+        for p in self._scripted_processes():
+            # a host PID seen from a container: the driver cannot name it from inside
+            if int(p["pid"]) == pid and p.get("name") and not p.get("host_pid"):
+                return str(p["name"])
         raise self.NVMLError(6)  # NOT_FOUND
+
+    def pid_visible(self, pid: int) -> bool:
+        """Whether a scripted PID is in "this" PID namespace: all are, but those marked `host_pid`
+        (a container that sees the host's PIDs from NVML and not in its /proc)."""
+        return not any(int(p["pid"]) == pid and p.get("host_pid") for p in self._scripted_processes())
 
 
 def load_spec(path: str | Path) -> dict:
@@ -372,6 +383,8 @@ def bad_numeric_field(gpu: dict) -> str | None:
         for j, proc in enumerate(procs if isinstance(procs, list) else []):
             if not _is_count(proc["pid"]):
                 return f"{procs_key}[{j}].pid: expected a process id, got {proc['pid']!r}"
+            if not isinstance(proc.get("host_pid", False), bool):
+                return f"{procs_key}[{j}].host_pid: expected true or false, got {proc['host_pid']!r}"
             problem = _scripted_problem(f"{procs_key}[{j}].used_mib", proc["used_mib"]) if "used_mib" in proc else None
             if problem:
                 return problem
@@ -392,8 +405,8 @@ def resolve_fake_path(path: str | Path) -> Path:
 def fake_backend(path: str | Path) -> NVMLBackend:
     """An `NVMLBackend` over scripted fake GPUs (every snapshot is marked fake)."""
     if str(path) == DEMO:
-        spec = load_spec(DEMO_FILE)
-        return NVMLBackend(FakeNVML(spec, source="demo"), fake=True, source="fake GPUs (--fake-gpu demo)")
-    spec = load_spec(path)
-    return NVMLBackend(FakeNVML(spec, source=str(path)), fake=True, source=f"fake GPUs from {path}")
+        fake = FakeNVML(load_spec(DEMO_FILE), source="demo")
+        return NVMLBackend(fake, fake=True, source="fake GPUs (--fake-gpu demo)", pid_visible=fake.pid_visible)
+    fake = FakeNVML(load_spec(path), source=str(path))
+    return NVMLBackend(fake, fake=True, source=f"fake GPUs from {path}", pid_visible=fake.pid_visible)
 

@@ -19,7 +19,8 @@ from rich.text import Text
 from asl_cli.monitor.base import GPUSnapshot
 from asl_cli.ui.training import advice_text, training_view
 from asl_cli.ui.widgets import NA, bar, level_style, sparkline
-from asl_cli.units import MIB, fmt_mib
+from asl_cli.monitor.idle import HELD_MIB
+from asl_cli.units import MIB, fmt_duration, fmt_mib
 
 
 def _temp_style(t: int | None) -> str:
@@ -28,12 +29,16 @@ def _temp_style(t: int | None) -> str:
     return "green" if t < 70 else "yellow" if t < 83 else "bold red"
 
 
-def gpu_title(s: GPUSnapshot) -> Text:
+def gpu_title(s: GPUSnapshot, idle_s: float | None = None) -> Text:
+    """"GPU 0  NVIDIA GeForce RTX 4070", marked fake, and IDLE with how long (`asl_cli.monitor.idle`)."""
     t = Text()
     t.append(f"GPU {s.index}", style="bold")
     t.append(f"  {s.name or 'unknown GPU'}", style="bold cyan" if not s.lost else "bold red")
     if s.fake:
         t.append("  (fake)", style="magenta")
+    if idle_s is not None:
+        t.append("  ")
+        t.append(f" IDLE {fmt_duration(idle_s)} ", style="bold black on yellow")
     return t
 
 
@@ -78,10 +83,11 @@ class GPUCard:
     LABEL, VALUE = 4, 26  # "util"; "10,502 / 12,282 MiB   86%"
 
     def __init__(self, snapshot: GPUSnapshot, history: Sequence[GPUSnapshot] | None = None, *,
-                 spark_width: int = 60):
+                 spark_width: int = 60, idle_s: float | None = None):
         self.snapshot = snapshot
         self.history = history
         self.spark_width = spark_width
+        self.idle_s = idle_s  # set: the GPU is marked IDLE (held, unused) for that long
 
     def widths(self, max_width: int) -> tuple[int, int]:
         """(bar, sparkline) widths for a card `max_width` columns wide; sparkline 0 = left out."""
@@ -134,33 +140,52 @@ class GPUCard:
         sensors.append("   clocks ", style="dim")
         sensors.append(f"sm {NA if s.clock_sm is None else s.clock_sm} · "
                        f"mem {NA if s.clock_mem is None else s.clock_mem} MHz")
-        border = "magenta" if s.fake else "blue"
+        border = "yellow" if self.idle_s is not None else "magenta" if s.fake else "blue"
         parts = [grid, sensors, processes_view(s)]
         if s.mig is not None:
             parts.append(mig_view(s))
-        return Panel(Group(*parts), title=gpu_title(s), title_align="left",
+        return Panel(Group(*parts), title=gpu_title(s, self.idle_s), title_align="left",
                      subtitle=gpu_subtitle(s) or None, subtitle_align="right", border_style=border,
                      box=box.ROUNDED, padding=(0, 1))
 
 
-def gpu_card(s: GPUSnapshot, history: Sequence[GPUSnapshot] | None = None, *, spark_width: int = 60) -> GPUCard:
+def gpu_card(s: GPUSnapshot, history: Sequence[GPUSnapshot] | None = None, *, spark_width: int = 60,
+             idle_s: float | None = None) -> GPUCard:
     """One GPU: memory and utilisation bars with sparklines, sensors, clocks and processes."""
-    return GPUCard(s, history, spark_width=spark_width)
+    return GPUCard(s, history, spark_width=spark_width, idle_s=idle_s)
+
+
+OUTSIDE = "(host PID, not visible here)"
+
+
+def unlisted_memory_mib(s: GPUSnapshot) -> float | None:
+    """MiB in use on a GPU whose process list is empty: held by processes NVML does not show here
+    (another container's, or the host's). None when processes are listed or little memory is used."""
+    if s.processes is None or s.processes or s.memory_used is None or s.memory_used < HELD_MIB * MIB:
+        return None
+    return s.memory_used / MIB
 
 
 def processes_view(s: GPUSnapshot, limit: int = 5) -> RenderableType:
     if s.processes is None:
         return Text.assemble(("processes ", "dim"), (NA, "dim"))
     if not s.processes:
+        unlisted = unlisted_memory_mib(s)
+        if unlisted is not None:
+            # another container's or the host's processes: NVML lists only this namespace's
+            return Text(f"no processes listed; {unlisted:,.0f} MiB held by processes not visible here", style="yellow")
         return Text("no processes", style="dim")
     t = Table(box=None, padding=(0, 1), show_header=True, header_style="dim", pad_edge=False)
     t.add_column("pid", justify="right", no_wrap=True)
     t.add_column("type", no_wrap=True)
-    t.add_column("process", no_wrap=True, max_width=28)
+    t.add_column("process", no_wrap=True, max_width=34)
     t.add_column("gpu memory", justify="right", no_wrap=True)
     for p in s.processes[:limit]:
         used = fmt_mib(None if p.used_memory is None else p.used_memory / MIB, na=NA)
-        t.add_row(str(p.pid), p.kind or "?", p.name or "?", used)
+        outside = p.in_namespace is False
+        name = p.name or (OUTSIDE if outside else "?")
+        t.add_row(Text(str(p.pid), style="dim" if outside else ""), p.kind or "?",
+                  Text(name, style="dim" if outside else ""), used)
     if len(s.processes) > limit:
         t.add_row("", "", f"… {len(s.processes) - limit} more", "")
     return t
@@ -196,12 +221,14 @@ def mig_lines(s: GPUSnapshot) -> list[str]:
 
 
 def gpu_panel(snapshots: Sequence[GPUSnapshot], history: Mapping[int, Sequence[GPUSnapshot]] | None = None,
-              *, spark_width: int = 60) -> RenderableType:
-    """Every GPU as a card (history: the sampler's per-index snapshots, for the sparklines)."""
+              *, spark_width: int = 60, idle: Mapping[int, float] | None = None) -> RenderableType:
+    """Every GPU as a card (history: the sampler's per-index snapshots, for the sparklines; idle: GPU
+    index -> seconds, the GPUs to mark IDLE)."""
     if not snapshots:
         return Panel(Text("no GPU found", style="yellow"), title="GPUs", title_align="left")
-    history = history or {}
-    return Group(*(gpu_card(s, history.get(s.index), spark_width=spark_width) for s in snapshots))
+    history, idle = history or {}, idle or {}
+    return Group(*(gpu_card(s, history.get(s.index), spark_width=spark_width, idle_s=idle.get(s.index))
+                   for s in snapshots))
 
 
 def watch_header(snapshots: Sequence[GPUSnapshot], *, host: str = "", interval: float | None = None,
@@ -225,16 +252,17 @@ def watch_header(snapshots: Sequence[GPUSnapshot], *, host: str = "", interval: 
 def watch_frame(snapshots: Sequence[GPUSnapshot], history: Mapping[int, Sequence[GPUSnapshot]] | None = None, *,
                 status: Mapping[str, Any] | None = None, status_path: str | None = None, host: str = "",
                 interval: float | None = None, now: datetime | None = None, source: str = "",
-                run_detail: int = 2, advice: Sequence[Any] = ()) -> RenderableType:
+                run_detail: int = 2, advice: Sequence[Any] = (), idle: Mapping[int, float] | None = None
+                ) -> RenderableType:
     """One `asl gpu-watch` frame: header, GPU cards and (with a run) its training panels and the
     advice that holds for it (`asl_cli.engine.advice`).
 
     `status_path` set but `status` None means the run has not written its status yet.
     `run_detail`: 2 shows training, augmentations and configuration; 1 drops the configuration;
-    0 keeps only the training panel (for short terminals).
+    0 keeps only the training panel (for short terminals). `idle`: the GPUs to mark IDLE (index -> seconds).
     """
     parts: list[RenderableType] = [watch_header(snapshots, host=host, interval=interval, now=now, source=source),
-                                   gpu_panel(snapshots, history)]
+                                   gpu_panel(snapshots, history, idle=idle)]
     if status is not None:
         parts.append(training_view(status, with_config=run_detail >= 2, with_aug=run_detail >= 1))
         tips = advice_text(advice)
@@ -245,8 +273,19 @@ def watch_frame(snapshots: Sequence[GPUSnapshot], history: Mapping[int, Sequence
     return Group(*parts)
 
 
-def gpu_line(s: GPUSnapshot) -> str:
-    """One plain line per GPU (logs, pipes): nvidia-smi's facts in greppable key-value form."""
+def processes_note(s: GPUSnapshot) -> str:
+    """The plain form of the process count: "2", "2 (1 host PID)", "0 (9731MiB unlisted)", N/A."""
+    if s.processes is None:
+        return NA
+    outside = sum(p.in_namespace is False for p in s.processes)
+    unlisted = unlisted_memory_mib(s)
+    return str(len(s.processes)) + (f" ({outside} host PID{'s' if outside != 1 else ''})" if outside else "") + (
+        f" ({unlisted:.0f}MiB unlisted)" if unlisted is not None else "")
+
+
+def gpu_line(s: GPUSnapshot, idle_s: float | None = None) -> str:
+    """One plain line per GPU (logs, pipes): nvidia-smi's facts in greppable key-value form, and
+    `IDLE 0:01:05` when the GPU is marked idle."""
     name = s.name or "unknown"
     if s.lost:
         return f"gpu{s.index} {name}: LOST ({s.error or 'GPU is lost'})"
@@ -259,7 +298,7 @@ def gpu_line(s: GPUSnapshot) -> str:
     def v(x: Any, unit: str = "") -> str:
         return NA if x is None else f"{x}{unit}"
 
-    procs = NA if s.processes is None else str(len(s.processes))
     return (f"gpu{s.index} {name}{' (fake)' if s.fake else ''}: mem {mem}  util {v(s.util_gpu, '%')}  "
             f"temp {v(s.temperature, 'C')}  power {power}  fan {v(s.fan, '%')}  "
-            f"sm {v(s.clock_sm, 'MHz')}  procs {procs}")
+            f"sm {v(s.clock_sm, 'MHz')}  procs {processes_note(s)}"
+            + ("" if idle_s is None else f"  IDLE {fmt_duration(idle_s)}"))
