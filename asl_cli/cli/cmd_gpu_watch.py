@@ -131,9 +131,9 @@ def _watch(*, interval: float, once: bool, json_out: bool, run: Path | None, lat
             live_view = console.is_terminal and not console.is_dumb_terminal and not json_out
             with sampler:
                 if live_view:
-                    from rich.live import Live
+                    from asl_cli.ui.live import SyncedLive
 
-                    with Live(console=console, screen=True, auto_refresh=False, transient=False) as live:
+                    with SyncedLive(console=console, screen=True, auto_refresh=False, transient=False) as live:
                         _loop(sampler, count, interval, lambda: live.update(frame(fit=True), refresh=True))
                 else:
                     _loop(sampler, count, interval, emit_line)

@@ -71,11 +71,12 @@ class TrainDashboard:
     def __enter__(self) -> "TrainDashboard":
         if self.mode == LIVE:
             from rich.console import Console
-            from rich.live import Live
+
+            from asl_cli.ui.live import SyncedLive
 
             if self.console is None:
                 self.console = Console()
-            self._live = Live(console=self.console, get_renderable=self.renderable, screen=False,
+            self._live = SyncedLive(console=self.console, get_renderable=self.renderable, screen=False,
                               refresh_per_second=4, transient=False, redirect_stdout=True,
                               redirect_stderr=True)
             self._live.start()
@@ -118,7 +119,8 @@ class TrainDashboard:
         elif self._live is not None:
             if kind == "start" and self.static and self.console is not None:
                 self.console.print(self.static_panels())  # above the live region, once
-            self._live.refresh()
+            if kind != "step":  # steps: Live's own thread redraws 4 times a second, off the training thread
+                self._live.refresh()
 
     def set_note(self, text: str, *, live_only: bool = False) -> None:
         """A one-line notice (e.g. "stopping: saving a checkpoint"), shown in every mode
