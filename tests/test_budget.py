@@ -133,6 +133,27 @@ def test_an_update_cap_ends_the_schedule_when_it_comes_first():
     assert factors[149] == pytest.approx(cosine_factor(150 / 300, FLOOR))
 
 
+def test_a_run_the_cap_ends_early_still_validates_along_the_way():
+    # 200 epochs of 4 updates at 0.03 s (the real 112-sequence sample) take ~25 s of a 120 s budget: spacing
+    # evaluations by a fifth of the budget (24 s) gave one, at the end, so "best" chose nothing
+    plan = TimePlan(120.0, update_cap=800, end_estimate_s=0.05)
+    plan.resumed()
+    clock, evaluated, evals = 1.0, 0.0, []
+    while not plan.finished:
+        plan.next_factor(FLOOR)
+        clock += 0.03
+        plan.observe(clock, plan.updates + 1)
+        if not plan.finished and plan.updates % 4 == 0:  # an epoch end
+            due = plan.eval_due(evaluated)
+            if due:
+                evaluated = plan.clock
+                evals.append(plan.updates // 4)
+            clock += 0.05 if due else 0.001
+            plan.boundary(clock, with_eval=due)
+    assert plan.updates == 800 and 4 <= len(evals) <= 5, evals  # every ~fifth of the 200 epochs, not 0
+    assert evals[0] >= 30 and all(b - a >= 30 for a, b in zip(evals, evals[1:]))  # never every epoch
+
+
 def test_warm_up_counts_updates_and_never_takes_more_than_a_tenth_of_the_plan():
     _, factors = simulate(60.0, lambda i: 0.01, warmup=100)
     assert factors[:3] == pytest.approx([0.01, 0.02, 0.03]) and factors[99] == pytest.approx(1.0, abs=1e-3)
