@@ -29,6 +29,8 @@ from asl_cli.extract import INSTALL
 
 MEDIAPIPE_VERSION = "0.10.21"  # the last release whose legacy Holistic ships its models (works offline)
 MAX_FRAMES = 2 ** 15  # asl-signs' `frame` column is int16
+EXACT_FRAME_COUNT = (".mp4", ".mov")  # containers whose header holds the exact frame count
+CUT_SHORT = 0.9  # fewer decoded frames than this share of the announced count: a damaged file
 SHOW_NATIVE_LOGS = "ASL_MEDIAPIPE_LOGS"  # set to 1 to see MediaPipe's own log lines
 
 
@@ -108,39 +110,46 @@ def frame_landmarks(results: Any) -> np.ndarray:
 def extract_video(path: str | Path, settings: HolisticSettings = HolisticSettings()) -> np.ndarray:
     """The video's landmarks as float32 (T, 543, 3), one row per decoded frame (see the module's docstring).
 
-    DataError (skippable: `--skip-bad` goes on) for a file OpenCV cannot decode, for more frames than
-    asl-signs' frame numbers hold, and when no person is found in any frame.
+    DataError (skippable: `--skip-bad` goes on) for a file OpenCV cannot decode or that is cut short (an
+    MP4/MOV that decodes under 90% of the frames its header counts), for more frames than asl-signs'
+    frame numbers hold, and when no person is found in any frame.
     """
     holistic, cv2 = require_mediapipe()
     path = Path(path)
     if not path.is_file():
         raise DataError("video not found" if not path.exists() else "not a file", path=path)
-    capture = cv2.VideoCapture(str(path))
     frames: list[np.ndarray] = []
-    try:
-        if not capture.isOpened():
-            raise DataError("cannot read the video (not a format OpenCV decodes, or a damaged file)",
-                            path=path, skippable=True)
-        # A fresh Holistic per video: its tracking state must not carry over from another file, so that a
-        # file's landmarks do not depend on which files a worker process read before it.
-        with native_logs_silenced(), holistic.Holistic(
-                static_image_mode=False, smooth_landmarks=True, refine_face_landmarks=False,
-                model_complexity=settings.model_complexity,
-                min_detection_confidence=settings.min_detection_confidence,
-                min_tracking_confidence=settings.min_tracking_confidence) as model:
-            while True:
-                ok, bgr = capture.read()
-                if not ok:
-                    break
-                if len(frames) == MAX_FRAMES:
-                    raise DataError(f"more than {MAX_FRAMES} frames: asl-signs' int16 frame numbers do not "
-                                    "hold them (cut the video into signs)", path=path, skippable=True)
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # OpenCV decodes BGR; MediaPipe expects RGB
-                frames.append(frame_landmarks(model.process(rgb)))
-    except cv2.error as exc:
-        raise DataError(f"cannot decode the video ({first_line(exc)})", path=path, skippable=True) from None
-    finally:
-        capture.release()
+    with native_logs_silenced():  # FFmpeg's complaints about a damaged file too: the DataError says it once
+        capture = cv2.VideoCapture(str(path))
+        try:
+            if not capture.isOpened():
+                raise DataError("cannot read the video (not a format OpenCV decodes, or a damaged file)",
+                                path=path, skippable=True)
+            announced = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            # A fresh Holistic per video: its tracking state must not carry over from another file, so that
+            # a file's landmarks do not depend on which files a worker process read before it.
+            with holistic.Holistic(static_image_mode=False, smooth_landmarks=True, refine_face_landmarks=False,
+                                   model_complexity=settings.model_complexity,
+                                   min_detection_confidence=settings.min_detection_confidence,
+                                   min_tracking_confidence=settings.min_tracking_confidence) as model:
+                while True:
+                    ok, bgr = capture.read()
+                    if not ok:
+                        break
+                    if len(frames) == MAX_FRAMES:
+                        raise DataError(f"more than {MAX_FRAMES} frames: asl-signs' int16 frame numbers do not "
+                                        "hold them (cut the video into signs)", path=path, skippable=True)
+                    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # OpenCV decodes BGR; MediaPipe expects RGB
+                    frames.append(frame_landmarks(model.process(rgb)))
+        except cv2.error as exc:
+            raise DataError(f"cannot decode the video ({first_line(exc)})", path=path, skippable=True) from None
+        finally:
+            capture.release()
+    # MP4/MOV headers count their frames exactly (the sample table; FOOTBALL.mp4 announces 64 and decodes 62):
+    # far fewer decoded frames is a file cut short, whose first frames alone would pass for a whole sign.
+    if path.suffix.lower() in EXACT_FRAME_COUNT and announced > 0 and len(frames) < CUT_SHORT * announced:
+        raise DataError(f"damaged or cut short: {len(frames)} of the {announced} frames its header announces "
+                        "could be decoded", path=path, skippable=True)
     if not frames:
         raise DataError("cannot read the video (no frame could be decoded: not a video, or a damaged file)",
                         path=path, skippable=True)
