@@ -46,18 +46,19 @@ def extract_command(
     with user_errors(as_json), name_the_remedy("--skip-bad"):
         from asl_cli.errors import ConfigError
         from asl_cli.extract.holistic import HolisticSettings
-        from asl_cli.extract.job import extract, find_inputs, label_inputs, labelled_files, parse_labels
+        from asl_cli.extract.job import check_job, extract, find_inputs, label_inputs, labelled_files, parse_labels
 
         labels = parse_labels(labels)
         if not inputs:
             if labels is None or labels == "parent":
                 raise ConfigError("no INPUT: name videos, .pose files or folders (or give --labels FILE.csv, "
                                   "whose files are then read)")
-            files = labelled_files(labels)
+            files = find_inputs(labelled_files(labels))  # each must exist and be a video or .pose file
         else:
             files = find_inputs(inputs)
         settings = HolisticSettings(model_complexity, min_detection_confidence, min_tracking_confidence)
         items = label_inputs(files, labels, participant)
+        check_job(items, out, settings=settings, force=force)  # its one line before any progress bar
         console = stderr_console()
         with stop_at_once_on_signals("files extracted so far are kept; rerun the command to go on"), \
                 _Bar(len(items), console, enabled=not as_json) as bar:
@@ -67,9 +68,9 @@ def extract_command(
 
 
 class _Bar:
-    """A Rich progress bar over the inputs, redrawn only when an input is done: MediaPipe's native
+    """A Rich progress bar over the inputs, redrawn only when an input is done (MediaPipe's native
     logging is silenced at the file-descriptor level while it runs, so a refresh thread would draw
-    into nothing."""
+    into nothing); transient, so that an error stays one line and the summary says what was done."""
 
     def __init__(self, total: int, console, *, enabled: bool) -> None:
         self.total, self.console, self.enabled = total, console, enabled
@@ -82,7 +83,7 @@ class _Bar:
 
             self.progress = Progress(TextColumn("[bold]Extracting"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("{task.fields[frames]} frames"), TimeElapsedColumn(),
-                                     console=self.console, auto_refresh=False)
+                                     console=self.console, auto_refresh=False, transient=True)
             self.progress.start()
             self.task = self.progress.add_task("extract", total=self.total, frames=0)
             self.progress.refresh()

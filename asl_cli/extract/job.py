@@ -67,7 +67,7 @@ class Outcome:
     sequence_id: int = 0
     sign: str | None = None
     frames: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # reading the input (MediaPipe for a video), in its worker
     error: str | None = None  # bad: what is wrong; duplicate: which input holds the same content
 
 
@@ -78,7 +78,8 @@ class Summary:
     sequences: int = 0  # rows of extract.csv (this run's and earlier runs')
     labelled: int = 0  # rows of train.csv
     signs: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole job
+    extract_seconds: float = 0.0  # wall time of the extraction (worker start-up included)
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -89,8 +90,9 @@ class Summary:
 
     @property
     def frames_per_second(self) -> float | None:
-        busy = sum(o.seconds for o in self.outcomes if o.status == "extracted")
-        return self.frames_extracted / busy if busy > 0 else None
+        """Frames extracted per second of wall time, all workers together."""
+        frames = self.frames_extracted
+        return frames / self.extract_seconds if frames and self.extract_seconds > 0 else None
 
 
 ProgressFn = Callable[[int, int, Outcome], None]
@@ -132,8 +134,8 @@ def read_labels_csv(path: str | Path) -> dict[Path, tuple[str, int | None]]:
     rows = list(csv.reader(io.StringIO(text)))
     header = [h.strip() for h in rows[0]] if rows else []
     if "file" not in header or "sign" not in header:
-        raise DataError(f"a labels CSV needs the columns file,sign[,participant_id] (found: {', '.join(header) or 'nothing'})",
-                        path=path)
+        found = ", ".join(header) or "nothing"
+        raise DataError(f"a labels CSV needs the columns file,sign[,participant_id] (found: {found})", path=path)
     col = {name: header.index(name) for name in header}
     labels: dict[Path, tuple[str, int | None]] = {}
     for line_no, row in enumerate(rows[1:], start=2):
@@ -257,8 +259,7 @@ def extract(inputs: Sequence[Input], out: str | Path, *, settings: HolisticSetti
     """
     started = time.perf_counter()
     out = Path(out)
-    _check_output_folder(out)
-    _require_extras({source_kind(i.source) for i in inputs})
+    check_job(inputs, out, settings=settings, force=force)
     outcomes: list[Outcome] = []
     report = _reporter(len(inputs), outcomes, progress)
     pending: list[tuple[Input, Outcome]] = []
@@ -281,6 +282,7 @@ def extract(inputs: Sequence[Input], out: str | Path, *, settings: HolisticSetti
         else:
             pending.append((item, outcome))
     tasks = [_Task(str(item.source), str(out / o.path), settings) for item, o in pending]
+    extract_started = time.perf_counter()
     try:
         results = imap_ordered(_extract_one, tasks, min(max(1, workers), max(1, len(tasks))))
         for (item, outcome), (frames, seconds, error) in zip(pending, results):
@@ -292,7 +294,7 @@ def extract(inputs: Sequence[Input], out: str | Path, *, settings: HolisticSetti
         except Exception:  # noqa: BLE001 - the first error is the one to report
             pass
         raise
-    summary = Summary(out, outcomes)
+    summary = Summary(out, outcomes, extract_seconds=time.perf_counter() - extract_started)
     bad = [o for o in outcomes if o.status == "bad"]
     if bad and len(bad) == len(outcomes):
         more = f"; none of the {len(bad)} inputs could be read" if len(bad) > 1 else ""
@@ -322,6 +324,27 @@ def _check_same_labels(first: Input, again: Input) -> None:
         raise DataError(f"same content as {first.source}, but labelled sign {again.sign!r} / participant "
                         f"{again.participant} there {first.sign!r} / {first.participant}: one of the two is "
                         "mislabelled", path=again.source)
+
+
+def check_job(inputs: Sequence[Input], out: Path, *, settings: HolisticSettings, force: bool) -> None:
+    """What stops a job before any work (`extract` checks it too; the CLI first, before its progress
+    bar): the output folder, other Holistic settings than the folder's, a missing extra."""
+    _check_output_folder(out)
+    if not force:
+        _check_same_settings(out, settings)
+    _require_extras({source_kind(i.source) for i in inputs})
+
+
+def _check_same_settings(out: Path, settings: HolisticSettings) -> None:
+    """One folder, one set of Holistic settings: files made with others are not mixed in silently."""
+    try:
+        before = json.loads((out / SETTINGS_FILE).read_text(encoding="utf-8"))["holistic"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # a new folder (or no record of the settings)
+    if before != settings.as_dict():
+        said = ", ".join(f"{k} {v}" for k, v in before.items())
+        raise ConfigError(f"{out} was extracted with {said}: rerun with those options, or add --force to extract "
+                          "the inputs again with the new ones")
 
 
 def _require_extras(kinds: set[str]) -> None:
