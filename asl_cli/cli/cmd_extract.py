@@ -25,7 +25,8 @@ def extract_command(
         help="Videos (mp4, mov, avi, webm, mkv), .pose files, or folders of them (searched recursively). "
              "May be left out with --labels FILE.csv: its files are read.", show_default=False)] = None,
     labels: Annotated[Optional[str], typer.Option("--labels", help="'parent' (each file's folder name is its "
-                      "sign) or a CSV with columns file,sign[,participant_id]. Without it, no train.csv.")] = None,
+                      "sign) or a CSV file with the columns file, sign and (optionally) participant_id. Without "
+                      "it, no train.csv.")] = None,
     participant: Annotated[int, typer.Option("--participant", help="participant_id of the inputs (a labels "
                            "CSV's participant_id column wins).")] = 0,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Processes extracting videos at once (one "
@@ -35,10 +36,11 @@ def extract_command(
                         "person) and go on (default: stop at the first).")] = False,
     model_complexity: Annotated[int, typer.Option("--model-complexity", min=0, max=2, help="MediaPipe "
                                 "Holistic's pose model: 0 (fast), 1 (its default), 2 (accurate).")] = 1,
-    min_detection_confidence: Annotated[float, typer.Option("--min-detection-confidence", min=0.0, max=1.0,
-                                        help="MediaPipe Holistic's detection threshold.")] = 0.5,
-    min_tracking_confidence: Annotated[float, typer.Option("--min-tracking-confidence", min=0.0, max=1.0,
-                                       help="MediaPipe Holistic's tracking threshold.")] = 0.5,
+    min_detection: Annotated[float, typer.Option("--min-detection", min=0.0, max=1.0, help="Lowest "
+                             "confidence at which MediaPipe Holistic takes a person as detected.")] = 0.5,
+    min_tracking: Annotated[float, typer.Option("--min-tracking", min=0.0, max=1.0, help="Lowest "
+                            "confidence at which MediaPipe Holistic keeps tracking (below: it detects again)."
+                            )] = 0.5,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object at the end (no progress bar).")] = False,
 ) -> None:
     """Extract MediaPipe Holistic landmarks from videos (or convert .pose files) into an asl-signs folder
@@ -56,7 +58,7 @@ def extract_command(
             files = find_inputs(labelled_files(labels))  # each must exist and be a video or .pose file
         else:
             files = find_inputs(inputs)
-        settings = HolisticSettings(model_complexity, min_detection_confidence, min_tracking_confidence)
+        settings = HolisticSettings(model_complexity, min_detection, min_tracking)
         items = label_inputs(files, labels, participant)
         check_job(items, out, settings=settings, force=force)  # its one line before any progress bar
         console = stderr_console()
