@@ -5,10 +5,11 @@ Exit codes (documented in docs/exit-codes.md):
 
     0   success
     1   a check found a problem (check-env, test-fix); a missing optional extra (export: onnx,
-        show: matplotlib); export failed or its verification did not match; a data worker
+        show: matplotlib, extract and videos/.pose files: video); export failed or its verification did not match; a data worker
         process died (WorkerPoolError)
     2   bad usage or configuration (unknown preset key, wrong type, out of range)
-    3   bad input data (missing/corrupt parquet, bad train.csv or sign map)
+    3   bad input data (missing/corrupt parquet, bad train.csv or sign map; extract: an unreadable video or
+        .pose file, no person found)
     4   bad checkpoint (not a checkpoint, other model size, unsafe pickle)
     5   no usable NVIDIA GPU / NVML not available (gpu-watch, check-env --require-gpu,
         --device cuda in train, ablate, evaluate, predict)
@@ -54,6 +55,10 @@ class ASLError(Exception):
         self.path = None if path is None else str(path)
         self.message = message
         super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class MissingExtraError(ASLError):
+    """An optional extra the command needs is not installed; the message names its install command."""
 
 
 class ConfigError(ASLError):

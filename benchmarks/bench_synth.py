@@ -4,7 +4,7 @@
    temporary folder with 1 and with 2 worker processes, interleaved, `--rounds` times each: wall
    time, sequences/s, size on disk, and whether both outputs are byte-identical.
 2. Building the `row_id` column ("<frame>-<type>-<index>", 543 strings per frame) for a sequence
-   of 21 frames: the numpy byte template `synth.parquet._RowIds` vs pyarrow cast + binary_join vs Python
+   of 21 frames: the numpy byte template `landmark_writer._RowIds` vs pyarrow cast + binary_join vs Python
    f-strings converted to an Arrow array (median of `--reps` timings).
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_synth.py [--rounds 2] [--reps 200]
@@ -65,11 +65,11 @@ def row_ids(reps: int) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from asl_cli.data import synth
+    from asl_cli.data import landmark_writer
 
-    _, _, suffix = synth.parquet._row_layout()
+    _, _, suffix = landmark_writer._row_layout()
     frames = np.arange(37, 58, dtype=np.int16)  # 21 frames, the default set's mean length
-    template = synth.parquet._RowIds(suffix)
+    template = landmark_writer._RowIds(suffix)
     suffix_arr = pa.array(suffix * len(frames))
 
     def numpy_template():

@@ -153,7 +153,7 @@ def test_extras_are_those_of_pyproject_with_what_they_enable_and_the_install_com
         return "9.9"
     facts = extras_facts(lookup)
     state = {e["name"]: e["installed"] for e in facts["extras"]}
-    assert state == {"plot": True, "onnx": False, "tensorboard": True}  # onnx: one of its three packages is missing
+    assert state == {"plot": True, "onnx": False, "tensorboard": True, "video": True}  # onnx: one of its three packages is missing
     onnx = next(e for e in facts["extras"] if e["name"] == "onnx")
     assert onnx["install"] == 'pip install "asl-cli[onnx]"' and "asl export" in onnx["enables"]
     assert onnx["packages"] == {"onnx": "9.9", "onnxruntime": None, "onnxscript": "9.9"}
@@ -178,7 +178,7 @@ def test_check_env_lists_each_extra_installed_or_not_with_its_install_command(mo
     assert "optional extras" in out and 'pip install "asl-cli[plot]"' in out and "not installed" in out
     assert "asl show" in out and 'all extras at once: pip install "asl-cli[all]"' in out
     report = json.loads(check_env("--json", "--fake-gpu", H100).stdout)
-    assert {e["name"] for e in report["extras"]} == {"plot", "onnx", "tensorboard"}
+    assert {e["name"] for e in report["extras"]} == {"plot", "onnx", "tensorboard", "video"}
     assert "data_path" not in report  # one sample path: nothing to report (issue 17)
 
 

@@ -17,7 +17,9 @@ def test_help_and_version_do_not_import_torch():
             "from asl_cli.cli import app\n"
             "try:\n    app.main()\nexcept SystemExit:\n    pass\n"
             "assert 'torch' not in sys.modules, 'asl --help imported torch'\n"
-            "assert 'pandas' not in sys.modules, 'asl --help imported pandas'\n")
+            "assert 'pandas' not in sys.modules, 'asl --help imported pandas'\n"
+            "heavy = {'mediapipe', 'cv2', 'pose_format'} & set(sys.modules)\n"
+            "assert not heavy, f'asl --help imported {heavy}'\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "Usage" in out.stdout

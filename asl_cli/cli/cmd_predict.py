@@ -1,8 +1,9 @@
-"""`asl predict CHECKPOINT FILE.parquet [FILE ...]`: the top-k signs of landmark files.
+"""`asl predict CHECKPOINT FILE [FILE ...]`: the top-k signs of landmark files, videos or `.pose` files.
 
 Thin: options -> `asl_cli.serve.inference.predict_files` -> a Rich table, JSON or NDJSON. Reads the
 asl-signs layout and the variants other MediaPipe Holistic capture scripts write (other column
-order, no row_id, int64 frame). A bad file stops the command with one line naming it (exit 3)
+order, no row_id, int64 frame), and videos and `.pose` files, whose landmarks are extracted in memory
+(MediaPipe Holistic with its default settings, as `asl extract`; extra `video`). A bad file stops the command with one line naming it (exit 3)
 before anything is printed; with `--skip-bad` it is reported on stderr and the others are predicted
 (when no file could be read: only the library's one error line, exit 3, and nothing on stdout).
 Files are read as training reads them (`frame`, `x`, `y`; `z` optional). `--json` and `--ndjson`
@@ -24,7 +25,8 @@ from asl_cli.cli.common import make_console, user_errors
 @app.command("predict")
 def predict_command(
     checkpoint: Annotated[Path, typer.Argument(help="Run folder or checkpoint .pt file.", show_default=False)],
-    files: Annotated[list[Path], typer.Argument(help="Landmark parquet files (one sequence each).",
+    files: Annotated[list[Path], typer.Argument(help="Landmark parquet files, videos or .pose files (one "
+                                                "sequence each).",
                                                 show_default=False)],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Signs shown per file.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (a list of files).")] = False,
@@ -34,7 +36,7 @@ def predict_command(
                         "(default: stop at the first).")] = False,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")] = "cpu",
 ) -> None:
-    """Top-k signs with probabilities for each landmark file."""
+    """Top-k signs with probabilities for each landmark file, video or .pose file."""
     with user_errors(as_json or ndjson):
         from asl_cli.errors import ConfigError
         from asl_cli.serve.inference import load_for_inference, predict_files, top_k as best_k

@@ -1,7 +1,8 @@
-"""`asl show SEQUENCE.parquet`: draw a sequence's landmarks, before and after augmentation.
+"""`asl show SEQUENCE`: draw a sequence's landmarks, before and after augmentation.
 
-Thin: options -> read the parquet (`read_landmarks`, all 543 landmarks, x and y: the columns training
-reads, so any file training accepts can be drawn) -> `ASLAugmentations` on the whole layout (so pose
+Thin: options -> read the sequence (`extract.load.load_landmarks`: a parquet file as training reads it, all
+543 landmarks, x and y, so any file training accepts can be drawn; a video's or `.pose` file's landmarks
+extracted as `asl extract` does) -> `ASLAugmentations` on the whole layout (so pose
 pairs flip too) -> a PNG frame grid or an animated GIF (`asl_cli.augment.render`, matplotlib imported
 only there). The summary line says how many of the sequence's frames were drawn.
 """
@@ -23,7 +24,8 @@ MAX_GRID_FRAMES = 32
 
 @app.command("show")
 def show_command(
-    sequence: Annotated[Path, typer.Argument(help="One landmark parquet file (asl-signs format).",
+    sequence: Annotated[Path, typer.Argument(help="One landmark parquet file (asl-signs format), video or "
+                                             ".pose file.",
                                              show_default=False)],
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Also draw the sequence after "
                        "augmentation, next to the original.")] = False,
@@ -47,7 +49,8 @@ def show_command(
         from asl_cli.augment.render import Row, frame_positions, render_gif, render_grid, require_matplotlib
         from asl_cli.config import apply_overrides, load_config
         from asl_cli.config_io import apply_cli
-        from asl_cli.data.reader import COORDINATES, read_landmarks
+        from asl_cli.data.reader import COORDINATES
+        from asl_cli.extract.load import load_landmarks
         from asl_cli.errors import ConfigError
 
         if out.suffix.lower() not in SUFFIXES:
@@ -60,7 +63,7 @@ def show_command(
             apply_overrides(cfg, [f"aug.profile={profile}"], source="--profile")
         apply_cli(cfg, sets)
         require_matplotlib()  # fail before reading anything when the extra is missing
-        landmarks = read_landmarks(sequence, columns=COORDINATES)
+        landmarks = load_landmarks(sequence, columns=COORDINATES)
         rows = [Row("original", landmarks)]
         detail = ""
         if augment:

@@ -9,7 +9,8 @@
   most confused sign pairs (pure numpy on labels and probabilities).
 
 Every problem is one toolkit error naming the file: a bad checkpoint is CheckpointError (exit 4),
-bad input data (unreadable parquet, a data set whose sign map is not the checkpoint's) DataError (exit 3).
+bad input data (unreadable parquet, video or .pose file, a data set whose sign map is not the checkpoint's)
+DataError (exit 3); a video or .pose file without the `video` extra MissingExtraError (exit 1).
 """
 
 from __future__ import annotations
@@ -134,13 +135,15 @@ class FilePredictions:
 
 def predict_files(loaded: LoadedModel, files: Sequence[str | Path], *, batch_size: int = 64,
                   skip_bad: bool = False) -> FilePredictions:
-    """Read, preprocess and classify landmark parquet files (asl-signs layout and its variants).
+    """Read, preprocess and classify landmark files: asl-signs parquet files (and their variants), videos
+    and `.pose` files (landmarks extracted in memory: `asl_cli.extract.load.load_landmarks`).
 
     A bad file raises its DataError, unless `skip_bad`: then it is listed in `.skipped` and the
     others are still predicted. When no file at all could be read there is nothing to show, so
     `skip_bad` too raises one DataError: the first bad file's, with how many others failed.
     """
-    from asl_cli.data.reader import COORDINATES, read_landmarks
+    from asl_cli.data.reader import COORDINATES
+    from asl_cli.extract.load import load_landmarks
 
     good: list[Path] = []
     feats: list[np.ndarray] = []
@@ -149,7 +152,7 @@ def predict_files(loaded: LoadedModel, files: Sequence[str | Path], *, batch_siz
     first_error: DataError | None = None
     for f in files:
         try:
-            landmarks = read_landmarks(f, columns=COORDINATES)  # what training reads: one rule
+            landmarks = load_landmarks(f, columns=COORDINATES)  # what training reads: one rule
         except DataError as exc:
             if not skip_bad:
                 raise

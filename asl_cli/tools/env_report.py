@@ -52,6 +52,8 @@ EXTRAS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("plot", ("matplotlib",), "asl show, evaluate's confusion matrix, ablate's chart"),
     ("onnx", ("onnx", "onnxruntime", "onnxscript"), "asl export (ONNX, verified with onnxruntime)"),
     ("tensorboard", ("tensorboard",), "TensorBoard event files of every run (tensorboard --logdir runs)"),
+    # pyarrow: the extra caps it below 26 (the first release that needs numpy 2) where mediapipe pins numpy<2
+    ("video", ("mediapipe", "pyarrow", "pose-format"), "asl extract; predict and show on videos and .pose files"),
 )
 
 

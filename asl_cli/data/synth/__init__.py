@@ -41,8 +41,8 @@ The package, by concern (each module's docstring has the details):
     templates.py    face mesh, hand skeleton, handshapes, sign recipes (what a sign is)
     signers.py      participants and how their recordings look (camera, handedness)
     motion.py       one sequence: a signer performing a sign, as the tracker sees it
-    parquet.py      one sequence as an asl-signs parquet file
-    writer.py       `generate`: the asl-signs folder layout, worker processes, held-out signers
+    writer.py       `generate`: the asl-signs folder layout, worker processes, held-out signers (each file
+                    written by `asl_cli.data.landmark_writer`, which `asl extract` shares)
     default_set.py  the cached default set of `asl train` without --data
     hard.py         the opt-in hard set (`asl synth --hard`)
 
@@ -56,7 +56,7 @@ from asl_cli.data.synth.default_set import (COMPLETE_FILE, default_dataset_dir, 
                                             ensure_default_dataset, folder_bytes)
 from asl_cli.data.synth.hard import HARD_DEFAULTS, HARD_VERSION, generate_hard, make_hard_participants
 from asl_cli.data.synth.motion import MAX_FRAMES, MIN_FRAMES, QUANTUM, synth_sequence
-from asl_cli.data.synth.parquet import TYPES
+from asl_cli.data.landmark_writer import TYPES
 from asl_cli.data.synth.signers import MIRROR, Participant, SignerView, make_participants, mirror, turn
 from asl_cli.data.synth.templates import (FACE_GROUPS, FACE_TEMPLATE, HANDSHAPES, Recipes, SignRecipe, hand_joints,
                                           make_recipes, pool_size, sign_names)

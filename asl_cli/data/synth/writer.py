@@ -1,6 +1,6 @@
 """Writing a synthetic set in the asl-signs folder layout (`generate`), optionally split by signer.
 
-    train_landmark_files/<participant_id>/<sequence_id>.parquet   one per sequence (parquet.py)
+    train_landmark_files/<participant_id>/<sequence_id>.parquet   one per sequence (data/landmark_writer.py)
     train.csv                                                     path,participant_id,sequence_id,sign
     sign_to_prediction_index_map.json                             {sign: index}, signs sorted by name
     synth.json                                                    how it was made (parameters, sign recipes)
@@ -14,7 +14,6 @@ temporary sibling folder and renamed into place (`building`).
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import json
 import math
@@ -27,9 +26,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from asl_cli.data.landmark_writer import LandmarkWriter, write_index
 from asl_cli.data.pool import imap_ordered
 from asl_cli.data.synth.motion import synth_sequence
-from asl_cli.data.synth.parquet import _ParquetWriter
 from asl_cli.data.synth.signers import Participant, make_participants
 from asl_cli.data.synth.templates import Recipes, make_recipes
 from asl_cli.errors import DataError, RunIOError
@@ -73,7 +72,7 @@ class _Task:
     signers: SignersFn | None = None  # None: make_participants
 
 
-_WORKER_STATE: dict[tuple, tuple[Recipes, list[Participant], _ParquetWriter]] = {}
+_WORKER_STATE: dict[tuple, tuple[Recipes, list[Participant], LandmarkWriter]] = {}
 
 
 def _run_task(task: _Task) -> tuple[list[tuple[str, int, int, str]], int]:
@@ -84,7 +83,7 @@ def _run_task(task: _Task) -> tuple[list[tuple[str, int, int, str]], int]:
         _WORKER_STATE.clear()
         make_people = task.signers or make_participants
         _WORKER_STATE[key] = (recipes, make_people(task.num_participants, len(recipes.pool), task.seed),
-                              _ParquetWriter())
+                              LandmarkWriter())
     recipes, people, writer = _WORKER_STATE[key]
     person, name = people[task.participant], recipes.signs[task.sign].name
     rows, frames = [], 0
@@ -244,12 +243,7 @@ def write_set(out: Path, name: Path, *, num_signs: int, num_participants: int, r
             frames_total += frames
             if progress is not None:
                 progress(len(rows), total)
-        with open(out / "train.csv", "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh, lineterminator="\n")
-            w.writerow(["path", "participant_id", "sequence_id", "sign"])
-            w.writerows(rows)
-        sign_map = {r.name: i for i, r in enumerate(recipes.signs)}  # names are sorted
-        (out / "sign_to_prediction_index_map.json").write_text(json.dumps(sign_map), encoding="utf-8")
+        write_index(out, rows, [r.name for r in recipes.signs])
         info = {"generator_version": GENERATOR_VERSION, "num_signs": num_signs,
                 "num_participants": num_participants, "repetitions": repetitions, "seed": seed,
                 "keypose_pool": recipes.pool.round(4).tolist(), "second_pool": recipes.second_pool.round(4).tolist(),

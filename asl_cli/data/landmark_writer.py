@@ -1,4 +1,5 @@
-"""One sequence as an asl-signs parquet file, byte for byte in the real files' format.
+"""Writing asl-signs files: one sequence as a parquet file, byte for byte in the real files' format, and
+the folder's `train.csv` and sign map. `asl synth` and `asl extract` both write through here.
 
 Schema as in the real data: frame int16, row_id string "<frame>-<type>-<index>", type string,
 landmark_index int16, x/y/z float64 holding float32 values, pandas metadata, one row group, snappy;
@@ -8,6 +9,7 @@ numpy and Arrow buffers (`_RowIds`: the row ids from a byte template), pyarrow i
 
 from __future__ import annotations
 
+import csv
 import json
 from importlib import metadata
 from pathlib import Path
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from asl_cli.data.landmarks import ROWS_PER_FRAME, TYPE_SIZES
-from asl_cli.data.synth.motion import MAX_FRAMES
+from asl_cli.data.reader import CSV_COLUMNS
 
 TYPES = ("face", "left_hand", "pose", "right_hand")  # row order within a frame
 
@@ -96,27 +98,40 @@ class _RowIds:
                                      [None, pa.py_buffer(offsets), pa.py_buffer(np.concatenate(data))])
 
 
-class _ParquetWriter:
+MAX_FRAME_NUMBER = 2 ** 15 - 1  # `frame` is int16 in asl-signs
+
+
+class LandmarkWriter:
     """Writes (T, 543, 3) sequences as asl-signs parquet files: columns built with numpy/arrow."""
 
-    def __init__(self) -> None:
+    def __init__(self, frames: int = 256) -> None:
         import pyarrow as pa
 
         self.pa = pa
-        idx, types, suffix = _row_layout()
+        self._idx, self._type_names, suffix = _row_layout()
         self.schema = pa.schema([("frame", pa.int16()), ("row_id", pa.string()), ("type", pa.string()),
                                  ("landmark_index", pa.int16()), ("x", pa.float64()), ("y", pa.float64()),
                                  ("z", pa.float64())], metadata={b"pandas": _pandas_metadata()})
-        # Per-row constant columns for the longest sequence; a sequence takes a zero-copy slice.
-        self.landmark_index = pa.array(np.tile(idx, MAX_FRAMES))
-        self.types = pa.array(types * MAX_FRAMES, type=pa.string())
         self.row_ids = _RowIds(suffix)
+        self._reserve(frames)
+
+    def _reserve(self, frames: int) -> None:
+        """Per-row constant columns for `frames` frames; a sequence takes a zero-copy slice."""
+        self.capacity = frames
+        self.landmark_index = self.pa.array(np.tile(self._idx, frames))
+        self.types = self.pa.array(self._type_names * frames, type=self.pa.string())
 
     def write(self, path: Path, frames: np.ndarray, first_frame: int) -> None:
+        """`frames` (T, 543, 3) as frames `first_frame` .. `first_frame + T - 1` (int16, as in asl-signs)."""
         import pyarrow.parquet as pq
 
         pa = self.pa
         t = frames.shape[0]
+        if not (0 <= first_frame and first_frame + t - 1 <= MAX_FRAME_NUMBER):
+            raise ValueError(f"frame numbers {first_frame}..{first_frame + t - 1} do not fit asl-signs' int16 "
+                             f"frame column (at most {MAX_FRAME_NUMBER})")
+        if t > self.capacity:
+            self._reserve(max(t, 2 * self.capacity))
         n = t * ROWS_PER_FRAME
         numbers = np.arange(first_frame, first_frame + t, dtype=np.int16)
         xyz = frames.reshape(n, 3).astype(np.float64)
@@ -127,3 +142,15 @@ class _ParquetWriter:
         # Dictionary-encoding the unique row ids only to fall back to plain costs time for nothing.
         pq.write_table(table, path, compression="snappy", version="1.0",
                        use_dictionary=["frame", "type", "landmark_index", "x", "y", "z"])
+
+
+def write_index(out: Path, rows: list[tuple[str, int, int, str]], signs: list[str]) -> dict[str, int]:
+    """`train.csv` (path, participant_id, sequence_id, sign) and the sign map (signs sorted by name,
+    numbered 0..n-1) of an asl-signs folder; returns the sign map. OSError when they cannot be written."""
+    with open(out / "train.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(CSV_COLUMNS)
+        w.writerows(rows)
+    sign_map = {name: i for i, name in enumerate(sorted(signs))}
+    (out / "sign_to_prediction_index_map.json").write_text(json.dumps(sign_map), encoding="utf-8")
+    return sign_map
