@@ -11,7 +11,7 @@
    - `asl train --preset cpu --data TRAIN --time-budget B --json --runs-dir WORK/runs --seed S`, then
      `asl evaluate RUN --data TEST --split all --json` (the real CLI, `python -m asl_cli`);
    - `benchmarks/plain_loop.py --data TRAIN --test TEST --seconds B --seed S`.
-   Round r uses seed r for both.
+   Round r uses seed r for both (seed first_seed + r with --first-seed, to add rounds to earlier ones).
 3. Writes WORK/quality.json (every run, the medians per budget; rewritten after every run),
    WORK/quality.md (a markdown table) and, with --png, the curve (top-1 against budget).
 
@@ -161,6 +161,8 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=2)
     parser.add_argument("--holdout", type=int, default=10, help="signers held out for the test folder")
     parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="round r trains with seed first_seed + r (more rounds beside an earlier run's)")
     parser.add_argument("--asl-set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra `asl train --set` overrides (none by default)")
     parser.add_argument("--plain-threads", type=int, default=0,
@@ -181,12 +183,13 @@ def main() -> None:
     runs: list[dict] = []
     for r in range(args.rounds):
         for b in budgets:
-            row: dict = {"round": r, "budget": b, "seed": r, "load_before": round(os.getloadavg()[0], 2)}
+            seed = args.first_seed + r
+            row: dict = {"round": r, "budget": b, "seed": seed, "load_before": round(os.getloadavg()[0], 2)}
             order = ("asl", "plain") if r % 2 == 0 else ("plain", "asl")
             for system in order:
                 print(f"round {r + 1}/{args.rounds}, budget {b:g} s: {system} ...", file=sys.stderr, flush=True)
-                row[system] = (asl_run(data, work, b, r, env, extra) if system == "asl"
-                               else plain_run(data, work, b, r, env, args.plain_threads))
+                row[system] = (asl_run(data, work, b, seed, env, extra) if system == "asl"
+                               else plain_run(data, work, b, seed, env, args.plain_threads))
             runs.append(row)
             print(json.dumps(row), flush=True)
             rows = summarise(runs, budgets)
