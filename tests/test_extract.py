@@ -3,6 +3,10 @@
 
 MediaPipe runs at ~20 frames/s on 2 cores: the two videos (120 frames) are extracted once, by the `extracted`
 fixture, and the other tests read its output (or use the .pose file, which converts in milliseconds).
+
+The tests that need the `video` extra skip where it is not installed (an environment made by hand, or a Python
+without a mediapipe wheel); `.ci/run` installs `.[dev]`, which has it, and checks that it imports first, so
+in CI they run.
 """
 
 from __future__ import annotations
@@ -29,6 +33,19 @@ LEFT_HAND, POSE, RIGHT_HAND = (slice(r.start, r.stop) for r in (LEFT_HAND_RANGE,
 LEFT_WRIST, RIGHT_WRIST, LEFT_SHOULDER, RIGHT_SHOULDER = 489 + 15, 489 + 16, 489 + 11, 489 + 12  # pose rows
 
 runner = CliRunner()
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+HAS_MEDIAPIPE, HAS_POSE_FORMAT = _installed("mediapipe"), _installed("pose_format")
+needs_mediapipe = pytest.mark.skipif(not HAS_MEDIAPIPE, reason="the video extra (mediapipe) is not installed")
+needs_pose_format = pytest.mark.skipif(not HAS_POSE_FORMAT, reason="the video extra (pose-format) is not installed")
+needs_video_extra = pytest.mark.skipif(not (HAS_MEDIAPIPE and HAS_POSE_FORMAT),
+                                       reason="the video extra is not installed")
 
 
 def invoke(*args):
@@ -81,6 +98,7 @@ def found(part: np.ndarray) -> np.ndarray:
 
 # --- the extracted files -------------------------------------------------------------------------
 
+@needs_mediapipe
 def test_mediapipe_names_are_those_of_the_layout():
     import mediapipe as mp
 
@@ -90,6 +108,7 @@ def test_mediapipe_names_are_those_of_the_layout():
     assert tuple(p.name for p in mp.solutions.holistic.HandLandmark) == HAND_POINT_NAMES
 
 
+@needs_video_extra
 def test_frames_rows_and_schema_are_those_of_asl_signs(extracted):
     rows = extracted["rows"]
     assert {n: int(r["frames"]) for n, r in rows.items()} == {"FOOTBALL.mp4": 62, "test_video.mp4": 58,
@@ -109,6 +128,7 @@ def test_frames_rows_and_schema_are_those_of_asl_signs(extracted):
         assert r["path"] == f"train_landmark_files/7/{r['sequence_id']}.parquet"
 
 
+@needs_video_extra
 def test_parts_are_found_where_mediapipe_finds_them_and_nan_elsewhere(extracted):
     football, signer = extracted["arrays"]["FOOTBALL.mp4"], extracted["arrays"]["test_video.mp4"]
     for arr in (football, signer):
@@ -122,6 +142,7 @@ def test_parts_are_found_where_mediapipe_finds_them_and_nan_elsewhere(extracted)
     assert np.isnan(signer[:, LEFT_HAND]).all()
 
 
+@needs_video_extra
 def test_hands_are_assigned_as_in_asl_signs(extracted):
     """Holistic's left_hand is the hand at the pose's left wrist, on the image's right for a signer facing the
     camera: the same relation in the real asl-signs files as in what extract writes (docs/extract.md#hands)."""
@@ -150,6 +171,7 @@ def test_hands_are_assigned_as_in_asl_signs(extracted):
     assert (football[two, LEFT_HAND.start, 0] > football[two, RIGHT_HAND.start, 0]).all()
 
 
+@needs_pose_format
 def test_a_pose_file_is_placed_by_point_name_in_normalised_units():
     from pose_format import Pose
 
@@ -186,6 +208,7 @@ def _openpose_file(path: Path) -> Path:
     return path
 
 
+@needs_pose_format
 def test_a_non_holistic_pose_file_is_one_clear_error(tmp_path):
     bad = _openpose_file(tmp_path / "openpose.pose")
     res = invoke("extract", bad, "--out", tmp_path / "out")
@@ -196,6 +219,7 @@ def test_a_non_holistic_pose_file_is_one_clear_error(tmp_path):
 
 # --- bad inputs ----------------------------------------------------------------------------------
 
+@needs_mediapipe
 def test_damaged_videos_and_a_video_without_a_person_are_data_errors(tmp_path):
     import cv2
 
@@ -215,6 +239,7 @@ def test_damaged_videos_and_a_video_without_a_person_are_data_errors(tmp_path):
         assert says in info.value.message and info.value.path == str(path) and info.value.skippable
 
 
+@needs_video_extra
 def test_a_corrupt_video_stops_the_job_or_is_skipped(tmp_path):
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(np.random.default_rng(0).bytes(5000))
@@ -244,6 +269,7 @@ def test_without_the_video_extra_one_line_names_the_install_command(tmp_path):
 
 # --- resume, labels, workers ---------------------------------------------------------------------
 
+@needs_video_extra
 def test_a_rerun_skips_what_is_there_and_force_extracts_again(extracted, signs_folder, tmp_path):
     out = tmp_path / "set"
     shutil.copytree(extracted["out"], out)
@@ -264,6 +290,7 @@ def test_a_rerun_skips_what_is_there_and_force_extracts_again(extracted, signs_f
     assert res.exit_code == EXIT_USAGE and "was extracted with model_complexity 1" in error_line(res)
 
 
+@needs_video_extra
 def test_labels_from_folders_and_from_a_csv(extracted, tmp_path):
     import csv
 
@@ -288,6 +315,7 @@ def test_labels_from_folders_and_from_a_csv(extracted, tmp_path):
     assert res.exit_code == EXIT_DATA and "not listed in the labels file" in error_line(res)
 
 
+@needs_pose_format
 def test_the_same_content_twice_is_one_sequence_and_two_labels_for_it_an_error(tmp_path):
     for sign in ("hello", "bye"):
         (tmp_path / sign).mkdir()
@@ -302,6 +330,7 @@ def test_the_same_content_twice_is_one_sequence_and_two_labels_for_it_an_error(t
                                        "as": f"same content as {tmp_path / 'hello' / 'x.pose'}"}]
 
 
+@needs_pose_format
 def test_worker_processes_write_the_same_files(tmp_path):
     from pose_format import Pose
 
@@ -320,6 +349,7 @@ def test_worker_processes_write_the_same_files(tmp_path):
 
 # --- the round trip: extract -> prepare -> train -> predict on the video --------------------------
 
+@needs_video_extra
 def test_a_labelled_folder_trains_and_predicts_on_the_video(extracted, tmp_path):
     out = extracted["out"]
     res = invoke("prepare", out, "--cache-dir", tmp_path / "cache")
@@ -339,6 +369,7 @@ def test_a_labelled_folder_trains_and_predicts_on_the_video(extracted, tmp_path)
                        atol=1e-6)
 
 
+@needs_video_extra
 def test_show_draws_a_video_and_a_pose_file(tmp_path):
     pytest.importorskip("matplotlib")
     for source, says in ((SIGNER, "8 of 58 frames"), (POSE_FILE, "8 of 170 frames")):
