@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from asl_cli.cli.app import app
 from asl_cli.data.landmarks import LEFT_HAND_RANGE, POSE_RANGE, RIGHT_HAND_RANGE, ROWS_PER_FRAME
-from asl_cli.errors import EXIT_DATA, EXIT_PROBLEM, EXIT_USAGE
+from asl_cli.errors import EXIT_DATA, EXIT_IO, EXIT_PROBLEM, EXIT_USAGE
 from kit import ROOT, run_asl, train_tiny_run
 from realdata import SAMPLE_DIR
 
@@ -376,3 +376,92 @@ def test_show_draws_a_video_and_a_pose_file(tmp_path):
         res = invoke("show", source, "--out", tmp_path / f"{source.stem}.png")
         assert res.exit_code == 0, res.output
         assert says in res.output and (tmp_path / f"{source.stem}.png").stat().st_size > 10_000
+
+
+# --- records, resume and bad input (found in review) ---------------------------------------------
+
+def _pose_variant(dst: Path, *, frames: int | None = None, nobody: bool = False) -> Path:
+    """The real .pose file, shortened to `frames` (another content) or with every confidence 0 (nobody)."""
+    from pose_format import Pose
+
+    pose = Pose.read(POSE_FILE.read_bytes())
+    body = pose.body if frames is None else pose.body[:frames]
+    if nobody:
+        body.confidence[:] = 0
+    with open(dst, "wb") as fh:
+        Pose(pose.header, body).write(fh)
+    return dst
+
+
+def _train_rows(out: Path) -> list[dict]:
+    import csv
+
+    with open(out / "train.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@needs_pose_format
+def test_a_rerun_without_labels_keeps_the_signs_and_train_csv_follows_the_record(tmp_path):
+    (tmp_path / "hello").mkdir()
+    _pose_variant(tmp_path / "hello" / "a.pose", frames=40)
+    out = tmp_path / "set"
+    assert invoke("extract", tmp_path / "hello", "--labels", "parent", "--out", out).exit_code == 0
+    res = invoke("extract", tmp_path / "hello", "--out", out, "--force")  # a resume without --labels
+    assert res.exit_code == 0, res.output
+    assert [r["sign"] for r in _train_rows(out)] == ["hello"]
+    assert [r["sign"] for r in _manifest(out)] == ["hello"]
+
+
+@needs_pose_format
+def test_bad_inputs_found_in_review_are_one_line_each(tmp_path):
+    nobody = _pose_variant(tmp_path / "nobody.pose", nobody=True)
+    res = invoke("extract", nobody, "--out", tmp_path / "a")
+    assert res.exit_code == EXIT_DATA and "no person in any of its 170 frames" in error_line(res)
+    # --skip-bad with only a bad input and its copy: nothing extracted is still an error
+    shutil.copy(nobody, tmp_path / "copy.pose")
+    res = invoke("extract", nobody, tmp_path / "copy.pose", "--out", tmp_path / "b", "--skip-bad")
+    assert res.exit_code == EXIT_DATA and "no person" in error_line(res)
+    # an output that is a file
+    (tmp_path / "file").write_text("x")
+    res = invoke("extract", POSE_FILE, "--out", tmp_path / "file")
+    assert res.exit_code == EXIT_IO and "the output is a file" in error_line(res)
+    # a labels CSV that gives one file two signs
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"file,sign\n{POSE_FILE},hello\n{POSE_FILE},bye\n")
+    res = invoke("extract", POSE_FILE, "--labels", labels, "--out", tmp_path / "c")
+    assert res.exit_code == EXIT_DATA and "line 3:" in error_line(res) and "(line 2: 'hello'" in error_line(res)
+
+
+@needs_pose_format
+def test_a_pose_file_longer_than_int16_frame_numbers_is_a_data_error(tmp_path, monkeypatch):
+    import asl_cli.extract.pose_file as pose_file
+
+    monkeypatch.setattr(pose_file, "MAX_FRAME_NUMBER", 99)  # the real limit, 32,767, is a 100 MB file
+    res = invoke("extract", POSE_FILE, "--out", tmp_path / "a")
+    assert res.exit_code == EXIT_DATA and "170 frames: asl-signs' int16 frame numbers hold at most 100" in error_line(res)
+
+
+@needs_pose_format
+def test_damaged_outputs_and_abandoned_temp_files_are_replaced_on_a_rerun(tmp_path):
+    out = tmp_path / "set"
+    assert invoke("extract", POSE_FILE, "--out", out).exit_code == 0
+    (row,) = _manifest(out)
+    target = out / row["path"]
+    good = target.read_bytes()
+    target.write_bytes(b"not parquet")  # damaged since
+    dead = target.parent / f".{target.name}.tmp-{2 ** 22 + 7}-0e990786"  # a writer that is gone
+    dead.write_bytes(b"half")
+    res = invoke("extract", POSE_FILE, "--out", out, "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["extracted"] == 1 and target.read_bytes() == good and not dead.exists()
+
+
+@needs_pose_format
+def test_forced_new_settings_on_part_of_a_folder_are_refused(tmp_path):
+    out = tmp_path / "set"
+    short = _pose_variant(tmp_path / "short.pose", frames=30)
+    assert invoke("extract", POSE_FILE, short, "--out", out).exit_code == 0
+    res = invoke("extract", POSE_FILE, "--out", out, "--force", "--model-complexity", "2")
+    assert res.exit_code == EXIT_USAGE and "would keep the old ones" in error_line(res)
+    res = invoke("extract", POSE_FILE, short, "--out", out, "--force", "--model-complexity", "2")
+    assert res.exit_code == 0, res.output

@@ -40,7 +40,8 @@ def imap_ordered(fn: Callable, items: Iterable, workers: int, *, chunksize: int 
     """`map(fn, items)` in order, in `workers` spawned processes when more than one.
 
     Raises `WorkerPoolError` when a worker dies. Leaving early (an exception in the consumer,
-    Ctrl-C) cancels the work not yet started and does not wait for the rest.
+    Ctrl-C) cancels the work not yet started and terminates the workers (a worker's half-written
+    file is a temp sibling, which the next job removes), so the process ends at once.
     """
     if workers <= 1:
         yield from map(fn, items)
@@ -57,5 +58,11 @@ def imap_ordered(fn: Callable, items: Iterable, workers: int, *, chunksize: int 
         finished = True
     except BrokenProcessPool:
         raise WorkerPoolError(WORKER_DIED) from None
-    finally:  # leaving early: map's iterator has cancelled what had not started; don't wait for the rest
-        executor.shutdown(wait=finished)
+    finally:
+        if not finished:  # leaving early (an error, Ctrl-C): cancel what is queued and stop the workers now
+            workers_now = list((executor._processes or {}).values())  # noqa: SLF001 - no public way to stop them
+            executor.shutdown(wait=False, cancel_futures=True)
+            for process in workers_now:
+                process.terminate()
+        else:
+            executor.shutdown(wait=True)

@@ -23,12 +23,13 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from asl_cli.data.landmark_writer import MAX_FRAME_NUMBER
 from asl_cli.data.landmarks import ROWS_PER_FRAME, TYPE_OFFSETS, TYPE_SIZES
 from asl_cli.errors import ConfigError, DataError, MissingExtraError, first_line
 from asl_cli.extract import INSTALL
 
 MEDIAPIPE_VERSION = "0.10.21"  # the last release whose legacy Holistic ships its models (works offline)
-MAX_FRAMES = 2 ** 15  # asl-signs' `frame` column is int16
+MAX_FRAMES = MAX_FRAME_NUMBER + 1  # asl-signs' `frame` column is int16
 EXACT_FRAME_COUNT = (".mp4", ".mov")  # containers whose header holds the exact frame count
 CUT_SHORT = 0.9  # fewer decoded frames than this share of the announced count: a damaged file
 SHOW_NATIVE_LOGS = "ASL_MEDIAPIPE_LOGS"  # set to 1 to see MediaPipe's own log lines
@@ -61,12 +62,24 @@ def require_mediapipe():
         import mediapipe as mp
 
         holistic = mp.solutions.holistic
-    except (ImportError, AttributeError):
+    except (ImportError, AttributeError) as exc:
         where = f"Python {sys.version_info.major}.{sys.version_info.minor}"
+        # installed but broken (numpy 2 or protobuf 5 beside mediapipe 0.10.21): say what broke it
+        broken = f"; it is installed but does not import: {first_line(exc)}" if _installed("mediapipe") else ""
         raise MissingExtraError(
             f"reading videos needs MediaPipe {MEDIAPIPE_VERSION}, the optional extra `video`: {INSTALL} "
-            f"(its wheels are for Python 3.9-3.12; this is {where})") from None
+            f"(its wheels are for Python 3.9-3.12; this is {where}){broken}") from None
     return holistic, cv2
+
+
+def _installed(module: str) -> bool:
+    """Whether `module` is on the path (found without importing it)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # blocked or half-imported: sys.modules holds None or a spec-less module
+        return False
 
 
 @contextlib.contextmanager

@@ -35,7 +35,7 @@ from asl_cli.data.reader import SIGN_MAP, TRAIN_CSV
 from asl_cli.errors import ConfigError, DataError, RunIOError, first_line
 from asl_cli.extract.holistic import HolisticSettings
 from asl_cli.extract.load import POSE_SUFFIXES, VIDEO_SUFFIXES, source_kind
-from asl_cli.tempfiles import atomic_write_text, temp_sibling
+from asl_cli.tempfiles import abandoned, atomic_write_text, temp_sibling
 
 FILES_DIR = "train_landmark_files"
 MANIFEST = "extract.csv"
@@ -138,6 +138,7 @@ def read_labels_csv(path: str | Path) -> dict[Path, tuple[str, int | None]]:
         raise DataError(f"a labels CSV needs the columns file,sign[,participant_id] (found: {found})", path=path)
     col = {name: header.index(name) for name in header}
     labels: dict[Path, tuple[str, int | None]] = {}
+    lines: dict[Path, int] = {}  # where each file was listed first
     for line_no, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
@@ -153,7 +154,12 @@ def read_labels_csv(path: str | Path) -> dict[Path, tuple[str, int | None]]:
                 participant = int(text)
             except ValueError:
                 raise DataError(f"line {line_no}: participant_id {text!r} is not an integer", path=path) from None
-        labels[_key(path.parent / file)] = (sign, participant)
+        key = _key(path.parent / file)
+        if key in labels and labels[key] != (sign, participant):
+            raise DataError(f"line {line_no}: {file} is listed again with sign {sign!r} / participant {participant} "
+                            f"(line {lines[key]}: {labels[key][0]!r} / {labels[key][1]}): one file, one label",
+                            path=path)
+        labels[key], lines[key] = (sign, participant), line_no
     if not labels:
         raise DataError("the labels file lists no file", path=path)
     return labels
@@ -230,18 +236,24 @@ def _extract_one(task: _Task) -> tuple[int, float, str | None]:
         target.parent.mkdir(parents=True, exist_ok=True)
         _WRITER[0].write(tmp, landmarks, first_frame=0)
         os.replace(tmp, target)
-    except OSError as exc:
+    except BaseException as exc:  # Ctrl-C too: no half-written file stays behind
         tmp.unlink(missing_ok=True)
-        raise RunIOError(f"cannot write the landmark file ({exc.strerror or exc})", path=target) from None
+        if isinstance(exc, OSError):
+            raise RunIOError(f"cannot write the landmark file ({exc.strerror or exc})", path=target) from None
+        raise
     return int(landmarks.shape[0]), seconds, None
 
 
-def _frames_in(path: Path) -> int:
+def _frames_in(path: Path) -> int | None:
+    """Frames of a file this command wrote before; None when it cannot be read (then it is written again)."""
     import pyarrow.parquet as pq
 
     from asl_cli.data.landmarks import ROWS_PER_FRAME
 
-    return pq.ParquetFile(path).metadata.num_rows // ROWS_PER_FRAME
+    try:
+        return pq.ParquetFile(path).metadata.num_rows // ROWS_PER_FRAME
+    except Exception:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ... on a damaged file
+        return None
 
 
 # --- the job ----------------------------------------------------------------------------------
@@ -260,6 +272,8 @@ def extract(inputs: Sequence[Input], out: str | Path, *, settings: HolisticSetti
     started = time.perf_counter()
     out = Path(out)
     check_job(inputs, out, settings=settings, force=force)
+    for tmp in abandoned((out / FILES_DIR).glob("*/.*.tmp-*")):  # files of a job killed mid-write
+        tmp.unlink(missing_ok=True)
     outcomes: list[Outcome] = []
     report = _reporter(len(inputs), outcomes, progress)
     pending: list[tuple[Input, Outcome]] = []
@@ -277,10 +291,12 @@ def extract(inputs: Sequence[Input], out: str | Path, *, settings: HolisticSetti
         holder[sid] = item
         rel = f"{FILES_DIR}/{item.participant}/{sid}.parquet"
         outcome = Outcome(str(item.source), "extracted", rel, item.participant, sid, item.sign)
-        if not force and (out / rel).is_file():
-            report(replace(outcome, status="existing", frames=_frames_in(out / rel)))
-        else:
+        frames = None if force or not (out / rel).is_file() else _frames_in(out / rel)
+        if frames is not None:
+            report(replace(outcome, status="existing", frames=frames))
+        else:  # new, --force, or a damaged file of ours
             pending.append((item, outcome))
+    _check_forced_settings(out, settings, force, set(holder))
     tasks = [_Task(str(item.source), str(out / o.path), settings) for item, o in pending]
     extract_started = time.perf_counter()
     try:
@@ -296,7 +312,7 @@ def extract(inputs: Sequence[Input], out: str | Path, *, settings: HolisticSetti
         raise
     summary = Summary(out, outcomes, extract_seconds=time.perf_counter() - extract_started)
     bad = [o for o in outcomes if o.status == "bad"]
-    if bad and len(bad) == len(outcomes):
+    if bad and not any(o.status in ("extracted", "existing") for o in outcomes):  # duplicates of bad ones too
         more = f"; none of the {len(bad)} inputs could be read" if len(bad) > 1 else ""
         raise DataError(f"{bad[0].error}{more}", path=bad[0].source)
     _write_records(out, outcomes, settings, summary)
@@ -347,6 +363,24 @@ def _check_same_settings(out: Path, settings: HolisticSettings) -> None:
                           "the inputs again with the new ones")
 
 
+def _check_forced_settings(out: Path, settings: HolisticSettings, force: bool, given: set[int]) -> None:
+    """--force with other Holistic settings than the folder's re-extracts only the inputs given: every
+    sequence of the folder must be among them, or the folder would mix settings its extract.json hides."""
+    if not force:
+        return
+    try:
+        before = json.loads((out / SETTINGS_FILE).read_text(encoding="utf-8"))["holistic"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if before == settings.as_dict():
+        return
+    left = [r for r in read_manifest(out) if int(r["sequence_id"]) not in given]
+    if left:
+        raise ConfigError(f"--force with other Holistic settings extracts only the inputs given, and {len(left)} "
+                          f"sequence(s) of {out} (e.g. {left[0]['source']}) would keep the old ones: give every "
+                          "input of the folder, or extract into another --out")
+
+
 def _require_extras(kinds: set[str]) -> None:
     """Fail before any work when an input needs an extra that is missing (one line, exit 1)."""
     if "video" in kinds:
@@ -360,7 +394,7 @@ def _require_extras(kinds: set[str]) -> None:
 def _check_output_folder(out: Path) -> None:
     """`out` may be absent, empty, or a folder this command wrote (it has extract.csv)."""
     if out.exists() and not out.is_dir():
-        raise DataError("the output is a file, not a folder", path=out)
+        raise RunIOError("the output is a file, not a folder (choose another --out)", path=out)
     if (out / TRAIN_CSV).exists() and not (out / MANIFEST).exists():
         raise DataError(f"holds a {TRAIN_CSV} that asl extract did not write (no {MANIFEST}): choose another "
                         "--out folder", path=out)
@@ -396,8 +430,10 @@ def _write_records(out: Path, outcomes: list[Outcome], settings: HolisticSetting
         old = rows.get(o.sequence_id)
         if old is not None and old["path"] != o.path:  # relabelled to another participant: one file only
             (out / old["path"]).unlink(missing_ok=True)
+        # a rerun without --labels (a resume) keeps the sign recorded before
+        sign = o.sign if o.sign is not None else (old["sign"] if old is not None else "")
         rows[o.sequence_id] = {"path": o.path, "participant_id": str(o.participant), "sequence_id": str(o.sequence_id),
-                               "sign": o.sign or "", "frames": str(o.frames), "source": o.source}
+                               "sign": sign, "frames": str(o.frames), "source": o.source}
     ordered = sorted(rows.values(), key=lambda r: (int(r["participant_id"]), r["path"]))
     text = io.StringIO()
     writer = csv.DictWriter(text, MANIFEST_COLUMNS, lineterminator="\n", extrasaction="ignore")
@@ -411,6 +447,9 @@ def _write_records(out: Path, outcomes: list[Outcome], settings: HolisticSetting
             write_index(out, [(r["path"], int(r["participant_id"]), int(r["sequence_id"]), r["sign"])
                               for r in labelled], signs)
             summary.signs = len(signs)
+        else:  # no labelled sequence left: no train.csv that would contradict the record
+            for name in (TRAIN_CSV, SIGN_MAP):
+                (out / name).unlink(missing_ok=True)
         atomic_write_text(out / SETTINGS_FILE, json.dumps(_about(settings), indent=1) + "\n")
     except OSError as exc:
         raise RunIOError(f"cannot write the folder's records ({exc.strerror or exc})", path=out) from None

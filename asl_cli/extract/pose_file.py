@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from asl_cli.data.landmarks import HAND_POINT_NAMES, POSE_POINT_NAMES, ROWS_PER_FRAME, TYPE_OFFSETS, TYPE_SIZES
+from asl_cli.data.landmark_writer import MAX_FRAME_NUMBER
 from asl_cli.errors import DataError, MissingExtraError, first_line
 from asl_cli.extract import INSTALL
 
@@ -88,6 +89,9 @@ def read_pose_file(path: str | Path) -> np.ndarray:
     confidence = np.asarray(body.confidence)  # (frames, people, points)
     if data.ndim != 4 or data.shape[0] == 0 or data.shape[1] == 0:
         raise DataError(f"no frames (data of shape {tuple(data.shape)})", path=path, skippable=True)
+    if data.shape[0] > MAX_FRAME_NUMBER + 1:
+        raise DataError(f"{data.shape[0]} frames: asl-signs' int16 frame numbers hold at most {MAX_FRAME_NUMBER + 1} "
+                        "(cut the file into signs)", path=path, skippable=True)
     values = np.ma.filled(data[:, 0].astype(np.float64), np.nan)  # the first person
     values[confidence[:, 0] <= 0] = np.nan
     out = np.full((values.shape[0], ROWS_PER_FRAME, 3), np.nan, dtype=np.float32)
@@ -104,4 +108,7 @@ def read_pose_file(path: str | Path) -> np.ndarray:
                     scale = width if letter == "X" else height if letter == "Y" else 1.0
                     out[:, targets[keep], axis] = column / scale
         offset += count
+    if np.isnan(out).all():  # as for a video: a sequence with nobody in it is not a sign
+        raise DataError(f"no person in any of its {out.shape[0]} frames (every Holistic point has confidence 0)",
+                        path=path, skippable=True)
     return out
