@@ -12,6 +12,7 @@ in CI they run.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -233,10 +234,11 @@ def test_damaged_videos_and_a_video_without_a_person_are_data_errors(tmp_path):
     for _ in range(6):
         writer.write(np.full((64, 64, 3), 90, np.uint8))
     writer.release()
-    for path, says in ((cut, "cut short: 13 of the 64 frames"), (empty, "no person found in any of its 6 frames")):
+    # how many frames of the cut file decode is the decoder's business: the message's form is ours
+    for path, says in ((cut, r"cut short: \d+ of the 64 frames"), (empty, "no person found in any of its 6 frames")):
         with pytest.raises(DataError) as info:
             extract_video(path)
-        assert says in info.value.message and info.value.path == str(path) and info.value.skippable
+        assert re.search(says, info.value.message) and info.value.path == str(path) and info.value.skippable
 
 
 @needs_video_extra
@@ -465,3 +467,14 @@ def test_forced_new_settings_on_part_of_a_folder_are_refused(tmp_path):
     assert res.exit_code == EXIT_USAGE and "would keep the old ones" in error_line(res)
     res = invoke("extract", POSE_FILE, short, "--out", out, "--force", "--model-complexity", "2")
     assert res.exit_code == 0, res.output
+
+
+@needs_video_extra
+def test_worker_processes_extract_videos_to_the_same_bytes_as_one_process(extracted, tmp_path):
+    # two videos in two processes, in the other order: a fresh Holistic graph per video, no state carried over
+    out = tmp_path / "w2"
+    res = invoke("extract", SIGNER, FOOTBALL, "--out", out, "--workers", 2, "--participant", 7)
+    assert res.exit_code == 0, res.output
+    for name in ("FOOTBALL.mp4", "test_video.mp4"):
+        path = extracted["rows"][name]["path"]
+        assert (out / path).read_bytes() == (extracted["out"] / path).read_bytes(), name

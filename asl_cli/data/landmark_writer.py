@@ -10,16 +10,18 @@ numpy and Arrow buffers (`_RowIds`: the row ids from a byte template), pyarrow i
 from __future__ import annotations
 
 import csv
+import io
 import json
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from asl_cli.data.landmarks import ROWS_PER_FRAME, TYPE_SIZES
-from asl_cli.data.reader import CSV_COLUMNS
+from asl_cli.data.landmarks import ROWS_PER_FRAME, TYPE_OFFSETS, TYPE_SIZES
+from asl_cli.data.reader import CSV_COLUMNS, SIGN_MAP, TRAIN_CSV
+from asl_cli.tempfiles import atomic_write_text
 
-TYPES = ("face", "left_hand", "pose", "right_hand")  # row order within a frame
+TYPES = tuple(TYPE_OFFSETS)  # asl-signs' row order within a frame (data.landmarks owns it)
 
 
 def _row_layout() -> tuple[np.ndarray, list[str], list[str]]:
@@ -146,11 +148,13 @@ class LandmarkWriter:
 
 def write_index(out: Path, rows: list[tuple[str, int, int, str]], signs: list[str]) -> dict[str, int]:
     """`train.csv` (path, participant_id, sequence_id, sign) and the sign map (signs sorted by name,
-    numbered 0..n-1) of an asl-signs folder; returns the sign map. OSError when they cannot be written."""
-    with open(out / "train.csv", "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(CSV_COLUMNS)
-        w.writerows(rows)
+    numbered 0..n-1) of an asl-signs folder; returns the sign map. Each written whole or not at all (a
+    reader of a live folder sees the old file or the new); RunIOError when they cannot be written."""
+    text = io.StringIO()
+    w = csv.writer(text, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    w.writerows(rows)
     sign_map = {name: i for i, name in enumerate(sorted(signs))}
-    (out / "sign_to_prediction_index_map.json").write_text(json.dumps(sign_map), encoding="utf-8")
+    atomic_write_text(out / TRAIN_CSV, text.getvalue())
+    atomic_write_text(out / SIGN_MAP, json.dumps(sign_map))
     return sign_map

@@ -20,6 +20,7 @@ processes (`data.pool.imap_ordered`), each with one MediaPipe graph per video.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -212,12 +213,16 @@ class _Task:
     settings: HolisticSettings
 
 
-_WRITER: list = []  # one LandmarkWriter per process
+@functools.cache
+def _writer():
+    """One LandmarkWriter per process (its per-row columns are built once)."""
+    from asl_cli.data.landmark_writer import LandmarkWriter
+
+    return LandmarkWriter()
 
 
 def _extract_one(task: _Task) -> tuple[int, float, str | None]:
     """Extract and write one input: (frames, seconds, None), or (0, seconds, what is wrong) for a bad input."""
-    from asl_cli.data.landmark_writer import LandmarkWriter
     from asl_cli.extract.load import load_landmarks
 
     started = time.perf_counter()
@@ -228,13 +233,11 @@ def _extract_one(task: _Task) -> tuple[int, float, str | None]:
             raise
         return 0, time.perf_counter() - started, exc.message
     seconds = time.perf_counter() - started
-    if not _WRITER:
-        _WRITER.append(LandmarkWriter())
     target = Path(task.target)
     tmp = temp_sibling(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _WRITER[0].write(tmp, landmarks, first_frame=0)
+        _writer().write(tmp, landmarks, first_frame=0)
         os.replace(tmp, target)
     except BaseException as exc:  # Ctrl-C too: no half-written file stays behind
         tmp.unlink(missing_ok=True)

@@ -36,6 +36,9 @@ def load_landmarks(path: str | Path, columns: Sequence[str] = AXES, *, settings=
         from asl_cli.data.reader import read_landmarks
 
         return read_landmarks(path, columns=columns)
+    unknown = [c for c in columns if c not in AXES]
+    if unknown:  # before a video is run through MediaPipe, not after
+        raise ValueError(f"unknown coordinate column(s) {unknown}")
     if kind == "video":
         from asl_cli.extract.holistic import HolisticSettings, extract_video
 
@@ -44,7 +47,4 @@ def load_landmarks(path: str | Path, columns: Sequence[str] = AXES, *, settings=
         from asl_cli.extract.pose_file import read_pose_file
 
         landmarks = read_pose_file(path)
-    unknown = [c for c in columns if c not in AXES]
-    if unknown:
-        raise ValueError(f"unknown coordinate column(s) {unknown}")
     return np.ascontiguousarray(landmarks[..., [AXES.index(c) for c in columns]])

@@ -36,7 +36,6 @@ HOLISTIC_COMPONENTS: dict[str, tuple[str, dict[str, int]]] = {
     "POSE_LANDMARKS": ("pose", {name: i for i, name in enumerate(POSE_POINT_NAMES)}),
     "RIGHT_HAND_LANDMARKS": ("right_hand", {name: i for i, name in enumerate(HAND_POINT_NAMES)}),
 }
-IGNORED_COMPONENTS = ("POSE_WORLD_LANDMARKS",)
 REFINED_IRIS = {str(i) for i in range(468, 478)}  # refine_face_landmarks=True adds these; asl-signs has none
 
 
