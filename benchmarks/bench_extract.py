@@ -44,7 +44,8 @@ def in_process(rounds: int, settings) -> None:
 
 
 def whole_job(rounds: int, copies: int, settings) -> None:
-    from asl_cli.extract.job import Input, extract
+    from asl_cli.extract.inputs import Input
+    from asl_cli.extract.job import extract
 
     with tempfile.TemporaryDirectory(prefix="bench-extract-") as tmp:
         inputs = []

@@ -1,6 +1,6 @@
 """`asl extract INPUT... --out DIR`: videos and `.pose` files -> an asl-signs folder (docs/extract.md).
 
-Thin: options -> `asl_cli.extract.job` (inputs, labels, `extract`) -> a Rich progress bar on stderr and
+Thin: options -> `asl_cli.extract` (inputs and labels, then `job.extract`) -> a Rich progress bar on stderr and
 a summary. A bad input stops the command with one line naming it (exit 3) unless `--skip-bad`; without
 the `video` extra it is one line with the install command (exit 1). `--json`: one JSON object.
 """
@@ -48,7 +48,8 @@ def extract_command(
     with user_errors(as_json), name_the_remedy("--skip-bad"):
         from asl_cli.errors import ConfigError
         from asl_cli.extract.holistic import HolisticSettings
-        from asl_cli.extract.job import check_job, extract, find_inputs, label_inputs, labelled_files, parse_labels
+        from asl_cli.extract.inputs import find_inputs, label_inputs, labelled_files, parse_labels
+        from asl_cli.extract.job import check_job, extract
 
         labels = parse_labels(labels)
         if not inputs:
@@ -108,7 +109,7 @@ class _Bar:
 
 def _report(summary, as_json: bool) -> None:
     from asl_cli.cli import nextsteps
-    from asl_cli.extract.job import unlabelled_note
+    from asl_cli.extract.records import unlabelled_note
 
     extracted, existing, bad = summary.count("extracted"), summary.count("existing"), summary.count("bad")
     fps = summary.frames_per_second
