@@ -415,6 +415,19 @@ def test_a_rerun_without_labels_keeps_the_signs_and_train_csv_follows_the_record
 
 
 @needs_pose_format
+def test_a_rerun_without_participant_keeps_the_recorded_one(tmp_path):
+    out = tmp_path / "set"
+    clip = _pose_variant(tmp_path / "a.pose", frames=40)
+    assert invoke("extract", clip, "--out", out, "--participant", "7").exit_code == 0
+    (before,) = _manifest(out)
+    res = invoke("extract", clip, "--out", out, "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["existing"] == 1  # not moved to participant 0
+    assert _manifest(out) == [before] and before["participant_id"] == "7"
+    assert invoke("extract", POSE_FILE, "--out", out).exit_code == 0  # a new input without one: participant 0
+    assert sorted(r["participant_id"] for r in _manifest(out)) == ["0", "7"]
+
+
+@needs_pose_format
 def test_bad_inputs_found_in_review_are_one_line_each(tmp_path):
     nobody = _pose_variant(tmp_path / "nobody.pose", nobody=True)
     res = invoke("extract", nobody, "--out", tmp_path / "a")

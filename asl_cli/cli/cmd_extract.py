@@ -27,8 +27,9 @@ def extract_command(
     labels: Annotated[Optional[str], typer.Option("--labels", help="'parent' (each file's folder name is its "
                       "sign) or a CSV file with the columns file, sign and (optionally) participant_id. Without "
                       "it, no train.csv.")] = None,
-    participant: Annotated[int, typer.Option("--participant", help="participant_id of the inputs (a labels "
-                           "CSV's participant_id column wins).")] = 0,
+    participant: Annotated[Optional[int], typer.Option("--participant", help="participant_id of the inputs (a "
+                           "labels CSV's participant_id column wins; not given: 0, or what the folder's record "
+                           "holds for an input it has).", show_default=False)] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Processes extracting videos at once (one "
                        "per core is the most that pays).")] = 1,
     force: Annotated[bool, typer.Option("--force", help="Extract again what the folder already holds.")] = False,

@@ -26,11 +26,12 @@ HASH_CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Input:
-    """One file to extract: its sign (None: unlabelled) and participant."""
+    """One file to extract: its sign (None: unlabelled) and participant (None: not given: the one the
+    folder's record holds for this content, else 0)."""
 
     source: Path
     sign: str | None
-    participant: int
+    participant: int | None
 
 
 def find_inputs(paths: Iterable[str | Path]) -> list[Path]:
@@ -102,9 +103,10 @@ def _key(path: Path) -> Path:
     return Path(os.path.abspath(path))
 
 
-def label_inputs(files: Sequence[Path], labels: str | None, participant: int) -> list[Input]:
+def label_inputs(files: Sequence[Path], labels: str | None, participant: int | None) -> list[Input]:
     """Each file with its sign: none (`labels` None), its parent folder's name ("parent"), or its row
-    of the labels CSV `labels` (whose participant_id, when given, wins over `participant`)."""
+    of the labels CSV `labels` (whose participant_id, when given, wins over `participant`; None: not
+    given, see `Input`)."""
     if labels is None:
         return [Input(f, None, participant) for f in files]
     if labels == LABELS_PARENT:

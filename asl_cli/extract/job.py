@@ -110,12 +110,15 @@ def extract(inputs: Sequence[Input], out: str | Path, *, settings: HolisticSetti
     report = _reporter(len(inputs), outcomes, progress)
     pending: list[tuple[Input, Outcome]] = []
     holder: dict[int, Input] = {}  # sequence id -> the input that holds it
+    recorded = {int(r["sequence_id"]): int(r["participant_id"]) for r in read_manifest(out)}
     for item in inputs:
         try:
             sid = sequence_id(item.source)
         except DataError as exc:
             report(_bad(item, exc.message, skip_bad))
             continue
+        if item.participant is None:  # not given (a resume): where the record has it, else participant 0
+            item = replace(item, participant=recorded.get(sid, 0))
         if sid in holder:
             _check_same_labels(holder[sid], item)
             report(Outcome(str(item.source), "duplicate", error=f"same content as {holder[sid].source}"))
@@ -164,7 +167,7 @@ def _bad(item: Input, message: str, skip_bad: bool) -> Outcome:
     """A bad input: its DataError (skippable: the CLI names --skip-bad), or with `skip_bad` its outcome."""
     if not skip_bad:
         raise DataError(message, path=item.source, skippable=True)
-    return Outcome(str(item.source), "bad", sign=item.sign, participant=item.participant, error=message)
+    return Outcome(str(item.source), "bad", sign=item.sign, participant=item.participant or 0, error=message)
 
 
 def _check_same_labels(first: Input, again: Input) -> None:
