@@ -491,3 +491,36 @@ def test_worker_processes_extract_videos_to_the_same_bytes_as_one_process(extrac
     for name in ("FOOTBALL.mp4", "test_video.mp4"):
         path = extracted["rows"][name]["path"]
         assert (out / path).read_bytes() == (extracted["out"] / path).read_bytes(), name
+
+
+@needs_video_extra
+def test_ctrl_c_with_workers_stops_them_and_the_record_matches_the_files(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from kit import start_asl
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(6):  # distinct content (trailing bytes), each decodes as FOOTBALL.mp4
+        (videos / f"c{i}.mp4").write_bytes(FOOTBALL.read_bytes() + bytes(16 + i))
+    out = tmp_path / "set"
+    proc = start_asl("extract", str(videos), "--out", str(out), "--workers", "2")
+    try:
+        deadline = time.monotonic() + 90
+        while not list(out.glob("train_landmark_files/*/*.parquet")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert proc.returncode == 130, err
+    assert "stopped by Ctrl-C: files extracted so far are kept" in err and "Traceback" not in err
+    written = sorted(str(p.relative_to(out)) for p in out.glob("train_landmark_files/*/*.parquet"))
+    assert 1 <= len(written) < 6 and written == sorted(r["path"] for r in _manifest(out))  # none after the record
+    # a rerun goes on: what is there is kept, a stopped worker's temp file is swept
+    res = invoke("extract", videos / "c0.mp4", "--out", out, "--json")
+    assert res.exit_code == 0, res.output
+    assert not list(out.glob("train_landmark_files/*/.*.tmp-*"))

@@ -38,20 +38,13 @@ ProgressFn = Callable[[int, int, Outcome], None]
 @dataclass(frozen=True)
 class _Task:
     source: str
-    target: str  # absolute parquet path
     settings: HolisticSettings
 
 
-@functools.cache
-def _writer():
-    """One LandmarkWriter per process (its per-row columns are built once)."""
-    from asl_cli.data.landmark_writer import LandmarkWriter
-
-    return LandmarkWriter()
-
-
-def _extract_one(task: _Task) -> tuple[int, float, str | None]:
-    """Extract and write one input: (frames, seconds, None), or (0, seconds, what is wrong) for a bad input."""
+def _read_one(task: _Task):
+    """Read one input (in a worker process or this one): (landmarks, seconds, None), or (None, seconds,
+    what is wrong) for a bad input. The file is written by the job's process, which records it at once:
+    a worker stopped by Ctrl-C leaves no file the record does not know."""
     from asl_cli.extract.load import load_landmarks
 
     started = time.perf_counter()
@@ -60,9 +53,20 @@ def _extract_one(task: _Task) -> tuple[int, float, str | None]:
     except DataError as exc:
         if not exc.skippable:
             raise
-        return 0, time.perf_counter() - started, exc.message
-    seconds = time.perf_counter() - started
-    target = Path(task.target)
+        return None, time.perf_counter() - started, exc.message
+    return landmarks, time.perf_counter() - started, None
+
+
+@functools.cache
+def _writer():
+    """The LandmarkWriter (its per-row columns are built once)."""
+    from asl_cli.data.landmark_writer import LandmarkWriter
+
+    return LandmarkWriter()
+
+
+def _write(landmarks, target: Path) -> None:
+    """One landmark file, through a temporary sibling: whole or not at all."""
     tmp = temp_sibling(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +77,6 @@ def _extract_one(task: _Task) -> tuple[int, float, str | None]:
         if isinstance(exc, OSError):
             raise RunIOError(f"cannot write the landmark file ({exc.strerror or exc})", path=target) from None
         raise
-    return int(landmarks.shape[0]), seconds, None
 
 
 def _frames_in(path: Path) -> int | None:
@@ -132,14 +135,18 @@ def extract(inputs: Sequence[Input], out: str | Path, *, settings: HolisticSetti
         else:  # new, --force, or a damaged file of ours
             pending.append((item, outcome))
     _check_forced_settings(out, settings, force, set(holder))
-    tasks = [_Task(str(item.source), str(out / o.path), settings) for item, o in pending]
+    tasks = [_Task(str(item.source), settings) for item, _ in pending]
     extract_started = time.perf_counter()
+    results = imap_ordered(_read_one, tasks, min(max(1, workers), max(1, len(tasks))))
     try:
-        results = imap_ordered(_extract_one, tasks, min(max(1, workers), max(1, len(tasks))))
-        for (item, outcome), (frames, seconds, error) in zip(pending, results):
-            report(_bad(item, error, skip_bad) if error is not None else
-                   replace(outcome, frames=frames, seconds=seconds))
+        for (item, outcome), (landmarks, seconds, error) in zip(pending, results):
+            if error is not None:
+                report(_bad(item, error, skip_bad))
+                continue
+            _write(landmarks, out / outcome.path)
+            report(replace(outcome, frames=int(landmarks.shape[0]), seconds=seconds))
     except BaseException:
+        results.close()  # the workers stop first, so that no file is written after the record below
         try:  # record what was done so far, so that train.csv matches the files and a rerun goes on
             write_records(out, outcomes, settings, Summary(out))
         except Exception:  # noqa: BLE001 - the first error is the one to report
