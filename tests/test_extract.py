@@ -471,15 +471,23 @@ def test_damaged_outputs_and_abandoned_temp_files_are_replaced_on_a_rerun(tmp_pa
     assert json.loads(res.stdout)["extracted"] == 1 and target.read_bytes() == good and not dead.exists()
 
 
-@needs_pose_format
-def test_forced_new_settings_on_part_of_a_folder_are_refused(tmp_path):
+@needs_video_extra
+def test_forced_new_settings_on_part_of_a_folder_are_refused(extracted, tmp_path):
     out = tmp_path / "set"
+    shutil.copytree(extracted["out"], out)  # two videos and a .pose file, Holistic's default settings
+    res = invoke("extract", FOOTBALL, "--out", out, "--model-complexity", "2")
+    assert res.exit_code == EXIT_USAGE and "rerun with those options, or add --force" in error_line(res)
+    res = invoke("extract", FOOTBALL, "--out", out, "--force", "--model-complexity", "2")
+    assert res.exit_code == EXIT_USAGE and "2 sequence(s)" in error_line(res) and "would keep the old ones" in error_line(res)
+
+
+@needs_pose_format
+def test_a_folder_of_pose_files_records_no_holistic_settings(tmp_path):
+    out = tmp_path / "set"
+    assert invoke("extract", POSE_FILE, "--out", out).exit_code == 0
+    assert json.loads((out / "extract.json").read_text())["holistic"] is None  # Holistic never ran
     short = _pose_variant(tmp_path / "short.pose", frames=30)
-    assert invoke("extract", POSE_FILE, short, "--out", out).exit_code == 0
-    res = invoke("extract", POSE_FILE, "--out", out, "--force", "--model-complexity", "2")
-    assert res.exit_code == EXIT_USAGE and "would keep the old ones" in error_line(res)
-    res = invoke("extract", POSE_FILE, short, "--out", out, "--force", "--model-complexity", "2")
-    assert res.exit_code == 0, res.output
+    assert invoke("extract", short, "--out", out, "--model-complexity", "2").exit_code == 0  # binds nothing
 
 
 @needs_video_extra

@@ -21,6 +21,7 @@ from asl_cli.data.reader import SIGN_MAP, TRAIN_CSV
 from asl_cli.errors import DataError, RunIOError, first_line
 from asl_cli.extract.holistic import HolisticSettings
 from asl_cli.extract.inputs import ID_BITS
+from asl_cli.extract.load import source_kind
 from asl_cli.tempfiles import atomic_write_text
 
 FILES_DIR = "train_landmark_files"
@@ -30,7 +31,8 @@ SETTINGS_FILE = "extract.json"
 
 
 def recorded_settings(out: Path) -> dict | None:
-    """The Holistic settings extract.json records for `out`; None for a new folder (or no record)."""
+    """The Holistic settings extract.json records for `out`; None for a new folder, a folder of .pose
+    files only (Holistic never ran), or one without a record."""
     try:
         return json.loads((out / SETTINGS_FILE).read_text(encoding="utf-8"))["holistic"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -39,7 +41,8 @@ def recorded_settings(out: Path) -> dict | None:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one input: "extracted", "existing" (already there, skipped) or "bad"."""
+    """What happened to one input: "extracted", "existing" (already there, skipped), "bad" (`error` says
+    why) or "duplicate" (the same content as another input, which `error` names)."""
 
     source: str
     status: str
@@ -121,13 +124,15 @@ def write_records(out: Path, outcomes: list[Outcome], settings: HolisticSettings
         else:  # no labelled sequence left: no train.csv that would contradict the record
             for name in (TRAIN_CSV, SIGN_MAP):
                 (out / name).unlink(missing_ok=True)
-        atomic_write_text(out / SETTINGS_FILE, json.dumps(_about(settings), indent=1) + "\n")
+        # Holistic settings only where Holistic ran: a folder of .pose files does not bind later video runs
+        ran = any(source_kind(r["source"]) == "video" for r in ordered)
+        atomic_write_text(out / SETTINGS_FILE, json.dumps(_about(settings if ran else None), indent=1) + "\n")
     except OSError as exc:
         raise RunIOError(f"cannot write the folder's records ({exc.strerror or exc})", path=out) from None
     summary.sequences, summary.labelled = len(ordered), len(labelled)
 
 
-def _about(settings: HolisticSettings) -> dict:
+def _about(settings: HolisticSettings | None) -> dict:
     from importlib import metadata
 
     def version(name: str) -> str | None:
@@ -136,7 +141,7 @@ def _about(settings: HolisticSettings) -> dict:
         except metadata.PackageNotFoundError:
             return None
 
-    return {"holistic": settings.as_dict(), "mediapipe": version("mediapipe"), "pose_format": version("pose-format"),
+    return {"holistic": None if settings is None else settings.as_dict(), "mediapipe": version("mediapipe"), "pose_format": version("pose-format"),
             "frame_numbers": "0-based index of the decoded frame", "sequence_id": f"first {ID_BITS} bits of the "
             "input file's SHA-256"}
 
