@@ -3,8 +3,8 @@
 Thin: options -> `asl_cli.serve.inference.predict_files` -> a Rich table, JSON or NDJSON. Reads the
 asl-signs layout and the variants other MediaPipe Holistic capture scripts write (other column
 order, no row_id, int64 frame), and videos and `.pose` files, whose landmarks are extracted in memory
-(MediaPipe Holistic with its default settings, as `asl extract`; extra `video`). A bad file stops the command with one line naming it (exit 3)
-before anything is printed; with `--skip-bad` it is reported on stderr and the others are predicted
+(MediaPipe Holistic with its default settings, as `asl extract`; extra `video`). A bad file stops the
+command with one line naming it (exit 3) before anything is printed; with `--skip-bad` it is reported on stderr and the others are predicted
 (when no file could be read: only the library's one error line, exit 3, and nothing on stdout).
 Files are read as training reads them (`frame`, `x`, `y`; `z` optional). `--json` and `--ndjson`
 together are refused (exit 2).

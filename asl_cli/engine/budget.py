@@ -208,9 +208,10 @@ class TimePlan:
         spend it on validation; a run the cap ends early still validates along the way, so its best
         checkpoint is chosen among several), and not when the final evaluation is near anyway (it
         could push the end past the plan)."""
-        if self.clock - last_eval_clock < EVAL_GAP * self.expected_end():
+        end = self.expected_end()
+        if self.clock - last_eval_clock < EVAL_GAP * end:
             return False
-        return self.expected_end() - self.clock > 2.0 * self.end_s
+        return end - self.clock > 2.0 * self.end_s
 
     def exclude_interval(self) -> None:
         """The update interval in progress is not a training one (it compiled a torch.compile graph):

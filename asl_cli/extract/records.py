@@ -141,7 +141,8 @@ def _about(settings: HolisticSettings | None) -> dict:
         except metadata.PackageNotFoundError:
             return None
 
-    return {"holistic": None if settings is None else settings.as_dict(), "mediapipe": version("mediapipe"), "pose_format": version("pose-format"),
+    return {"holistic": None if settings is None else settings.as_dict(), "mediapipe": version("mediapipe"),
+            "pose_format": version("pose-format"),
             "frame_numbers": "0-based index of the decoded frame", "sequence_id": f"first {ID_BITS} bits of the "
             "input file's SHA-256"}
 
